@@ -1,0 +1,297 @@
+"""The `collector` command: daemon, demo, field tools and reports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+
+from collector import config as config_mod
+from collector.errors import CollectorError, ConfigError
+from collector.tables import values_table
+from protocols.dlt645.client import ClientSettings
+from protocols.errors import ProtocolError
+from protocols.serial import LineSettings
+
+T = TypeVar("T")
+console = Console(width=None if sys.stdout.isatty() else 140)
+EXIT_CONFIG = 2
+EXIT_DEVICE = 3
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_CONFIG)
+    except ProtocolError as exc:
+        console.print(f"[red]device error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_DEVICE)
+    except CollectorError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _load_settings(path: str) -> config_mod.Settings:
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_CONFIG)
+
+
+@click.group()
+@click.version_option(package_name="meter-collector")
+def main() -> None:
+    """meter-collector: a head-end for electricity meters."""
+
+
+# --- daemon ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", default="collector.toml", show_default=True,
+              help="Path to collector.toml.")
+def run(config_path: str) -> None:
+    """Run the collector daemon until SIGTERM or Ctrl-C."""
+    from collector.daemon import run_collector
+
+    settings = _load_settings(config_path)
+    _setup_logging(settings.collector.log_level)
+    stats = _run(run_collector(settings))
+    console.print(
+        f"stopped: {stats.readings} readings collected, {stats.new} new rows, "
+        f"{stats.overruns} bus overruns"
+    )
+
+
+@main.command()
+@click.option("--meters", default=20, show_default=True, help="Simulated meters.")
+@click.option("--buses", default=2, show_default=True, help="Simulated RS-485 buses (ptys).")
+@click.option("--hours", default=24.0, show_default=True, help="Simulated hours to run.")
+@click.option("--seconds", default=40.0, show_default=True,
+              help="Wall-clock seconds the simulated period should take.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
+              help="SQLite file to keep (default: a temporary one).")
+@click.option("--seed", default=1, show_default=True)
+def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | None,
+         seed: int) -> None:
+    """Simulated meters on pty buses, the real collector, an accelerated day, a summary."""
+    from collector.demo import run_demo
+    from collector.tables import meter_summary_table
+    from storage.sqlite import SqliteStore
+
+    _setup_logging("ERROR")
+    with tempfile.TemporaryDirectory(prefix="collector-demo-") as tmp:
+        path = Path(db_path) if db_path else Path(tmp) / "demo.db"
+        console.print(
+            f"[bold]meter-collector demo[/]: {meters} DL/T 645 meters on {buses} pty buses, "
+            f"{hours:g} simulated hours in ~{seconds:g} s, storing into {path}"
+        )
+        with console.status("collecting…"):
+            result = _run(run_demo(meters=meters, buses=buses, hours=hours, seconds=seconds,
+                                   db_path=path, seed=seed))
+
+        async def summarise() -> tuple[Any, ...]:
+            store = SqliteStore(str(path))
+            try:
+                latest = await store.latest_readings()
+                count = await store.count_readings()
+                rows = await store.collection_summary(
+                    result.start, result.end, by="bus", tz=result.settings.collector.timezone
+                )
+                daily = await store.daily_consumption(
+                    result.start, result.end + timedelta(days=1), by="area",
+                    tz=result.settings.collector.timezone,
+                )
+            finally:
+                await store.close()
+            return latest, count, rows, daily
+
+        latest, count, bus_rows, daily = asyncio.run(summarise())
+        injected = {
+            f"m{n:03d}": ", ".join(m.faults.describe())
+            for n, m in result.fleet.meters.items()
+            if m.faults.describe()
+        }
+        meters_list = [(m.id, m.bus) for m in result.settings.meters]
+        console.print(meter_summary_table(meters_list, result.stats.meters, latest, injected))
+        from collector.tables import collection_table, consumption_table
+
+        console.print(collection_table(bus_rows, "bus"))
+        if daily:
+            console.print(consumption_table(daily, "area"))
+        stats = result.stats
+        total = sum(s.attempts for s in stats.meters.values())
+        ok = sum(s.ok for s in stats.meters.values())
+        console.print(
+            f"{total} collection attempts, {ok} ok ({ok / max(total, 1):.1%}); "
+            f"{stats.readings} readings taken, {count} rows stored; "
+            f"{stats.overruns} bus overruns; storage errors: {sum(stats.storage_errors.values())}"
+        )
+        if db_path:
+            console.print(f"database kept at {path}")
+
+
+# --- field tools -----------------------------------------------------------------------
+
+
+def _line_options(f: Any) -> Any:
+    f = click.option("--port", required=True, help="Serial port, e.g. /dev/ttyUSB0.")(f)
+    f = click.option("--baud", default=2400, show_default=True)(f)
+    f = click.option("--parity", default="E", show_default=True,
+                     type=click.Choice(["N", "E", "O"]))(f)
+    f = click.option("--latency-ms", default=500.0, show_default=True,
+                     help="Allowance for the meter's answer.")(f)
+    return f
+
+
+def _address(value: str) -> str:
+    text = value.strip().zfill(12)
+    if len(text) != 12 or not text.isdigit():
+        raise click.BadParameter(f"{value!r} is not a 12-digit meter address")
+    return text
+
+
+@main.command()
+@_line_options
+@click.option("--address", required=True, help="Meter address as printed, e.g. 000000000001.")
+@click.option("--quantity", "quantities", multiple=True,
+              help="OBIS code to read (repeatable); default: energy, V, I, P, PF, Hz.")
+def read(port: str, baud: int, parity: str, latency_ms: float, address: str,
+         quantities: tuple[str, ...]) -> None:
+    """Read one meter once and show its values with units."""
+    from collector.fieldtools import DEFAULT_READ, dlt645_session, read_meter
+
+    addr = _address(address)
+
+    async def go() -> None:
+        async with dlt645_session(
+            port, LineSettings(baud, parity), ClientSettings(latency_s=latency_ms / 1000)
+        ) as client:
+            outcome = await read_meter(client, addr, quantities or DEFAULT_READ)
+        console.print(values_table(f"meter {addr} on {port}",
+                                   [(v.obis, v.value, v.unit) for v in outcome.values]))
+        for problem in outcome.problems:
+            console.print(f"[yellow]{problem}[/]")
+
+    _run(go())
+
+
+@main.command()
+@_line_options
+def scan(port: str, baud: int, parity: str, latency_ms: float) -> None:
+    """Find the meter addresses on a bus."""
+    from collector.fieldtools import dlt645_session, scan_bus
+
+    async def go() -> list[str]:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("probing", total=None)
+
+            def on_probe(pattern: str, n: int, total: int) -> None:
+                progress.update(task, description=f"probing {pattern}", total=total,
+                                completed=n + 1)
+
+            async with dlt645_session(
+                port, LineSettings(baud, parity),
+                ClientSettings(latency_s=latency_ms / 1000, retries=0),
+            ) as client:
+                return await scan_bus(client, on_probe)
+
+    found = _run(go())
+    if not found:
+        console.print(f"no meter answered on {port}")
+        sys.exit(1)
+    for address in found:
+        console.print(address)
+    console.print(f"{len(found)} meter(s) on {port}")
+
+
+@main.command()
+@_line_options
+@click.option("--address", required=True)
+@click.option("--timezone", "tz_name", default="Asia/Shanghai", show_default=True,
+              help="The meter's local time zone.")
+@click.option("--sync", is_flag=True, help="Broadcast a time sync, then check again.")
+def clock(port: str, baud: int, parity: str, latency_ms: float, address: str, tz_name: str,
+          sync: bool) -> None:
+    """Show the meter clock's offset from this machine, and optionally sync it."""
+    from collector.fieldtools import check_clock, dlt645_session
+
+    addr = _address(address)
+    tz = ZoneInfo(tz_name)
+
+    async def go() -> None:
+        async with dlt645_session(
+            port, LineSettings(baud, parity), ClientSettings(latency_s=latency_ms / 1000)
+        ) as client:
+            before = await check_clock(client, addr, tz)
+            console.print(
+                f"meter {addr}: {before.meter_time:%Y-%m-%d %H:%M:%S %Z}, "
+                f"server {before.server_time.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}, "
+                f"offset {before.offset_s:+.0f} s"
+            )
+            if sync:
+                await client.broadcast_time_sync(datetime.now(UTC).astimezone(tz))
+                after = await check_clock(client, addr, tz)
+                console.print(f"after sync: offset {after.offset_s:+.0f} s")
+
+    _run(go())
+
+
+@main.command()
+@click.option("--meters", default=10, show_default=True)
+@click.option("--buses", default=1, show_default=True)
+@click.option("--baud", default=0, show_default=True, help="Emulate wire time at this baud.")
+@click.option("--latency-ms", default=0.0, show_default=True)
+@click.option("--speed", default=1.0, show_default=True, help="Simulated time runs N× faster.")
+@click.option("--seed", default=1, show_default=True)
+def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float,
+             seed: int) -> None:
+    """Run simulated DL/T 645 meters on pty buses and print the paths to open."""
+    from collector.clock import SimulatedClock
+    from simulator.bus import WireTiming
+    from simulator.fleet import FleetSpec, build_fleet
+
+    async def go() -> None:
+        clock = SimulatedClock(datetime.now(UTC), speed)
+        spec = FleetSpec(meters=meters, buses=buses, seed=seed, tz=ZoneInfo("Asia/Shanghai"),
+                         timing=WireTiming(baud=baud, latency_s=latency_ms / 1000))
+        fleet = build_fleet(spec, clock.now, clock.now() - timedelta(days=2))
+        paths = await fleet.start()
+        for i, path in enumerate(paths):
+            addrs = [m.address for n, m in fleet.meters.items() if fleet.bus_of[n] == i]
+            console.print(f"bus{i + 1}: {path}  meters {addrs[0]}…{addrs[-1]} ({len(addrs)})")
+        console.print("Ctrl-C to stop", style="dim")
+        sys.stdout.flush()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await fleet.stop()
+
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+"""collector.toml → typed settings, with errors that name the file, the key and the fix."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from collector.errors import ConfigError
+from collector.model import Meter
+
+PROTOCOLS = ("dlt645", "modbus-rtu", "modbus-tcp")
+PARITIES = ("N", "E", "O")
+BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+DEFAULT_STORAGE = "sqlite:///collector.db"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSettings:
+    timezone: str = "UTC"
+    gateway: str = ""
+    log_level: str = "INFO"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    url: str = DEFAULT_STORAGE
+    password_env: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    name: str
+    port: str
+    baud: int = 2400
+    parity: str = "E"
+    latency_ms: float = 500.0
+    retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """What to read and when. Slots align to the epoch (every) or to local midnight (at)."""
+
+    name: str
+    every: timedelta
+    quantities: tuple[str, ...] = ()
+    at: timedelta | None = None
+    frozen_days: int = 0
+    clock: bool = False
+    events: bool = False
+    meters: tuple[str, ...] = ("*",)
+
+    def applies_to(self, meter_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(meter_id, pattern) for pattern in self.meters)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: str
+    collector: CollectorSettings = field(default_factory=CollectorSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    buses: tuple[BusConfig, ...] = ()
+    meters: tuple[Meter, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
+
+    def bus(self, name: str) -> BusConfig:
+        return next(b for b in self.buses if b.name == name)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)\s*$")
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_OBIS = re.compile(r"^\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}$")
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_duration(text: Any) -> timedelta | None:
+    if isinstance(text, int) and not isinstance(text, bool) and text > 0:
+        return timedelta(seconds=text)
+    if isinstance(text, str) and (m := _DURATION.match(text)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        return timedelta(seconds=seconds) if seconds > 0 else None
+    return None
+
+
+class _Section:
+    """Typed access to one TOML table that reports mistakes with the full key path."""
+
+    def __init__(self, file: str, path: str, table: Any, known: dict[str, str]) -> None:
+        self.file = file
+        self.path = path
+        if not isinstance(table, dict):
+            raise ConfigError(file, path, f"must be a table, got {type(table).__name__}")
+        self.table = table
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, list(known), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                example = known[close[0]] if close else ""
+                raise ConfigError(file, f"{path}.{key}", f"unknown key{hint}", example)
+        self.known = known
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, f"{self.path}.{key}", problem, self.known.get(key, ""))
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if key not in self.table:
+            if default is _REQUIRED:
+                raise self.error(key, "is required")
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) and kind is not bool and not (
+            isinstance(kind, tuple) and bool in kind
+        ):
+            raise self.error(key, f"must be {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.error(key, f"must be {_kind_name(kind)}, got {type(value).__name__}")
+        return value
+
+
+_REQUIRED = object()
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+# --- sections --------------------------------------------------------------------------
+
+_COLLECTOR_KEYS = {
+    "timezone": 'timezone = "Asia/Shanghai"',
+    "gateway": 'gateway = "gw-017"',
+    "log_level": 'log_level = "INFO"',
+}
+_STORAGE_KEYS = {
+    "url": 'url = "sqlite:///var/lib/meter-collector/collector.db"',
+    "password_env": 'password_env = "COLLECTOR_DB_PASSWORD"',
+}
+_BUS_KEYS = {
+    "name": 'name = "bus1"',
+    "port": 'port = "/dev/ttyUSB0"',
+    "baud": "baud = 2400",
+    "parity": 'parity = "E"',
+    "latency_ms": "latency_ms = 500",
+    "retries": "retries = 2",
+}
+_METER_KEYS = {
+    "id": 'id = "m0001"',
+    "protocol": 'protocol = "dlt645"',
+    "bus": 'bus = "bus1"',
+    "address": 'address = "000000000001"',
+    "model": 'model = "DDS666"',
+    "multiplier": "multiplier = 40.0  # CT ratio × PT ratio",
+    "area": 'area = "T-0412"',
+    "exporter": "exporter = true  # PV customer: export is legitimate",
+    "area_meter": "area_meter = true  # the transformer's own meter",
+    "phases": "phases = 3",
+}
+_SCHEDULE_KEYS = {
+    "name": 'name = "interval"',
+    "every": 'every = "15m"',
+    "at": 'at = "00:05"  # local time, for daily schedules',
+    "quantities": 'quantities = ["1-0:1.8.0", "1-0:2.8.0", "1-0:32.7.0"]',
+    "frozen_days": "frozen_days = 3",
+    "clock": "clock = true",
+    "events": "events = true",
+    "meters": 'meters = ["*"]',
+}
+_TOP_KEYS = {
+    "collector": "[collector]",
+    "storage": "[storage]",
+    "bus": "[[bus]]",
+    "meter": "[[meter]]",
+    "schedule": "[[schedule]]",
+}
+
+
+def load(path: str | Path) -> Settings:
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(file, "(file)", f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(file, "(file)", "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", str(exc)) from None
+    return parse(data, file)
+
+
+def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
+    top = _Section(file, "(top level)", data, _TOP_KEYS)
+    collector = _parse_collector(_Section(file, "collector", data.get("collector", {}),
+                                          _COLLECTOR_KEYS))
+    storage = _parse_storage(_Section(file, "storage", data.get("storage", {}), _STORAGE_KEYS))
+    buses = [
+        _parse_bus(_Section(file, f"bus[{i}]", b, _BUS_KEYS))
+        for i, b in enumerate(_array(top, "bus"))
+    ]
+    _unique(file, "bus", [b.name for b in buses])
+    bus_names = {b.name for b in buses}
+    meters = [
+        _parse_meter(_Section(file, f"meter[{i}]", m, _METER_KEYS), bus_names)
+        for i, m in enumerate(_array(top, "meter"))
+    ]
+    _unique(file, "meter", [m.id for m in meters])
+    seen: dict[tuple[str, str], str] = {}
+    for i, m in enumerate(meters):
+        if m.protocol == "dlt645":
+            key = (m.bus, m.address)
+            if key in seen:
+                raise ConfigError(file, f"meter[{i}].address",
+                                  f"{m.address} is already used by meter {seen[key]} on bus {m.bus}")
+            seen[key] = m.id
+    schedules = [
+        _parse_schedule(_Section(file, f"schedule[{i}]", s, _SCHEDULE_KEYS))
+        for i, s in enumerate(_array(top, "schedule"))
+    ]
+    _unique(file, "schedule", [s.name for s in schedules])
+    return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules))
+
+
+def _array(top: _Section, key: str) -> list[Any]:
+    value = top.table.get(key, [])
+    if not isinstance(value, list):
+        raise top.error(key, f"must be an array of tables, written [[{key}]]")
+    return value
+
+
+def _unique(file: str, what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            key = "id" if what == "meter" else "name"
+            raise ConfigError(file, f"{what}[{i}].{key}", f"{name!r} is used twice")
+        seen.add(name)
+
+
+def _parse_collector(s: _Section) -> CollectorSettings:
+    tz = s.get("timezone", str, "UTC")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise s.error("timezone", f"{tz!r} is not an IANA time zone") from None
+    level = s.get("log_level", str, "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise s.error("log_level", f"{level!r} is not DEBUG, INFO, WARNING or ERROR")
+    return CollectorSettings(tz, s.get("gateway", str, ""), level)
+
+
+def _parse_storage(s: _Section) -> StorageSettings:
+    url = s.get("url", str, DEFAULT_STORAGE)
+    if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        raise s.error("url", "must start with sqlite:// or postgresql://")
+    if url.startswith("postgres") and re.search(r"://[^/@]*:[^/@]+@", url):
+        raise s.error(
+            "url",
+            "must not hold the password; put it in an environment variable named by "
+            "password_env",
+        )
+    return StorageSettings(url, s.get("password_env", str, ""))
+
+
+def _parse_bus(s: _Section) -> BusConfig:
+    name = s.get("name", str, _REQUIRED)
+    port = s.get("port", str, _REQUIRED)
+    baud = s.get("baud", int, 2400)
+    if baud not in BAUDS:
+        raise s.error("baud", f"{baud} is not a serial rate ({', '.join(map(str, BAUDS))})")
+    parity = s.get("parity", str, "E").upper()
+    if parity not in PARITIES:
+        raise s.error("parity", f"{parity!r} must be N, E or O")
+    latency = float(s.get("latency_ms", (int, float), 500))
+    if not 0 <= latency <= 10_000:
+        raise s.error("latency_ms", "must be between 0 and 10000")
+    retries = s.get("retries", int, 2)
+    if not 0 <= retries <= 10:
+        raise s.error("retries", "must be between 0 and 10")
+    return BusConfig(name, port, baud, parity, latency, retries)
+
+
+def _parse_meter(s: _Section, buses: set[str]) -> Meter:
+    meter_id = s.get("id", str, _REQUIRED)
+    if not meter_id.strip():
+        raise s.error("id", "must not be empty")
+    protocol = s.get("protocol", str, "dlt645")
+    if protocol not in PROTOCOLS:
+        raise s.error("protocol", f"{protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    bus = s.get("bus", str, _REQUIRED)
+    if protocol != "modbus-tcp" and bus not in buses:
+        known = ", ".join(sorted(buses)) or "none defined"
+        raise s.error("bus", f"{bus!r} is not a [[bus]] name (known: {known})")
+    address = str(s.get("address", (str, int), _REQUIRED))
+    if protocol == "dlt645":
+        address = address.zfill(12)
+        if len(address) != 12 or not address.isdigit():
+            raise s.error("address", f"{address!r} must be 12 decimal digits")
+    multiplier = float(s.get("multiplier", (int, float), 1.0))
+    if multiplier <= 0:
+        raise s.error("multiplier", "must be positive")
+    phases = s.get("phases", int, 1)
+    if phases not in (1, 3):
+        raise s.error("phases", "must be 1 or 3")
+    return Meter(
+        id=meter_id,
+        protocol=protocol,
+        bus=bus,
+        address=address,
+        model=s.get("model", str, ""),
+        multiplier=multiplier,
+        area=s.get("area", str, ""),
+        exporter=s.get("exporter", bool, False),
+        is_area_meter=s.get("area_meter", bool, False),
+        phases=phases,
+    )
+
+
+def _parse_schedule(s: _Section) -> Schedule:
+    name = s.get("name", str, _REQUIRED)
+    every_raw = s.get("every", (str, int), "15m")
+    every = parse_duration(every_raw)
+    if every is None:
+        raise s.error("every", f"{every_raw!r} is not a duration like 15m, 1h or 1d")
+    at = None
+    at_raw = s.get("at", str, None)
+    if at_raw is not None:
+        m = _HHMM.match(at_raw)
+        if not m:
+            raise s.error("at", f"{at_raw!r} is not a local time HH:MM")
+        at = timedelta(hours=int(m.group(1)), minutes=int(m.group(2)))
+        if every != timedelta(days=1):
+            raise s.error("at", 'only applies to daily schedules (every = "1d")')
+    quantities = tuple(s.get("quantities", list, []))
+    for q in quantities:
+        if not isinstance(q, str) or not _OBIS.match(q):
+            raise s.error("quantities", f"{q!r} is not an OBIS code like 1-0:1.8.0")
+    frozen = s.get("frozen_days", int, 0)
+    if not 0 <= frozen <= 62:
+        raise s.error("frozen_days", "must be between 0 and 62 (what meters keep)")
+    meters = tuple(s.get("meters", list, ["*"]))
+    if not all(isinstance(m, str) for m in meters):
+        raise s.error("meters", "must list meter ids or patterns as strings")
+    clock = s.get("clock", bool, False)
+    events = s.get("events", bool, False)
+    if not (quantities or frozen or clock or events):
+        raise s.error("quantities", "the schedule reads nothing")
+    return Schedule(name, every, quantities, at, frozen, clock, events, meters)

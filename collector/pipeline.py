@@ -1,0 +1,181 @@
+"""One meter, one slot: protocol client → Readings, Events and a CollectionAttempt.
+
+Everything protocol-specific ends here; what comes out is the shared data model, with
+the CT×PT multiplier applied once and recorded in the reading's source.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Protocol
+
+from collector.clock import Clock
+from collector.config import Schedule
+from collector.model import CollectionAttempt, Event, Meter, Outcome, Reading
+from protocols.dlt645 import data_ids
+from protocols.dlt645.client import Dlt645Client
+from protocols.dlt645.codec import MeterErrorReply
+from protocols.errors import ProtocolError, ResponseTimeout
+
+log = logging.getLogger(__name__)
+
+SCALED_UNITS = frozenset({"kWh", "kvarh", "kW", "kvar"})
+COVER_COUNT_OBIS = "0-0:96.20.0"
+
+
+@dataclass
+class CollectionResult:
+    meter: Meter
+    slot: datetime
+    readings: list[Reading] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    attempt: CollectionAttempt | None = None
+
+
+class MeterReader(Protocol):
+    """What the scheduler needs from any protocol: read this meter for this slot."""
+
+    async def collect(self, meter: Meter, schedule: Schedule, slot: datetime) -> CollectionResult:
+        ...
+
+
+def source_tag(protocol: str, bus: str, multiplier: float, extra: str = "") -> str:
+    tag = f"{protocol}:{bus}"
+    if extra:
+        tag += f":{extra}"
+    if multiplier != 1.0:
+        tag += f"*{multiplier:g}"
+    return tag
+
+
+def scaled(meter: Meter, unit: str, value: float) -> float:
+    return value * meter.multiplier if unit in SCALED_UNITS else value
+
+
+class Dlt645Reader:
+    def __init__(
+        self, client: Dlt645Client, clock: Clock, meter_tz: tzinfo, gateway: str = ""
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.meter_tz = meter_tz
+        self.gateway = gateway
+
+    async def collect(self, meter: Meter, schedule: Schedule, slot: datetime) -> CollectionResult:
+        result = CollectionResult(meter, slot)
+        started = time.monotonic()
+        outcome = Outcome.OK
+        try:
+            await self._read_quantities(meter, schedule, slot, result)
+            if schedule.clock:
+                await self._read_clock(meter, slot, result)
+            if schedule.events:
+                await self._read_events(meter, slot, result)
+            for n in range(1, schedule.frozen_days + 1):
+                await self._read_frozen(meter, n, result)
+        except ResponseTimeout as exc:
+            # A silent meter will not answer the next item either: give the bus back.
+            outcome = Outcome.TIMEOUT
+            result.errors.append(str(exc.with_context(meter=meter.id, bus=meter.bus)))
+        except ProtocolError as exc:
+            outcome = Outcome.ERROR
+            result.errors.append(str(exc.with_context(meter=meter.id, bus=meter.bus)))
+        if outcome is Outcome.OK and result.errors and not result.readings:
+            # Partial answers (one unsupported item) still count as collected; the error
+            # text says what was missing.
+            outcome = Outcome.ERROR
+        for error in result.errors:
+            log.warning("meter %s on bus %s: %s", meter.id, meter.bus, error)
+        result.attempt = CollectionAttempt(
+            meter_id=meter.id,
+            bus=meter.bus,
+            ts=slot,
+            outcome=outcome,
+            latency_ms=(time.monotonic() - started) * 1000,
+            error="; ".join(result.errors)[:500],
+            gateway=self.gateway,
+        )
+        return result
+
+    async def _read_item(self, meter: Meter, di: int, result: CollectionResult) -> bytes | None:
+        """One DI; an error reply costs this item only, not the rest of the plan."""
+        try:
+            return await self.client.read(meter.address, di)
+        except MeterErrorReply as exc:
+            result.errors.append(f"DI {di:08X}: {exc.message}")
+            return None
+
+    async def _read_quantities(
+        self, meter: Meter, schedule: Schedule, slot: datetime, result: CollectionResult
+    ) -> None:
+        if not schedule.quantities:
+            return
+        wanted = set(schedule.quantities)
+        source = source_tag("dlt645", meter.bus, meter.multiplier)
+        for di in data_ids.plan_reads(schedule.quantities):
+            payload = await self._read_item(meter, di, result)
+            if payload is None:
+                continue
+            for value in data_ids.decode_values(data_ids.lookup(di), payload):
+                if value.obis in wanted:
+                    result.readings.append(
+                        Reading(meter.id, value.obis, slot, scaled(meter, value.unit, value.value),
+                                value.unit, source=source)
+                    )
+
+    async def _read_clock(self, meter: Meter, slot: datetime, result: CollectionResult) -> None:
+        date_raw = await self._read_item(meter, data_ids.DI_DATE, result)
+        time_raw = await self._read_item(meter, data_ids.DI_TIME, result)
+        server = self.clock.now()
+        if date_raw is None or time_raw is None:
+            return
+        meter_time = data_ids.meter_clock(date_raw, time_raw, self.meter_tz)
+        offset = round((meter_time - server).total_seconds(), 1)
+        result.readings.append(
+            Reading(meter.id, data_ids.CLOCK_OFFSET_OBIS, slot, offset, "s",
+                    source=source_tag("dlt645", meter.bus, 1.0, "clock"))
+        )
+
+    async def _read_events(self, meter: Meter, slot: datetime, result: CollectionResult) -> None:
+        raw = await self._read_item(meter, 0x03300D00, result)
+        if raw is None:
+            return
+        count = data_ids.COUNT.decode(raw)
+        result.readings.append(
+            Reading(meter.id, COVER_COUNT_OBIS, slot, count, "count",
+                    source=source_tag("dlt645", meter.bus, 1.0))
+        )
+        if count <= 0:
+            return
+        record_raw = await self._read_item(meter, data_ids.DI_COVER_RECORD, result)
+        if record_raw is None:
+            return
+        rec = data_ids.decode_cover_record(record_raw, self.meter_tz)
+        details: dict[str, object] = {"count": int(count)}
+        if rec.end is not None:
+            details["end"] = rec.end.astimezone(UTC).isoformat()
+        if rec.forward_before_kwh is not None:
+            details["forward_before_kwh"] = rec.forward_before_kwh
+        result.events.append(Event(meter.id, rec.start.astimezone(UTC), "cover_open", details))
+
+    async def _read_frozen(self, meter: Meter, n: int, result: CollectionResult) -> None:
+        raw_time = await self._read_item(meter, data_ids.di_frozen_time(n), result)
+        if raw_time is None:
+            return
+        frozen_at = data_ids.decode_frozen_time(raw_time, self.meter_tz).astimezone(UTC)
+        source = source_tag("dlt645", meter.bus, meter.multiplier, f"frozen{n}")
+        for di in (data_ids.di_frozen_forward(n), data_ids.di_frozen_reverse(n)):
+            payload = await self._read_item(meter, di, result)
+            if payload is None:
+                continue
+            block = data_ids.FROZEN_FORWARD if (di >> 8) & 0xFF == 1 else data_ids.FROZEN_REVERSE
+            for value in data_ids.decode_values(block, payload):
+                result.readings.append(
+                    Reading(meter.id, value.obis, frozen_at,
+                            scaled(meter, value.unit, value.value), value.unit, source=source)
+                )
+

@@ -1,0 +1,231 @@
+"""Aligned schedules → read jobs → one queue per bus; buses in parallel, meters in turn.
+
+Results are persisted before the next job on that bus starts, so a crash loses at most
+the read in flight, and a restart re-reads into the same (meter, quantity, slot) keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from collector.clock import Clock, align_up
+from collector.config import Schedule
+from collector.model import CollectionAttempt, Meter, Outcome
+from collector.pipeline import CollectionResult, MeterReader
+from storage.base import Store, StorageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    meter: Meter
+    schedule: Schedule
+    slot: datetime
+
+
+@dataclass
+class MeterStats:
+    ok: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    last_error: str = ""
+
+    @property
+    def attempts(self) -> int:
+        return self.ok + self.timeouts + self.errors
+
+
+@dataclass
+class MeterHealth:
+    """Consecutive silence, so a dead meter stops eating its bus's time budget.
+
+    On a 2400-baud bus one silent meter costs its full timeout and retries every slot;
+    after a few misses we probe it with growing gaps (capped) instead of every slot.
+    """
+
+    silent_in_a_row: int = 0
+    skip_until: datetime | None = None
+
+    def note(self, outcome: Outcome, slot: datetime, every: timedelta) -> None:
+        if outcome is not Outcome.TIMEOUT:
+            self.silent_in_a_row = 0
+            self.skip_until = None
+            return
+        self.silent_in_a_row += 1
+        if self.silent_in_a_row >= SILENT_BEFORE_BACKOFF:
+            steps = 2 ** (self.silent_in_a_row - SILENT_BEFORE_BACKOFF)
+            gap = min(every * steps, max(every, MAX_PROBE_GAP))
+            self.skip_until = slot + gap
+
+
+SILENT_BEFORE_BACKOFF = 3
+MAX_PROBE_GAP = timedelta(hours=1)
+
+
+@dataclass
+class RunStats:
+    meters: dict[str, MeterStats] = field(default_factory=dict)
+    readings: int = 0
+    new: int = 0
+    overruns: int = 0
+    storage_errors: Counter[str] = field(default_factory=Counter)
+
+    def record(self, result: CollectionResult) -> None:
+        assert result.attempt is not None
+        stats = self.meters.setdefault(result.meter.id, MeterStats())
+        if result.attempt.outcome is Outcome.OK:
+            stats.ok += 1
+        elif result.attempt.outcome is Outcome.TIMEOUT:
+            stats.timeouts += 1
+        else:
+            stats.errors += 1
+        if result.attempt.error:
+            stats.last_error = result.attempt.error
+        self.readings += len(result.readings)
+
+
+def next_slot(schedule: Schedule, after: datetime, tz: ZoneInfo) -> datetime:
+    """The first slot strictly after `after`; daily `at` slots follow local midnight (DST-safe)."""
+    if schedule.at is None:
+        slot = align_up(after, schedule.every)
+        return slot if slot > after else slot + schedule.every
+    local = after.astimezone(tz)
+    day = local.date()
+    while True:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+        candidate = (midnight + schedule.at).astimezone(after.tzinfo)
+        if candidate > after:
+            return candidate
+        day += timedelta(days=1)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        meters: Sequence[Meter],
+        schedules: Sequence[Schedule],
+        readers: Mapping[str, MeterReader],
+        store: Store,
+        clock: Clock,
+        tz: ZoneInfo,
+        stats: RunStats | None = None,
+        on_result: Callable[[CollectionResult], None] | None = None,
+    ) -> None:
+        self.meters = list(meters)
+        self.schedules = list(schedules)
+        self.readers = readers
+        self.store = store
+        self.clock = clock
+        self.tz = tz
+        self.stats = stats or RunStats()
+        self.on_result = on_result
+        self.queues: dict[str, asyncio.Queue[Job | None]] = {bus: asyncio.Queue() for bus in readers}
+        self.health: dict[str, MeterHealth] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self, until: datetime | None = None) -> RunStats:
+        """Run until stop() or, on a simulated clock, until `until`; then drain in-flight work."""
+        producers = [asyncio.create_task(self._produce(s, until)) for s in self.schedules]
+        workers = [asyncio.create_task(self._work(bus)) for bus in self.queues]
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait([stop_wait, *producers], return_when=asyncio.FIRST_COMPLETED)
+        if not self._stopping.is_set():
+            # Every producer finished (reached `until`): let the queued jobs complete.
+            await asyncio.gather(*producers)
+            for queue in self.queues.values():
+                await queue.join()
+        for task in producers:
+            task.cancel()
+        self._stopping.set()
+        for queue in self.queues.values():
+            queue.put_nowait(None)
+        await asyncio.gather(*workers, return_exceptions=True)
+        stop_wait.cancel()
+        await asyncio.gather(*producers, stop_wait, return_exceptions=True)
+        return self.stats
+
+    async def _produce(self, schedule: Schedule, until: datetime | None) -> None:
+        targets = [m for m in self.meters if schedule.applies_to(m.id) and m.bus in self.queues]
+        slot = next_slot(schedule, self.clock.now(), self.tz)
+        while not self._stopping.is_set():
+            if until is not None and slot > until:
+                return
+            await self.clock.sleep_until(slot)
+            if self._stopping.is_set():
+                return
+            for meter in targets:
+                self.queues[meter.bus].put_nowait(Job(meter, schedule, slot))
+            slot = next_slot(schedule, slot, self.tz)
+
+    async def _work(self, bus: str) -> None:
+        queue = self.queues[bus]
+        reader = self.readers[bus]
+        while True:
+            job = await queue.get()
+            try:
+                if job is None:
+                    return
+                if self._stopping.is_set():
+                    continue
+                await self._run_job(reader, job)
+            finally:
+                queue.task_done()
+
+    async def _run_job(self, reader: MeterReader, job: Job) -> None:
+        late = self.clock.now() - job.slot
+        health = self.health.setdefault(job.meter.id, MeterHealth())
+        if health.skip_until is not None and job.slot < health.skip_until:
+            result = CollectionResult(job.meter, job.slot)
+            result.attempt = CollectionAttempt(
+                job.meter.id, job.meter.bus, job.slot, Outcome.TIMEOUT, 0.0,
+                f"not polled: silent {health.silent_in_a_row} times in a row, "
+                f"next probe at {health.skip_until:%Y-%m-%d %H:%M} UTC",
+            )
+        elif late > job.schedule.every:
+            # The bus cannot keep up; a value stamped at a slot it was not read near
+            # would be a lie, so record the miss instead.
+            self.stats.overruns += 1
+            result = CollectionResult(job.meter, job.slot, errors=["bus overrun: read skipped"])
+            result.attempt = CollectionAttempt(
+                job.meter.id, job.meter.bus, job.slot, Outcome.ERROR, 0.0,
+                f"bus overrun: {late.total_seconds():.0f} s late",
+            )
+        else:
+            result = await reader.collect(job.meter, job.schedule, job.slot)
+            assert result.attempt is not None
+            health.note(result.attempt.outcome, job.slot, job.schedule.every)
+        await self._persist(result)
+        self.stats.record(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    async def _persist(self, result: CollectionResult) -> None:
+        assert result.attempt is not None
+        while True:
+            try:
+                if result.readings:
+                    ingest = await self.store.write_readings(result.readings)
+                    self.stats.new += ingest.new
+                if result.events:
+                    await self.store.write_events(result.events)
+                await self.store.write_attempts([result.attempt])
+                return
+            except StorageError as exc:
+                # Keep the reads in memory and retry: the bus waits rather than lose them.
+                self.stats.storage_errors[type(exc).__name__] += 1
+                log.error("storage failed for meter %s: %s; retrying", result.meter.id, exc)
+                if self._stopping.is_set() and not getattr(exc, "transient", False):
+                    raise
+                await asyncio.sleep(1.0)
+

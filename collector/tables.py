@@ -1,0 +1,102 @@
+"""Rich tables shared by the CLI commands, so every view formats values the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from rich.table import Table
+
+from collector.model import Reading
+from collector.scheduler import MeterStats
+from protocols.dlt645 import data_ids
+from storage.base import CollectionRow, DailyConsumption
+
+_NAMES: dict[str, str] = {
+    item.obis[0]: item.name for item in data_ids.ITEMS.values() if not item.is_block
+}
+_NAMES[data_ids.CLOCK_OFFSET_OBIS] = "clock offset (meter − server)"
+
+
+def quantity_name(obis: str) -> str:
+    return _NAMES.get(obis, "")
+
+
+def fmt_value(value: float, unit: str) -> str:
+    if unit in ("kWh", "kvarh"):
+        return f"{value:,.2f}"
+    if unit in ("kW", "kvar"):
+        return f"{value:,.4f}"
+    if unit == "A":
+        return f"{value:.3f}"
+    if unit in ("V", "°", "s"):
+        return f"{value:.1f}"
+    if unit == "count":
+        return f"{value:.0f}"
+    return f"{value:g}"
+
+
+def values_table(title: str, values: Iterable[tuple[str, float, str]]) -> Table:
+    table = Table(title=title)
+    table.add_column("OBIS")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for obis, value, unit in values:
+        table.add_row(obis, quantity_name(obis), fmt_value(value, unit), unit)
+    return table
+
+
+def meter_summary_table(
+    meters: Sequence[tuple[str, str]],
+    stats: Mapping[str, MeterStats],
+    latest: Sequence[Reading],
+    injected: Mapping[str, str],
+) -> Table:
+    by_meter: dict[str, dict[str, Reading]] = {}
+    for r in latest:
+        by_meter.setdefault(r.meter_id, {})[r.quantity] = r
+    table = Table(title="Collection per meter")
+    for col, justify in (
+        ("meter", "left"), ("bus", "left"), ("reads", "right"), ("success", "right"),
+        ("timeouts", "right"), ("errors", "right"), ("forward kWh", "right"),
+        ("reverse kWh", "right"), ("clock s", "right"), ("injected fault", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for meter_id, bus in meters:
+        s = stats.get(meter_id, MeterStats())
+        latest_values = by_meter.get(meter_id, {})
+        rate = s.ok / s.attempts if s.attempts else 0.0
+        style = "green" if rate >= 0.99 else "yellow" if rate >= 0.8 else "red"
+
+        def value(obis: str, unit: str, latest_values: dict[str, Reading] = latest_values) -> str:
+            r = latest_values.get(obis)
+            return fmt_value(r.value, unit) if r else "—"
+
+        table.add_row(
+            meter_id, bus, str(s.attempts), f"[{style}]{rate:.1%}[/]", str(s.timeouts),
+            str(s.errors), value("1-0:1.8.0", "kWh"), value("1-0:2.8.0", "kWh"),
+            value(data_ids.CLOCK_OFFSET_OBIS, "s"), injected.get(meter_id, ""),
+        )
+    return table
+
+
+def collection_table(rows: Sequence[CollectionRow], by: str) -> Table:
+    table = Table(title=f"Collection success per {by} and day")
+    for col in (by, "day", "attempts", "ok", "timeouts", "errors", "success", "avg ms", "last error"):
+        table.add_column(col, justify="left" if col in (by, "day", "last error") else "right")
+    for r in rows:
+        table.add_row(
+            r.group, r.day, str(r.attempts), str(r.ok), str(r.timeouts), str(r.errors),
+            f"{r.success_rate:.1%}", f"{r.avg_latency_ms:.0f}", r.last_error[:60],
+        )
+    return table
+
+
+def consumption_table(rows: Sequence[DailyConsumption], by: str) -> Table:
+    table = Table(title=f"Daily consumption per {by}")
+    table.add_column(by)
+    table.add_column("day")
+    table.add_column("kWh", justify="right")
+    for r in rows:
+        table.add_row(r.subject, r.day, f"{r.kwh:,.2f}")
+    return table

@@ -1,0 +1,1 @@
+"""How bytes become values: codecs and thin transports, no scheduling or storage."""

@@ -1,0 +1,1 @@
+"""DL/T 645-2007: a pure codec, a data-identifier table and a thin async client."""

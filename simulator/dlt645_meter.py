@@ -1,0 +1,249 @@
+"""A DL/T 645-2007 meter: answers request frames from its register bank and load model.
+
+It speaks through the same codec and data-ID table as the collector, so the wire format
+is defined once; faults are injected here, per meter and deterministically.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+
+from protocols.dlt645 import codec, data_ids
+from protocols.dlt645.codec import Frame
+from simulator.load import LoadModel, unit_noise
+from simulator.registers import RegisterBank
+
+NO_SUCH_DATA = 0x02
+
+
+@dataclass
+class MeterFaults:
+    silent: bool = False
+    """Never answers (dead meter, cut cable)."""
+    silent_between: tuple[datetime, datetime] | None = None
+    """Silent only inside this window of simulated time (an outage)."""
+    bad_checksum_every: int = 0
+    """Corrupt the checksum of every n-th reply (0 = never)."""
+    wrong_address: bool = False
+    """Replies carry another meter's address (a mis-set comm address)."""
+    error_dis: frozenset[int] = frozenset()
+    """DIs answered with an error reply (item not supported)."""
+    clock_offset_s: float = 0.0
+
+    def describe(self) -> list[str]:
+        out = []
+        if self.silent:
+            out.append("silent")
+        if self.silent_between:
+            a, b = self.silent_between
+            out.append(f"silent {a:%H:%M}–{b:%H:%M}Z")
+        if self.bad_checksum_every:
+            out.append(f"bad CS 1 in {self.bad_checksum_every}")
+        if self.wrong_address:
+            out.append("wrong address")
+        if self.error_dis:
+            out.append("no DI " + ", ".join(f"{d:08X}" for d in sorted(self.error_dis)))
+        if self.clock_offset_s:
+            out.append(f"clock {self.clock_offset_s:+.0f} s")
+        return out
+
+
+@dataclass
+class SimulatedDlt645Meter:
+    address: str
+    load: LoadModel
+    registers: RegisterBank
+    tz: tzinfo
+    phases: int = 1
+    faults: MeterFaults = field(default_factory=MeterFaults)
+    max_payload: int = 200
+    """Payloads longer than this go out as B1H + follow-up frames."""
+    cover_opens: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    replies: int = 0
+    _pending: dict[int, list[bytes]] = field(default_factory=dict)
+
+    def answers_to(self, pattern: str) -> bool:
+        return codec.address_matches(pattern, self.address)
+
+    def respond(self, request: Frame, now: datetime) -> bytes | None:
+        """Raw reply bytes for a request addressed to us, or None to stay quiet."""
+        if request.is_reply or self._silent(now):
+            return None
+        reply = self._reply(request, now)
+        if reply is None:
+            return None
+        if self.faults.wrong_address:
+            reply = Frame(_other_address(self.address), reply.control, reply.data)
+        self.replies += 1
+        raw = bytearray(codec.encode(reply, preamble=b""))
+        every = self.faults.bad_checksum_every
+        if every and self.replies % every == 0:
+            raw[-2] ^= 0x5A
+        return bytes(raw)
+
+    def _silent(self, now: datetime) -> bool:
+        if self.faults.silent:
+            return True
+        window = self.faults.silent_between
+        return window is not None and window[0] <= now < window[1]
+
+    def _reply(self, request: Frame, now: datetime) -> Frame | None:
+        fn = request.function
+        if fn == codec.FN_READ_ADDRESS:
+            return codec.address_reply(self.address)
+        if fn == codec.FN_TIME_SYNC:
+            self._apply_time_sync(request, now)
+            return None
+        if request.address.upper() == codec.BROADCAST_ADDRESS:
+            return None
+        if fn == codec.FN_READ and len(request.data) >= 4:
+            di = int.from_bytes(request.data[:4], "little")
+            payload = self._payload(di, now)
+            if payload is None:
+                return codec.error_reply(self.address, NO_SUCH_DATA)
+            chunks = [payload[i : i + self.max_payload] for i in range(0, len(payload), self.max_payload)]
+            chunks = chunks or [b""]
+            self._pending[di] = chunks[1:]
+            return codec.read_reply(self.address, di, chunks[0], more=len(chunks) > 1)
+        if fn == codec.FN_READ_FOLLOWUP and len(request.data) >= 5:
+            di = int.from_bytes(request.data[:4], "little")
+            rest = self._pending.get(di)
+            if not rest:
+                return codec.error_reply(self.address, NO_SUCH_DATA, codec.FN_READ_FOLLOWUP)
+            chunk = rest.pop(0)
+            return codec.followup_reply(self.address, di, chunk, request.data[4], more=bool(rest))
+        return codec.error_reply(self.address, 0x01, fn)
+
+    def _apply_time_sync(self, request: Frame, now: datetime) -> None:
+        try:
+            ss, mi, hh, dd, mo, yy = (int(f"{b:02X}") for b in request.data[:6])
+            target = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=self.tz)
+        except ValueError:
+            return
+        self.faults.clock_offset_s = round((target - now).total_seconds())
+
+    # --- values ------------------------------------------------------------------------
+
+    def clock(self, now: datetime) -> datetime:
+        return (now + timedelta(seconds=self.faults.clock_offset_s)).astimezone(self.tz)
+
+    def instant(self, now: datetime) -> dict[str, float]:
+        """Instantaneous quantities by OBIS code."""
+        epoch = now.timestamp()
+        slot = int(epoch // 60)
+        kw = self.load.net_kw(epoch)
+        pf = 0.95 + 0.03 * unit_noise(self.load.seed + 3, slot)
+        phi = math.acos(pf)
+        per_phase = kw / self.phases
+        out: dict[str, float] = {
+            "1-0:16.7.0": kw,
+            "1-0:131.7.0": abs(kw) * math.tan(phi),
+            "1-0:13.7.0": pf if kw >= 0 else -pf,
+            "1-0:14.7.0": 50.0 + 0.05 * unit_noise(self.load.seed + 5, slot),
+        }
+        phase_obis = (
+            ("1-0:32.7.0", "1-0:31.7.0", "1-0:36.7.0", "1-0:151.7.0", "1-0:33.7.0", "1-0:81.7.4"),
+            ("1-0:52.7.0", "1-0:51.7.0", "1-0:56.7.0", "1-0:171.7.0", "1-0:53.7.0", "1-0:81.7.15"),
+            ("1-0:72.7.0", "1-0:71.7.0", "1-0:76.7.0", "1-0:191.7.0", "1-0:73.7.0", "1-0:81.7.26"),
+        )
+        for n in range(3):
+            v_obis, i_obis, p_obis, q_obis, pf_obis, angle_obis = phase_obis[n]
+            if n >= self.phases:
+                for code in phase_obis[n]:
+                    out[code] = 0.0
+                continue
+            volts = 220.0 + 4.0 * unit_noise(self.load.seed + 11 + n, slot)
+            amps = per_phase * 1000.0 / (volts * pf)
+            out[v_obis] = volts
+            out[i_obis] = amps
+            out[p_obis] = per_phase
+            out[q_obis] = abs(per_phase) * math.tan(phi)
+            out[pf_obis] = out["1-0:13.7.0"]
+            out[angle_obis] = math.degrees(phi) + (180.0 if per_phase < 0 else 0.0)
+        out["1-0:91.7.0"] = abs(out["1-0:31.7.0"]) if self.phases == 1 else 0.0
+        return out
+
+    def _frozen_instant(self, now: datetime, n: int) -> datetime | None:
+        local = self.clock(now)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        frozen = midnight - timedelta(days=n - 1)
+        if frozen.timestamp() < self.registers.start_epoch:
+            return None
+        return frozen
+
+    def _payload(self, di: int, now: datetime) -> bytes | None:
+        if di in self.faults.error_dis:
+            return None
+        epoch = now.timestamp()
+        if di == data_ids.DI_DATE:
+            return data_ids.encode_date(self.clock(now))
+        if di == data_ids.DI_TIME:
+            return data_ids.encode_time(self.clock(now))
+        if di == data_ids.DI_ADDRESS:
+            return data_ids.encode_comm_address(self.address)
+        if di == data_ids.DI_COVER_RECORD:
+            if not self.cover_opens:
+                return None
+            start, end = self.cover_opens[-1]
+            fwd = self.registers.forward(start.timestamp())[0]
+            rev = self.registers.reverse(start.timestamp())[0]
+            record = data_ids.CoverOpenRecord(
+                start.astimezone(self.tz), end.astimezone(self.tz) if end else None, fwd, rev
+            )
+            return data_ids.encode_cover_record(record)
+        if di >> 16 == 0x0506:
+            return self._frozen_payload(di, now)
+        item = data_ids.ITEMS.get(di)
+        if item is None:
+            return None
+        values = self._values(item, epoch, now)
+        return data_ids.encode_values(item, values) if values is not None else None
+
+    def _frozen_payload(self, di: int, now: datetime) -> bytes | None:
+        kind, n = (di >> 8) & 0xFF, di & 0xFF
+        if not 1 <= n <= data_ids.FROZEN_DAYS or kind not in (0, 1, 2):
+            return None
+        instant = self._frozen_instant(now, n)
+        if instant is None:
+            return None
+        if kind == 0:
+            return data_ids.encode_frozen_time(instant)
+        bank = self.registers.forward if kind == 1 else self.registers.reverse
+        item = data_ids.FROZEN_FORWARD if kind == 1 else data_ids.FROZEN_REVERSE
+        return data_ids.encode_values(item, _wrap(bank(instant.timestamp())))
+
+    def _values(self, item: data_ids.DataItem, epoch: float, now: datetime) -> list[float] | None:
+        di2 = (item.di >> 16) & 0xFF
+        if item.di >> 24 == 0x00:
+            if di2 == 0x00:
+                fwd, rev = self.registers.forward(epoch), self.registers.reverse(epoch)
+                bank = [f + r for f, r in zip(fwd, rev, strict=True)]
+            elif di2 == 0x01:
+                bank = self.registers.forward(epoch)
+            elif di2 == 0x02:
+                bank = self.registers.reverse(epoch)
+            else:
+                bank = [v * 0.3 for v in self.registers.forward(epoch)]
+            bank = _wrap(bank)
+            tariff = (item.di >> 8) & 0xFF
+            return bank if item.is_block else [bank[tariff]]
+        if item.obis[0] == "0-0:96.20.0":
+            return [float(len(self.cover_opens))]
+        values = self.instant(now)
+        return [_clip(item, values[code]) for code in item.obis]
+
+
+def _wrap(bank: list[float]) -> list[float]:
+    """Registers roll over at 999999.99 kWh like the real thing."""
+    return [round(v % 1_000_000, 2) for v in bank]
+
+
+def _clip(item: data_ids.DataItem, value: float) -> float:
+    limit = item.fmt.max_magnitude
+    return max(-limit if item.fmt.signed else 0.0, min(limit, value))
+
+
+def _other_address(address: str) -> str:
+    return f"{(int(address) + 1) % 10**12:012d}"

@@ -1,0 +1,76 @@
+"""A population of simulated DL/T 645 meters spread over pty buses, built from a seed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+
+from simulator.bus import SimulatedBus, WireTiming
+from simulator.dlt645_meter import MeterFaults, SimulatedDlt645Meter
+from simulator.load import LoadModel, unit_noise
+from simulator.registers import RegisterBank
+
+
+def meter_address(n: int) -> str:
+    return f"{n:012d}"
+
+
+@dataclass
+class FleetSpec:
+    meters: int = 20
+    buses: int = 2
+    seed: int = 1
+    tz: tzinfo | None = None
+    utc_offset_h: float = 8.0
+    timing: WireTiming = field(default_factory=WireTiming)
+    faults: Mapping[int, MeterFaults] = field(default_factory=dict)
+    """Faults by meter number (1-based)."""
+    exporters: frozenset[int] = frozenset()
+    three_phase: frozenset[int] = frozenset()
+
+
+@dataclass
+class Fleet:
+    buses: list[SimulatedBus]
+    meters: dict[int, SimulatedDlt645Meter]
+    bus_of: dict[int, int]
+    paths: list[str] = field(default_factory=list)
+
+    async def start(self) -> list[str]:
+        self.paths = [await bus.start() for bus in self.buses]
+        return self.paths
+
+    async def stop(self) -> None:
+        for bus in self.buses:
+            await bus.stop()
+
+
+def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: datetime) -> Fleet:
+    """Meters 1..N dealt round-robin onto the buses, so every bus has a similar load."""
+    from datetime import UTC, timezone
+
+    tz = spec.tz or timezone(timedelta(hours=spec.utc_offset_h))
+    offset_h = (registers_from.astimezone(tz).utcoffset() or timedelta(0)).total_seconds() / 3600
+    per_bus: list[list[SimulatedDlt645Meter]] = [[] for _ in range(spec.buses)]
+    meters: dict[int, SimulatedDlt645Meter] = {}
+    bus_of: dict[int, int] = {}
+    start_epoch = int(registers_from.astimezone(UTC).timestamp())
+    for n in range(1, spec.meters + 1):
+        seed = spec.seed * 100_003 + n
+        load = LoadModel.for_meter(seed, pv=n in spec.exporters, utc_offset_h=offset_h)
+        opening = round(2000 + 30000 * (unit_noise(seed, -2) + 1) / 2, 2)
+        bank = RegisterBank(load, start_epoch, forward0=opening)
+        meter = SimulatedDlt645Meter(
+            address=meter_address(n),
+            load=load,
+            registers=bank,
+            tz=tz,
+            phases=3 if n in spec.three_phase else 1,
+            faults=spec.faults.get(n, MeterFaults()),
+        )
+        meters[n] = meter
+        bus_of[n] = (n - 1) % spec.buses
+        per_bus[bus_of[n]].append(meter)
+    buses = [SimulatedBus(group, now, spec.timing) for group in per_bus]
+    return Fleet(buses, meters, bus_of)

@@ -1,0 +1,70 @@
+"""Energy registers integrated minute by minute from a load model, with daily freezes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simulator.load import MINUTE, LoadModel, tariff_at
+
+TARIFFS = 4
+
+
+@dataclass
+class RegisterBank:
+    """Cumulative forward/reverse energy per tariff, advanced lazily to the query time.
+
+    Each whole minute's energy is cached, so asking about a past instant (a daily freeze,
+    a replayed query) is a lookup rather than a re-integration.
+    """
+
+    load: LoadModel
+    start_epoch: int
+    forward0: float = 0.0
+    reverse0: float = 0.0
+    scale: float = 1.0
+    """What the meter counts per true kWh: 1.0 healthy, 0 stopped, >1 runaway."""
+    _forward: list[list[float]] = field(default_factory=list)
+    _reverse: list[list[float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.start_epoch -= self.start_epoch % MINUTE
+        self._forward = [_split(self.forward0)]
+        self._reverse = [_split(self.reverse0)]
+
+    def _advance_to(self, minutes: int) -> None:
+        while len(self._forward) <= minutes:
+            m = len(self._forward) - 1
+            epoch = self.start_epoch + m * MINUTE
+            kw = self.load.net_kw(epoch) * self.scale
+            kwh = abs(kw) / 60.0
+            tariff = tariff_at(self.load.local_hour(epoch))
+            f, r = list(self._forward[-1]), list(self._reverse[-1])
+            target = f if kw >= 0 else r
+            target[0] += kwh
+            target[tariff] += kwh
+            self._forward.append(f)
+            self._reverse.append(r)
+
+    def _at(self, series: list[list[float]], epoch: float) -> list[float]:
+        offset = max(0.0, epoch - self.start_epoch)
+        whole = int(offset // MINUTE)
+        self._advance_to(whole + 1)
+        frac = (offset - whole * MINUTE) / MINUTE
+        lo, hi = series[whole], series[whole + 1]
+        return [a + (b - a) * frac for a, b in zip(lo, hi, strict=True)]
+
+    def forward(self, epoch: float) -> list[float]:
+        """[total, tariff 1..4] in kWh at `epoch`."""
+        return self._at(self._forward, epoch)
+
+    def reverse(self, epoch: float) -> list[float]:
+        return self._at(self._reverse, epoch)
+
+
+_TARIFF_SHARE = (0.1, 0.3, 0.35, 0.25)
+
+
+def _split(total: float) -> list[float]:
+    """An opening register spread over the tariffs, so total = Σ tariffs from the start."""
+    parts = [round(total * share, 2) for share in _TARIFF_SHARE]
+    return [sum(parts), *parts]

@@ -1,0 +1,86 @@
+"""The one small interface every store implements, so collectors never know which is behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from collector.model import CollectionAttempt, Event, IngestResult, Meter, Quality, Reading
+
+
+class StorageError(Exception):
+    """Root of storage failures; a transient one means 'retry later, nothing was written'."""
+
+    transient: bool = False
+
+
+class StorageUnavailable(StorageError):
+    transient = True
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionRow:
+    """Collection success for one group (a meter, bus, gateway or area) on one day."""
+
+    group: str
+    day: str
+    attempts: int
+    ok: int
+    timeouts: int
+    errors: int
+    avg_latency_ms: float
+    last_error: str
+
+    @property
+    def success_rate(self) -> float:
+        return self.ok / self.attempts if self.attempts else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DailyConsumption:
+    subject: str
+    day: str
+    kwh: float
+
+
+class Store(Protocol):
+    async def migrate(self) -> list[str]: ...
+
+    async def close(self) -> None: ...
+
+    async def upsert_meters(self, meters: Sequence[Meter]) -> None: ...
+
+    async def write_readings(self, readings: Sequence[Reading]) -> IngestResult: ...
+
+    async def write_events(self, events: Sequence[Event]) -> int: ...
+
+    async def write_attempts(self, attempts: Sequence[CollectionAttempt]) -> None: ...
+
+    async def write_dead_letter(self, source: str, payload: bytes, reason: str) -> None: ...
+
+    async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]: ...
+
+    async def series(
+        self, meter_id: str, quantity: str, start: datetime, end: datetime
+    ) -> list[Reading]: ...
+
+    async def collection_summary(
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+    ) -> list[CollectionRow]: ...
+
+    async def daily_consumption(
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+    ) -> list[DailyConsumption]: ...
+
+    async def count_readings(self) -> int: ...
+
+
+GROUPINGS = ("meter", "bus", "gateway", "area")
+
+
+def quality_rank_sql(column: str) -> str:
+    """SQL for Quality.rank, generated so SQLite and PostgreSQL agree with the model."""
+    cases = " ".join(f"WHEN '{q.value}' THEN {q.rank}" for q in Quality)
+    return f"(CASE {column} {cases} ELSE 0 END)"

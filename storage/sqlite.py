@@ -1,0 +1,413 @@
+"""The embedded store: the demo's database, a gateway's local disk, the Postgres spill file.
+
+SQLite calls block, so they run on one worker thread behind a lock; WAL with
+synchronous=FULL means a value we acknowledged survives a power cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from collector.model import CollectionAttempt, Event, IngestResult, Meter, Quality, Reading
+from storage.base import (
+    GROUPINGS,
+    CollectionRow,
+    DailyConsumption,
+    StorageError,
+    quality_rank_sql,
+)
+
+T = TypeVar("T")
+
+FORWARD_ACTIVE = "1-0:1.8.0"
+
+_SCHEMA: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE meters (
+            id TEXT PRIMARY KEY, protocol TEXT NOT NULL, bus TEXT NOT NULL,
+            address TEXT NOT NULL, model TEXT NOT NULL DEFAULT '',
+            multiplier REAL NOT NULL DEFAULT 1, area TEXT NOT NULL DEFAULT '',
+            exporter INTEGER NOT NULL DEFAULT 0, gateway TEXT NOT NULL DEFAULT '',
+            area_meter INTEGER NOT NULL DEFAULT 0, phases INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE TABLE readings (
+            meter_id TEXT NOT NULL, quantity TEXT NOT NULL, ts REAL NOT NULL,
+            value REAL NOT NULL, unit TEXT NOT NULL, quality TEXT NOT NULL,
+            method TEXT NOT NULL DEFAULT '', source TEXT NOT NULL DEFAULT '',
+            received_at REAL NOT NULL,
+            PRIMARY KEY (meter_id, quantity, ts)
+        ) WITHOUT ROWID;
+        CREATE TABLE events (
+            meter_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL,
+            details TEXT NOT NULL DEFAULT '{}', received_at REAL NOT NULL,
+            PRIMARY KEY (meter_id, ts, kind)
+        ) WITHOUT ROWID;
+        CREATE TABLE collection_attempts (
+            id INTEGER PRIMARY KEY, meter_id TEXT NOT NULL, bus TEXT NOT NULL,
+            gateway TEXT NOT NULL DEFAULT '', ts REAL NOT NULL, outcome TEXT NOT NULL,
+            latency_ms REAL NOT NULL, error TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX collection_attempts_ts ON collection_attempts (ts);
+        CREATE TABLE flags (
+            id INTEGER PRIMARY KEY, subject TEXT NOT NULL, area TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL, severity TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL,
+            evidence TEXT NOT NULL DEFAULT '{}', status TEXT NOT NULL DEFAULT 'open',
+            raised_at REAL NOT NULL, cleared_at REAL
+        );
+        CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY, source TEXT NOT NULL, payload BLOB NOT NULL,
+            reason TEXT NOT NULL, received_at REAL NOT NULL
+        );
+        """,
+    ),
+]
+
+_RANK_NEW = quality_rank_sql("excluded.quality")
+_RANK_OLD = quality_rank_sql("readings.quality")
+_RANK_STAGED = quality_rank_sql("s.quality")
+_RANK_STORED = quality_rank_sql("r.quality")
+
+
+def path_from_url(url: str) -> str:
+    if not url.startswith("sqlite://"):
+        raise StorageError(f"not a sqlite URL: {url}")
+    rest = url[len("sqlite://") :]
+    if rest in ("", "/:memory:", ":memory:"):
+        return ":memory:"
+    return rest[1:] if rest.startswith("/") else rest
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        return cls(path_from_url(url))
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                try:
+                    return fn(self._db)
+                except sqlite3.Error as exc:
+                    raise StorageError(f"sqlite {self.path}: {exc}") from exc
+
+        return await asyncio.to_thread(locked)
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+        def wrapped(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return wrapped
+
+    async def migrate(self) -> list[str]:
+        def apply(db: sqlite3.Connection) -> list[str]:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, sql in _SCHEMA:
+                if version in done:
+                    continue
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in sql.split(";"):
+                        if statement.strip() and not statement.strip().startswith("--"):
+                            db.execute(statement)
+                    db.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?)",
+                        (version, datetime.now(UTC).timestamp()),
+                    )
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                applied.append(version)
+            return applied
+
+        return await self._run(apply)
+
+    async def close(self) -> None:
+        await self._run(lambda db: db.close())
+
+    async def upsert_meters(self, meters: Sequence[Meter]) -> None:
+        rows = [
+            (m.id, m.protocol, m.bus, m.address, m.model, m.multiplier, m.area,
+             int(m.exporter), m.gateway, int(m.is_area_meter), m.phases)
+            for m in meters
+        ]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO meters VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+                "protocol=excluded.protocol, bus=excluded.bus, address=excluded.address, "
+                "model=excluded.model, multiplier=excluded.multiplier, area=excluded.area, "
+                "exporter=excluded.exporter, gateway=excluded.gateway, "
+                "area_meter=excluded.area_meter, phases=excluded.phases",
+                rows,
+            )
+
+        await self._run(self._tx(write))
+
+    async def meters(self) -> list[Meter]:
+        def read(db: sqlite3.Connection) -> list[Meter]:
+            rows = db.execute(
+                "SELECT id, protocol, bus, address, model, multiplier, area, exporter, gateway, "
+                "area_meter, phases FROM meters ORDER BY id"
+            ).fetchall()
+            return [
+                Meter(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]), r[10])
+                for r in rows
+            ]
+
+        return await self._run(read)
+
+    async def write_readings(self, readings: Sequence[Reading]) -> IngestResult:
+        if not readings:
+            return IngestResult()
+        received = datetime.now(UTC).timestamp()
+        rows = [
+            (r.meter_id, r.quantity, r.ts.timestamp(), r.value, r.unit, r.quality.value,
+             r.method, r.source, received)
+            for r in readings
+        ]
+        return await self._run(self._tx(lambda db: _ingest(db, rows)))
+
+    async def write_events(self, events: Sequence[Event]) -> int:
+        received = datetime.now(UTC).timestamp()
+        rows = [
+            (e.meter_id, e.ts.timestamp(), e.kind, json.dumps(e.details, sort_keys=True), received)
+            for e in events
+        ]
+
+        def write(db: sqlite3.Connection) -> int:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?)", rows)
+            return db.total_changes - before
+
+        return await self._run(self._tx(write))
+
+    async def write_attempts(self, attempts: Sequence[CollectionAttempt]) -> None:
+        rows = [
+            (a.meter_id, a.bus, a.gateway, a.ts.timestamp(), a.outcome.value, a.latency_ms, a.error)
+            for a in attempts
+        ]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO collection_attempts (meter_id, bus, gateway, ts, outcome, "
+                "latency_ms, error) VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
+
+        await self._run(self._tx(write))
+
+    async def write_dead_letter(self, source: str, payload: bytes, reason: str) -> None:
+        row = (source, payload, reason, datetime.now(UTC).timestamp())
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO dead_letters (source, payload, reason, received_at) VALUES (?,?,?,?)",
+                row,
+            )
+        )
+
+    async def dead_letters(self) -> list[tuple[str, bytes, str]]:
+        return await self._run(
+            lambda db: [
+                (r[0], bytes(r[1]), r[2])
+                for r in db.execute("SELECT source, payload, reason FROM dead_letters ORDER BY id")
+            ]
+        )
+
+    async def count_readings(self) -> int:
+        return await self._run(lambda db: int(db.execute("SELECT count(*) FROM readings").fetchone()[0]))
+
+    async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
+        def read(db: sqlite3.Connection) -> list[Reading]:
+            rows = db.execute(
+                "SELECT r.meter_id, r.quantity, r.ts, r.value, r.unit, r.quality, r.source, "
+                "r.method FROM readings r JOIN (SELECT meter_id, quantity, max(ts) AS ts "
+                "FROM readings GROUP BY meter_id, quantity) l "
+                "ON r.meter_id = l.meter_id AND r.quantity = l.quantity AND r.ts = l.ts "
+                "ORDER BY r.meter_id, r.quantity"
+            ).fetchall()
+            wanted = set(meter_ids) if meter_ids is not None else None
+            return [_reading(r) for r in rows if wanted is None or r[0] in wanted]
+
+        return await self._run(read)
+
+    async def series(
+        self, meter_id: str, quantity: str, start: datetime, end: datetime
+    ) -> list[Reading]:
+        def read(db: sqlite3.Connection) -> list[Reading]:
+            rows = db.execute(
+                "SELECT meter_id, quantity, ts, value, unit, quality, source, method "
+                "FROM readings WHERE meter_id = ? AND quantity = ? AND ts >= ? AND ts <= ? "
+                "ORDER BY ts",
+                (meter_id, quantity, start.timestamp(), end.timestamp()),
+            ).fetchall()
+            return [_reading(r) for r in rows]
+
+        return await self._run(read)
+
+    async def collection_summary(
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+    ) -> list[CollectionRow]:
+        if by not in GROUPINGS:
+            raise StorageError(f"cannot group collection by {by!r}; use one of {GROUPINGS}")
+        zone = ZoneInfo(tz)
+
+        def read(db: sqlite3.Connection) -> list[CollectionRow]:
+            rows = db.execute(
+                "SELECT a.meter_id, a.bus, coalesce(nullif(a.gateway, ''), m.gateway, ''), "
+                "coalesce(m.area, ''), a.ts, a.outcome, a.latency_ms, a.error "
+                "FROM collection_attempts a LEFT JOIN meters m ON m.id = a.meter_id "
+                "WHERE a.ts >= ? AND a.ts < ? ORDER BY a.ts",
+                (start.timestamp(), end.timestamp()),
+            ).fetchall()
+            index = GROUPINGS.index(by)
+            groups: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0.0, ""])
+            for row in rows:
+                day = datetime.fromtimestamp(row[4], zone).date().isoformat()
+                acc = groups[(row[index], day)]
+                acc[0] += 1
+                acc[1 + ("ok", "timeout", "error").index(row[5])] += 1
+                acc[4] += row[6]
+                if row[7]:
+                    acc[5] = row[7]
+            return [
+                CollectionRow(g, d, a[0], a[1], a[2], a[3], a[4] / a[0], a[5])
+                for (g, d), a in sorted(groups.items())
+            ]
+
+        return await self._run(read)
+
+    async def daily_consumption(
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+    ) -> list[DailyConsumption]:
+        """Forward active energy per local day: register at day end minus register at day start.
+
+        Computed from register reads at the day's boundaries (the readings stamped at
+        local midnight), so a DST day correctly has 23 or 25 hours of energy in it.
+        """
+        if by not in ("meter", "area"):
+            raise StorageError("daily consumption groups by meter or area")
+        zone = ZoneInfo(tz)
+
+        def read(db: sqlite3.Connection) -> list[DailyConsumption]:
+            rows = db.execute(
+                "SELECT r.meter_id, coalesce(m.area, ''), coalesce(m.area_meter, 0), r.ts, r.value "
+                "FROM readings r LEFT JOIN meters m ON m.id = r.meter_id "
+                "WHERE r.quantity = ? AND r.ts >= ? AND r.ts <= ? ORDER BY r.meter_id, r.ts",
+                (FORWARD_ACTIVE, start.timestamp(), (end + timedelta(days=1)).timestamp()),
+            ).fetchall()
+            per_meter: dict[str, dict[float, float]] = defaultdict(dict)
+            info: dict[str, tuple[str, bool]] = {}
+            for meter_id, area, area_meter, ts, value in rows:
+                per_meter[meter_id][ts] = value
+                info[meter_id] = (area, bool(area_meter))
+            return _daily(per_meter, info, start, end, zone, by)
+
+        return await self._run(read)
+
+
+def _daily(
+    per_meter: dict[str, dict[float, float]],
+    info: dict[str, tuple[str, bool]],
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+    by: str,
+) -> list[DailyConsumption]:
+    out: dict[tuple[str, str], float] = defaultdict(float)
+    day = start.astimezone(zone).date()
+    last = end.astimezone(zone).date()
+    while day < last:
+        lo = datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()
+        nxt = day + timedelta(days=1)
+        hi = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).timestamp()
+        for meter_id, values in per_meter.items():
+            if lo in values and hi in values:
+                area, area_meter = info[meter_id]
+                if by == "area":
+                    if not area or area_meter:
+                        continue
+                    key = (area, day.isoformat())
+                else:
+                    key = (meter_id, day.isoformat())
+                out[key] += values[hi] - values[lo]
+        day = nxt
+    return [DailyConsumption(s, d, round(k, 6)) for (s, d), k in sorted(out.items())]
+
+
+def _reading(r: Sequence[Any]) -> Reading:
+    return Reading(
+        meter_id=r[0],
+        quantity=r[1],
+        ts=datetime.fromtimestamp(r[2], UTC),
+        value=r[3],
+        unit=r[4],
+        quality=Quality(r[5]),
+        source=r[6],
+        method=r[7],
+    )
+
+
+def _ingest(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> IngestResult:
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS staging (meter_id TEXT, quantity TEXT, ts REAL, "
+        "value REAL, unit TEXT, quality TEXT, method TEXT, source TEXT, received_at REAL, "
+        "PRIMARY KEY (meter_id, quantity, ts))"
+    )
+    db.execute("DELETE FROM staging")
+    # Within one batch the last value for a key wins, as it would arriving one by one.
+    db.executemany("INSERT OR REPLACE INTO staging VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    staged = db.execute("SELECT count(*) FROM staging").fetchone()[0]
+    new = db.execute(
+        "SELECT count(*) FROM staging s WHERE NOT EXISTS (SELECT 1 FROM readings r "
+        "WHERE r.meter_id = s.meter_id AND r.quantity = s.quantity AND r.ts = s.ts)"
+    ).fetchone()[0]
+    updated = db.execute(
+        "SELECT count(*) FROM staging s JOIN readings r ON r.meter_id = s.meter_id "
+        "AND r.quantity = s.quantity AND r.ts = s.ts "
+        f"WHERE {_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
+        "s.quality != r.quality OR s.unit != r.unit OR s.method != r.method)"
+    ).fetchone()[0]
+    db.execute(
+        "INSERT INTO readings SELECT * FROM staging WHERE true "
+        "ON CONFLICT (meter_id, quantity, ts) DO UPDATE SET value = excluded.value, "
+        "unit = excluded.unit, quality = excluded.quality, method = excluded.method, "
+        "source = excluded.source, received_at = excluded.received_at "
+        f"WHERE {_RANK_NEW} >= {_RANK_OLD} AND (excluded.value != readings.value OR "
+        "excluded.quality != readings.quality OR excluded.unit != readings.unit OR "
+        "excluded.method != readings.method)"
+    )
+    return IngestResult(new=new, updated=updated, unchanged=len(rows) - new - updated)
