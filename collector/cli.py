@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import tempfile
@@ -287,10 +288,8 @@ def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float
         finally:
             await fleet.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -226,8 +226,10 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         if m.protocol == "dlt645":
             key = (m.bus, m.address)
             if key in seen:
-                raise ConfigError(file, f"meter[{i}].address",
-                                  f"{m.address} is already used by meter {seen[key]} on bus {m.bus}")
+                raise ConfigError(
+                    file, f"meter[{i}].address",
+                    f"{m.address} is already used by meter {seen[key]} on bus {m.bus}",
+                )
             seen[key] = m.id
     schedules = [
         _parse_schedule(_Section(file, f"schedule[{i}]", s, _SCHEDULE_KEYS))

@@ -90,9 +90,10 @@ async def run_demo(
 ) -> DemoResult:
     tz = ZoneInfo(DEMO_TZ)
     local_midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = local_midnight.astimezone(UTC) - timedelta(seconds=1)
-    end = start + timedelta(hours=hours)
-    clock = SimulatedClock(start, speed=hours * 3600 / seconds)
+    # Five simulated minutes of lead, so start-up finishes before the first slot.
+    start = local_midnight.astimezone(UTC) - timedelta(minutes=5)
+    end = local_midnight.astimezone(UTC) + timedelta(hours=hours)
+    clock = SimulatedClock(start, speed=(end - start).total_seconds() / seconds)
     spec = FleetSpec(
         meters=meters,
         buses=buses,

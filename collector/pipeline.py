@@ -172,8 +172,7 @@ class Dlt645Reader:
             payload = await self._read_item(meter, di, result)
             if payload is None:
                 continue
-            block = data_ids.FROZEN_FORWARD if (di >> 8) & 0xFF == 1 else data_ids.FROZEN_REVERSE
-            for value in data_ids.decode_values(block, payload):
+            for value in data_ids.decode_values(data_ids.lookup(di), payload):
                 result.readings.append(
                     Reading(meter.id, value.obis, frozen_at,
                             scaled(meter, value.unit, value.value), value.unit, source=source)

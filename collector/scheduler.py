@@ -18,7 +18,7 @@ from collector.clock import Clock, align_up
 from collector.config import Schedule
 from collector.model import CollectionAttempt, Meter, Outcome
 from collector.pipeline import CollectionResult, MeterReader
-from storage.base import Store, StorageError
+from storage.base import StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,9 @@ class Scheduler:
         self.tz = tz
         self.stats = stats or RunStats()
         self.on_result = on_result
-        self.queues: dict[str, asyncio.Queue[Job | None]] = {bus: asyncio.Queue() for bus in readers}
+        self.queues: dict[str, asyncio.Queue[Job | None]] = {
+            bus: asyncio.Queue() for bus in readers
+        }
         self.health: dict[str, MeterHealth] = {}
         self._stopping = asyncio.Event()
 

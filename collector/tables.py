@@ -82,7 +82,9 @@ def meter_summary_table(
 
 def collection_table(rows: Sequence[CollectionRow], by: str) -> Table:
     table = Table(title=f"Collection success per {by} and day")
-    for col in (by, "day", "attempts", "ok", "timeouts", "errors", "success", "avg ms", "last error"):
+    columns = (by, "day", "attempts", "ok", "timeouts", "errors", "success", "avg ms",
+               "last error")
+    for col in columns:
         table.add_column(col, justify="left" if col in (by, "day", "last error") else "right")
     for r in rows:
         table.add_row(

@@ -103,8 +103,8 @@ class SimulatedDlt645Meter:
             payload = self._payload(di, now)
             if payload is None:
                 return codec.error_reply(self.address, NO_SUCH_DATA)
-            chunks = [payload[i : i + self.max_payload] for i in range(0, len(payload), self.max_payload)]
-            chunks = chunks or [b""]
+            size = self.max_payload
+            chunks = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
             self._pending[di] = chunks[1:]
             return codec.read_reply(self.address, di, chunks[0], more=len(chunks) > 1)
         if fn == codec.FN_READ_FOLLOWUP and len(request.data) >= 5:

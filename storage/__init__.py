@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.base import Store, StorageError
+from storage.base import StorageError, Store
 
 
 def open_store(url: str, *, password: str | None = None) -> Store:

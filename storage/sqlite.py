@@ -248,7 +248,9 @@ class SqliteStore:
         )
 
     async def count_readings(self) -> int:
-        return await self._run(lambda db: int(db.execute("SELECT count(*) FROM readings").fetchone()[0]))
+        return await self._run(
+            lambda db: int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+        )
 
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
         def read(db: sqlite3.Connection) -> list[Reading]:
@@ -390,7 +392,6 @@ def _ingest(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> IngestResult
     db.execute("DELETE FROM staging")
     # Within one batch the last value for a key wins, as it would arriving one by one.
     db.executemany("INSERT OR REPLACE INTO staging VALUES (?,?,?,?,?,?,?,?,?)", rows)
-    staged = db.execute("SELECT count(*) FROM staging").fetchone()[0]
     new = db.execute(
         "SELECT count(*) FROM staging s WHERE NOT EXISTS (SELECT 1 FROM readings r "
         "WHERE r.meter_id = s.meter_id AND r.quantity = s.quantity AND r.ts = s.ts)"

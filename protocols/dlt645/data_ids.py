@@ -27,7 +27,7 @@ class Numeric:
     def max_magnitude(self) -> float:
         digits = self.size * 2
         top = 8 * 10 ** (digits - 1) - 1 if self.signed else 10**digits - 1
-        return top / 10**self.decimals
+        return float(top) / float(10**self.decimals)
 
     def decode(self, raw: bytes) -> float:
         if len(raw) != self.size:
@@ -43,7 +43,7 @@ class Numeric:
             if hi > 9 or lo > 9:
                 raise FrameError(f"value byte {byte:02X}H is not BCD", raw=raw)
             number = number * 100 + hi * 10 + lo
-        value = number / 10**self.decimals
+        value = float(number) / float(10**self.decimals)
         return -value if negative else value
 
     def encode(self, value: float) -> bytes:
@@ -209,6 +209,8 @@ class UnknownDataId(FrameError):
 
 def lookup(di: int) -> DataItem:
     item = ITEMS.get(di)
+    if item is None and di >> 16 == 0x0506 and 1 <= di & 0xFF <= FROZEN_DAYS:
+        item = {1: FROZEN_FORWARD, 2: FROZEN_REVERSE}.get((di >> 8) & 0xFF)
     if item is None:
         raise UnknownDataId(f"no decoding known for DI {di:08X}")
     return item

@@ -1,0 +1,120 @@
+"""The whole collector (config → scheduler → pty → SQLite) on a simulated clock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from collector.clock import SimulatedClock
+from collector.config import BusConfig, CollectorSettings, Schedule, Settings, StorageSettings
+from collector.daemon import run_collector
+from collector.model import Meter
+from collector.pipeline import CollectionResult
+from simulator.dlt645_meter import MeterFaults
+from simulator.fleet import Fleet, FleetSpec, build_fleet, meter_address
+from tests.integration.conftest import TZ
+
+QUANTITIES = ("1-0:1.8.0", "1-0:1.8.1", "1-0:2.8.0", "1-0:32.7.0")
+START = datetime(2026, 11, 21, 16, 0, tzinfo=UTC)  # local midnight in Shanghai
+
+
+def settings_for(fleet: Fleet, db: Path, meters: int) -> Settings:
+    return Settings(
+        source="(test)",
+        collector=CollectorSettings(timezone="Asia/Shanghai", gateway="gw-test"),
+        storage=StorageSettings(url=f"sqlite:///{db}"),
+        buses=tuple(BusConfig(f"bus{i + 1}", p, baud=38400, latency_ms=10, retries=1)
+                    for i, p in enumerate(fleet.paths)),
+        meters=tuple(Meter(f"m{n}", "dlt645", f"bus{fleet.bus_of[n] + 1}", meter_address(n))
+                     for n in range(1, meters + 1)),
+        schedules=(Schedule("interval", timedelta(minutes=15), QUANTITIES),),
+    )
+
+
+async def run_window(db: Path, start: datetime, hours: float, meters: int = 4,
+                     faults: dict[int, MeterFaults] | None = None) -> tuple[int, int]:
+    clock = SimulatedClock(start - timedelta(minutes=10), speed=3600)
+    spec = FleetSpec(meters=meters, buses=2, tz=TZ, faults=faults or {})
+    fleet = build_fleet(spec, clock.now, START - timedelta(days=1))
+    await fleet.start()
+    try:
+        stats = await run_collector(settings_for(fleet, db, meters), clock=clock,
+                                    until=start + timedelta(hours=hours), handle_signals=False)
+    finally:
+        await fleet.stop()
+    return stats.readings, stats.new
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_every_slot_of_every_meter_is_stored_once(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    taken, new = await run_window(db, START, hours=2)
+    slots = 2 * 4 + 1  # 00:00 through 02:00 inclusive
+    assert taken == new == slots * 4 * len(QUANTITIES)
+    per_meter = rows(db, "SELECT meter_id, count(DISTINCT ts) FROM readings GROUP BY meter_id")
+    assert per_meter == [(f"m{n}", slots) for n in range(1, 5)]
+    ts = rows(db, "SELECT DISTINCT ts FROM readings ORDER BY ts")
+    assert [datetime.fromtimestamp(float(t), UTC) for (t,) in ts][:2] == [
+        START, START + timedelta(minutes=15)]
+
+
+async def test_restarting_over_an_existing_database_creates_no_duplicate_rows(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "c.db"
+    await run_window(db, START, hours=1)
+    # The daemon restarts half an hour "earlier": it re-reads slots it already stored.
+    _, new = await run_window(db, START + timedelta(minutes=30), hours=1)
+    assert new == 2 * 4 * len(QUANTITIES)  # only 01:15 and 01:30 are new
+    (count,) = rows(db, "SELECT count(*) FROM readings")[0]
+    (distinct,) = rows(db, "SELECT count(*) FROM (SELECT DISTINCT meter_id, quantity, ts "
+                           "FROM readings)")[0]
+    assert count == distinct == 7 * 4 * len(QUANTITIES)
+
+
+async def test_a_silent_meter_is_logged_and_counted_and_the_rest_are_read(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "c.db"
+    await run_window(db, START, hours=1, faults={3: MeterFaults(silent=True)})
+    outcomes = dict(rows(db, "SELECT meter_id || ':' || outcome, count(*) FROM "
+                             "collection_attempts GROUP BY 1"))
+    assert outcomes["m3:timeout"] == 5
+    assert all(outcomes[f"m{n}:ok"] == 5 for n in (1, 2, 4))
+    errors = rows(db, "SELECT error FROM collection_attempts WHERE meter_id = 'm3'")
+    assert "no reply" in str(errors[0][0]) and "bus=bus1" in str(errors[0][0])
+
+
+async def test_sigterm_stops_after_the_in_flight_read_and_keeps_it(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    clock = SimulatedClock(START - timedelta(seconds=1), speed=900)
+    spec = FleetSpec(meters=4, buses=2, tz=TZ)
+    fleet = build_fleet(spec, clock.now, START - timedelta(days=1))
+    await fleet.start()
+    seen: list[str] = []
+    six_done = asyncio.Event()
+
+    def on_result(result: CollectionResult) -> None:
+        seen.append(result.meter.id)
+        if len(seen) == 6:
+            six_done.set()
+
+    try:
+        task = asyncio.create_task(run_collector(settings_for(fleet, db, 4), clock=clock,
+                                                 on_result=on_result))
+        await asyncio.wait_for(six_done.wait(), timeout=30)
+        os.kill(os.getpid(), signal.SIGTERM)
+        stats = await asyncio.wait_for(task, timeout=10)
+    finally:
+        await fleet.stop()
+    attempts = rows(db, "SELECT count(*) FROM collection_attempts")[0][0]
+    assert attempts == sum(s.attempts for s in stats.meters.values()) == len(seen)
+    assert rows(db, "SELECT count(*) FROM readings")[0][0] == stats.readings

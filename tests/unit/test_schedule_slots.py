@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from collector.clock import align_up
+from collector.config import Schedule
+from collector.model import Outcome
+from collector.scheduler import MeterHealth, next_slot
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_interval_slots_align_to_the_wall_clock_not_to_start_up() -> None:
+    t = datetime(2026, 11, 22, 10, 7, 31, tzinfo=UTC)
+    assert align_up(t, timedelta(minutes=15)) == datetime(2026, 11, 22, 10, 15, tzinfo=UTC)
+
+
+def test_a_time_on_a_boundary_is_its_own_slot_for_alignment_but_next_slot_moves_on() -> None:
+    t = datetime(2026, 11, 22, 10, 15, tzinfo=UTC)
+    s = Schedule("i", timedelta(minutes=15), ("1-0:1.8.0",))
+    assert align_up(t, s.every) == t
+    assert next_slot(s, t, BERLIN) == t + timedelta(minutes=15)
+
+
+def test_daily_slot_follows_local_time_across_the_spring_dst_change() -> None:
+    s = Schedule("d", timedelta(days=1), at=timedelta(minutes=5), frozen_days=1)
+    before = datetime(2026, 3, 28, 23, 10, tzinfo=UTC)  # 00:10 CET on 29 March
+    first = next_slot(s, before, BERLIN)
+    second = next_slot(s, first, BERLIN)
+    assert first.astimezone(BERLIN).strftime("%d %H:%M %Z") == "30 00:05 CEST"
+    assert second - first == timedelta(days=1)
+    # The night before DST, the gap in UTC is 23 hours.
+    prior = next_slot(s, datetime(2026, 3, 28, 0, 0, tzinfo=UTC), BERLIN)
+    assert first - prior == timedelta(hours=23)
+
+
+def test_a_meter_silent_three_times_is_then_probed_with_growing_gaps() -> None:
+    h = MeterHealth()
+    slot = datetime(2026, 1, 1, tzinfo=UTC)
+    every = timedelta(minutes=15)
+    for _ in range(2):
+        h.note(Outcome.TIMEOUT, slot, every)
+    assert h.skip_until is None
+    h.note(Outcome.TIMEOUT, slot, every)
+    assert h.skip_until == slot + every
+    h.note(Outcome.TIMEOUT, slot, every)
+    assert h.skip_until == slot + 2 * every
+    for _ in range(10):
+        h.note(Outcome.TIMEOUT, slot, every)
+    assert h.skip_until == slot + timedelta(hours=1)
+    h.note(Outcome.OK, slot, every)
+    assert h.skip_until is None and h.silent_in_a_row == 0
