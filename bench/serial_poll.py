@@ -4,7 +4,7 @@ The baseline is physics, computed in the same run: every frame's bits ÷ baud pl
 meter's turnaround latency. A ratio near 1.0 means the collector adds nothing a real
 bus would notice; the goal is ≤ 1.15.
 
-    python bench/serial_poll.py [--meters 32] [--rounds 2] [--latency-ms 50]
+    python -m bench.serial_poll [--meters 32] [--rounds 2] [--latency-ms 50]
 """
 
 from __future__ import annotations

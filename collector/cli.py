@@ -93,26 +93,28 @@ def run(config_path: str) -> None:
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="SQLite file to keep (default: a temporary one).")
 @click.option("--seed", default=1, show_default=True)
+@click.option("--storage-url", default=None,
+              help="Store into this database instead (e.g. postgresql://user@host/db).")
 def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | None,
-         seed: int) -> None:
+         seed: int, storage_url: str | None) -> None:
     """Simulated meters on pty buses, the real collector, an accelerated day, a summary."""
+    from collector.cli_reports import plain_store
     from collector.demo import run_demo
     from collector.tables import meter_summary_table
-    from storage.sqlite import SqliteStore
 
     _setup_logging("ERROR")
     with tempfile.TemporaryDirectory(prefix="collector-demo-") as tmp:
         path = Path(db_path) if db_path else Path(tmp) / "demo.db"
         console.print(
             f"[bold]meter-collector demo[/]: {meters} DL/T 645 meters on {buses} pty buses, "
-            f"{hours:g} simulated hours in ~{seconds:g} s, storing into {path}"
+            f"{hours:g} simulated hours in ~{seconds:g} s, storing into {storage_url or path}"
         )
         with console.status("collecting…"):
             result = _run(run_demo(meters=meters, buses=buses, hours=hours, seconds=seconds,
-                                   db_path=path, seed=seed))
+                                   db_path=path, seed=seed, storage_url=storage_url))
 
         async def summarise() -> tuple[Any, ...]:
-            store = SqliteStore(str(path))
+            store = plain_store(result.settings)
             try:
                 latest = await store.latest_readings()
                 count = await store.count_readings()
@@ -291,6 +293,15 @@ def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
 
+
+def _register() -> None:
+    from collector.cli_reports import db, report
+
+    main.add_command(db)
+    main.add_command(report)
+
+
+_register()
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,11 @@ class CollectorSettings:
 class StorageSettings:
     url: str = DEFAULT_STORAGE
     password_env: str = ""
+    spill_path: str = "collector-spill.db"
+    """Where writes wait while PostgreSQL is unreachable."""
+    memory_rows: int = 100_000
+    """Rows held in memory during an outage before the oldest spill to spill_path."""
+    attempts_retention_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,9 @@ _COLLECTOR_KEYS = {
 _STORAGE_KEYS = {
     "url": 'url = "sqlite:///var/lib/meter-collector/collector.db"',
     "password_env": 'password_env = "COLLECTOR_DB_PASSWORD"',
+    "spill_path": 'spill_path = "/var/lib/meter-collector/spill.db"',
+    "memory_rows": "memory_rows = 100000",
+    "attempts_retention_days": "attempts_retention_days = 180",
 }
 _BUS_KEYS = {
     "name": 'name = "bus1"',
@@ -277,7 +285,14 @@ def _parse_storage(s: _Section) -> StorageSettings:
             "must not hold the password; put it in an environment variable named by "
             "password_env",
         )
-    return StorageSettings(url, s.get("password_env", str, ""))
+    memory_rows = s.get("memory_rows", int, 100_000)
+    if memory_rows < 1:
+        raise s.error("memory_rows", "must be at least 1")
+    retention = s.get("attempts_retention_days", int, 0)
+    if retention < 0:
+        raise s.error("attempts_retention_days", "must be 0 (keep all) or a number of days")
+    return StorageSettings(url, s.get("password_env", str, ""),
+                           s.get("spill_path", str, "collector-spill.db"), memory_rows, retention)
 
 
 def _parse_bus(s: _Section) -> BusConfig:

@@ -33,7 +33,20 @@ def store_for(settings: Settings) -> Store:
                 settings.source, "storage.password_env",
                 f"environment variable {env} is not set", f"export {env}=...",
             )
-    return open_store(settings.storage.url, password=password)
+    url = settings.storage.url
+    if url.startswith("sqlite://"):
+        return open_store(url)
+    from storage.buffered import BufferedStore
+    from storage.postgres import PostgresStore
+
+    inner = PostgresStore(
+        url,
+        password=password,
+        timezone=settings.collector.timezone,
+        attempts_retention_days=settings.storage.attempts_retention_days,
+    )
+    return BufferedStore(inner, settings.storage.spill_path,
+                         max_memory_rows=settings.storage.memory_rows)
 
 
 def client_settings(bus: BusConfig) -> ClientSettings:

@@ -6,7 +6,7 @@ would open /dev/ttyUSB0, and stores into the same SQLite schema a gateway uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,7 +19,6 @@ from collector.scheduler import RunStats
 from simulator.bus import WireTiming
 from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import Fleet, FleetSpec, build_fleet, meter_address
-from storage.sqlite import SqliteStore
 
 DEMO_TZ = "Asia/Shanghai"
 INTERVAL_QUANTITIES = (
@@ -58,7 +57,7 @@ class DemoResult:
     db_path: str
 
 
-def demo_settings(fleet_paths: list[str], spec: FleetSpec, db_path: str) -> Settings:
+def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> Settings:
     buses = tuple(
         BusConfig(f"bus{i + 1}", path, baud=38400, parity="E", latency_ms=10, retries=1)
         for i, path in enumerate(fleet_paths)
@@ -78,7 +77,7 @@ def demo_settings(fleet_paths: list[str], spec: FleetSpec, db_path: str) -> Sett
     return Settings(
         source="(demo)",
         collector=CollectorSettings(timezone=DEMO_TZ, gateway="demo-gw"),
-        storage=StorageSettings(url=f"sqlite:///{db_path}"),
+        storage=StorageSettings(url=storage_url),
         buses=buses,
         meters=meters,
         schedules=demo_schedules(),
@@ -86,7 +85,8 @@ def demo_settings(fleet_paths: list[str], spec: FleetSpec, db_path: str) -> Sett
 
 
 async def run_demo(
-    *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int = 1
+    *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int = 1,
+    storage_url: str | None = None,
 ) -> DemoResult:
     tz = ZoneInfo(DEMO_TZ)
     local_midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -106,11 +106,13 @@ async def run_demo(
     )
     fleet = build_fleet(spec, clock.now, registers_from=start - timedelta(days=2))
     paths = await fleet.start()
-    settings = demo_settings(paths, spec, str(db_path))
-    store = SqliteStore(str(db_path))
+    url = storage_url or f"sqlite:///{db_path}"
+    settings = demo_settings(paths, spec, url)
+    if storage_url:
+        settings = replace(settings, storage=replace(
+            settings.storage, spill_path=str(db_path.with_name("spill.db"))))
     try:
-        stats = await run_collector(settings, clock=clock, until=end, store=store)
+        stats = await run_collector(settings, clock=clock, until=end)
     finally:
         await fleet.stop()
-        await store.close()
     return DemoResult(stats, settings, fleet, start, end, str(db_path))

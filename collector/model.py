@@ -144,14 +144,17 @@ class IngestResult:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    buffered: int = 0
+    """Accepted for later delivery (database unreachable); not yet new/updated/unchanged."""
 
     def __add__(self, other: IngestResult) -> IngestResult:
         return IngestResult(
             self.new + other.new,
             self.updated + other.updated,
             self.unchanged + other.unchanged,
+            self.buffered + other.buffered,
         )
 
     @property
     def total(self) -> int:
-        return self.new + self.updated + self.unchanged
+        return self.new + self.updated + self.unchanged + self.buffered

@@ -46,6 +46,17 @@ def values_table(title: str, values: Iterable[tuple[str, float, str]]) -> Table:
     return table
 
 
+def series_table(title: str, rows: Iterable[tuple[str, float, str, str]]) -> Table:
+    table = Table(title=title)
+    table.add_column("time (local)")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    table.add_column("quality")
+    for when, value, unit, quality in rows:
+        table.add_row(when, fmt_value(value, unit), unit, quality)
+    return table
+
+
 def meter_summary_table(
     meters: Sequence[tuple[str, str]],
     stats: Mapping[str, MeterStats],

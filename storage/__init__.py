@@ -5,7 +5,7 @@ from __future__ import annotations
 from storage.base import StorageError, Store
 
 
-def open_store(url: str, *, password: str | None = None) -> Store:
+def open_store(url: str, *, password: str | None = None, timezone: str = "UTC") -> Store:
     """The store a URL names; imports a backend only when it is used."""
     if url.startswith("sqlite://"):
         from storage.sqlite import SqliteStore
@@ -14,7 +14,7 @@ def open_store(url: str, *, password: str | None = None) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from storage.postgres import PostgresStore
 
-        return PostgresStore(url, password=password)
+        return PostgresStore(url, password=password, timezone=timezone)
     raise StorageError(f"no storage backend for {url!r}; use sqlite:// or postgresql://")
 
 

@@ -25,6 +25,7 @@ from storage.base import (
     StorageError,
     quality_rank_sql,
 )
+from storage.daily import daily_from_boundaries
 
 T = TypeVar("T")
 
@@ -336,38 +337,9 @@ class SqliteStore:
             for meter_id, area, area_meter, ts, value in rows:
                 per_meter[meter_id][ts] = value
                 info[meter_id] = (area, bool(area_meter))
-            return _daily(per_meter, info, start, end, zone, by)
+            return daily_from_boundaries(per_meter, info, start, end, zone, by)
 
         return await self._run(read)
-
-
-def _daily(
-    per_meter: dict[str, dict[float, float]],
-    info: dict[str, tuple[str, bool]],
-    start: datetime,
-    end: datetime,
-    zone: ZoneInfo,
-    by: str,
-) -> list[DailyConsumption]:
-    out: dict[tuple[str, str], float] = defaultdict(float)
-    day = start.astimezone(zone).date()
-    last = end.astimezone(zone).date()
-    while day < last:
-        lo = datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()
-        nxt = day + timedelta(days=1)
-        hi = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).timestamp()
-        for meter_id, values in per_meter.items():
-            if lo in values and hi in values:
-                area, area_meter = info[meter_id]
-                if by == "area":
-                    if not area or area_meter:
-                        continue
-                    key = (area, day.isoformat())
-                else:
-                    key = (meter_id, day.isoformat())
-                out[key] += values[hi] - values[lo]
-        day = nxt
-    return [DailyConsumption(s, d, round(k, 6)) for (s, d), k in sorted(out.items())]
 
 
 def _reading(r: Sequence[Any]) -> Reading:

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from storage.base import Store
+from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
+from tests.support.services import PgCluster
 
-STORE_KINDS = ["sqlite"]
+STORE_KINDS = ["sqlite", "postgres"]
+_db_counter = itertools.count()
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -23,3 +27,24 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    cluster = PgCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def postgres_store_factory(pg_cluster: PgCluster) -> Callable[..., PostgresStore]:
+    """A fresh database per call, so tests never see each other's rows."""
+
+    def make(**kwargs: object) -> PostgresStore:
+        name = f"t{next(_db_counter)}"
+        return PostgresStore(pg_cluster.create_database(name), **kwargs)  # type: ignore[arg-type]
+
+    return make

@@ -1,0 +1,58 @@
+"""The data model as JSON: for spill files, the gateway outbox and MQTT payloads.
+
+One encoding, so a reading that waited on disk and one that crossed the broker are
+decoded by the same code and come back identical.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from collector.model import CollectionAttempt, Event, Outcome, Quality, Reading
+
+
+def ts_text(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def reading_to_json(r: Reading) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "meter": r.meter_id, "quantity": r.quantity, "ts": ts_text(r.ts),
+        "value": r.value, "unit": r.unit, "quality": r.quality.value,
+    }
+    if r.source:
+        out["source"] = r.source
+    if r.method:
+        out["method"] = r.method
+    return out
+
+
+def reading_from_json(d: dict[str, Any]) -> Reading:
+    return Reading(
+        meter_id=d["meter"], quantity=d["quantity"], ts=parse_ts(d["ts"]),
+        value=float(d["value"]), unit=d["unit"], quality=Quality(d.get("quality", "A")),
+        source=d.get("source", ""), method=d.get("method", ""),
+    )
+
+
+def attempt_to_json(a: CollectionAttempt) -> dict[str, Any]:
+    return {"meter": a.meter_id, "bus": a.bus, "ts": ts_text(a.ts), "outcome": a.outcome.value,
+            "latency_ms": a.latency_ms, "error": a.error, "gateway": a.gateway}
+
+
+def attempt_from_json(d: dict[str, Any]) -> CollectionAttempt:
+    return CollectionAttempt(d["meter"], d["bus"], parse_ts(d["ts"]), Outcome(d["outcome"]),
+                             float(d["latency_ms"]), d.get("error", ""), d.get("gateway", ""))
+
+
+def event_to_json(e: Event) -> dict[str, Any]:
+    return {"meter": e.meter_id, "ts": ts_text(e.ts), "kind": e.kind, "details": e.details}
+
+
+def event_from_json(d: dict[str, Any]) -> Event:
+    return Event(d["meter"], parse_ts(d["ts"]), d["kind"], dict(d.get("details", {})))

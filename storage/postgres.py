@@ -1,0 +1,351 @@
+"""PostgreSQL (and TimescaleDB when present): the head-end's system of record.
+
+Readings go in by binary COPY into a per-session staging table, then one
+INSERT … ON CONFLICT that applies quality precedence, so a batch of a million rows is
+two statements and a replay is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from collector.model import CollectionAttempt, Event, IngestResult, Meter, Quality, Reading
+from storage import migrate
+from storage.base import (
+    GROUPINGS,
+    CollectionRow,
+    DailyConsumption,
+    StorageError,
+    StorageUnavailable,
+)
+from storage.daily import daily_from_boundaries
+
+FORWARD_ACTIVE = "1-0:1.8.0"
+PARALLEL_MIN_ROWS = 20_000
+
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS readings_staging (
+    meter_id text, quantity text, ts timestamptz, value double precision, unit text,
+    quality text, method text, source text, seq bigint
+) ON COMMIT DELETE ROWS
+"""
+COPY_STAGING = (
+    "COPY readings_staging (meter_id, quantity, ts, value, unit, quality, method, source, seq) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+COPY_TYPES = ["text", "text", "timestamptz", "float8", "text", "text", "text", "text", "int8"]
+# The last row for a key within one batch wins, as if the rows had arrived one by one.
+# Batches without repeated keys (checked in Python, the usual case) skip that sort.
+_DEDUPED = """
+    SELECT DISTINCT ON (meter_id, quantity, ts)
+           meter_id, quantity, ts, value, unit, quality, method, source
+    FROM readings_staging
+    ORDER BY meter_id, quantity, ts, seq DESC
+"""
+_AS_IS = """
+    SELECT meter_id, quantity, ts, value, unit, quality, method, source FROM readings_staging
+"""
+UPSERT = """
+WITH batch AS ({rows}), written AS (
+    INSERT INTO readings AS r (meter_id, quantity, ts, value, unit, quality, method, source)
+    SELECT * FROM batch
+    ON CONFLICT (meter_id, quantity, ts) DO UPDATE
+       SET value = EXCLUDED.value, unit = EXCLUDED.unit, quality = EXCLUDED.quality,
+           method = EXCLUDED.method, source = EXCLUDED.source, received_at = now()
+     WHERE quality_rank(EXCLUDED.quality) >= quality_rank(r.quality)
+       AND (r.value, r.quality, r.unit, r.method)
+           IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.quality, EXCLUDED.unit, EXCLUDED.method)
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
+"""
+
+_GROUP_SQL = {
+    "meter": "a.meter_id",
+    "bus": "a.bus",
+    "gateway": "coalesce(nullif(a.gateway, ''), m.gateway, '')",
+    "area": "coalesce(m.area, '')",
+}
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        timezone: str = "UTC",
+        attempts_retention_days: int = 0,
+        pool_size: int = 4,
+        timeout_s: float = 5.0,
+        parallel_ingest: int = 2,
+    ) -> None:
+        self.url = url
+        self.parallel_ingest = max(1, min(parallel_ingest, pool_size))
+        self.timezone = timezone
+        self.attempts_retention_days = attempts_retention_days
+        self.timescale = False
+        kwargs: dict[str, Any] = {"connect_timeout": max(1, int(timeout_s))}
+        if password is not None:
+            kwargs["password"] = password
+        self._pool = AsyncConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=timeout_s,
+            reconnect_timeout=0,  # keep trying: the database coming back is normal
+            check=AsyncConnectionPool.check_connection,
+        )
+        self._opened = False
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+        if not self._opened:
+            await self._pool.open(wait=False)
+            self._opened = True
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StorageUnavailable(f"postgres unreachable: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(f"postgres connection lost: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"postgres: {exc}") from exc
+
+    async def migrate(self) -> list[str]:
+        async with self._conn() as conn:
+            applied, self.timescale = await migrate.apply(
+                conn, timezone=self.timezone, retention_days=self.attempts_retention_days
+            )
+        return applied
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+            self._opened = False
+
+    async def upsert_meters(self, meters: Sequence[Meter]) -> None:
+        rows = [
+            (m.id, m.protocol, m.bus, m.address, m.model, m.multiplier, m.area, m.exporter,
+             m.gateway, m.is_area_meter, m.phases)
+            for m in meters
+        ]
+        async with self._conn() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO meters (id, protocol, bus, address, model, multiplier, area, "
+                "exporter, gateway, area_meter, phases) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                "ON CONFLICT (id) DO UPDATE SET protocol = EXCLUDED.protocol, "
+                "bus = EXCLUDED.bus, address = EXCLUDED.address, model = EXCLUDED.model, "
+                "multiplier = EXCLUDED.multiplier, area = EXCLUDED.area, "
+                "exporter = EXCLUDED.exporter, gateway = EXCLUDED.gateway, "
+                "area_meter = EXCLUDED.area_meter, phases = EXCLUDED.phases, updated_at = now()",
+                rows,
+            )
+
+    async def meters(self) -> list[Meter]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT id, protocol, bus, address, model, multiplier, area, exporter, gateway, "
+                "area_meter, phases FROM meters ORDER BY id"
+            )
+            return [Meter(*row) for row in await cur.fetchall()]
+
+    async def write_readings(self, readings: Sequence[Reading]) -> IngestResult:
+        """Large batches are split by meter and upserted on parallel connections.
+
+        The server's index maintenance, not the COPY, is the bottleneck of an upsert, and
+        one backend uses one core. Parts never share a key (a meter's rows stay in one
+        part), so they cannot conflict; if one part fails the whole batch is retried, and
+        the part already committed replays as unchanged.
+        """
+        if not readings:
+            return IngestResult()
+        parts = self.parallel_ingest if len(readings) >= PARALLEL_MIN_ROWS else 1
+        if parts == 1:
+            return await self._upsert(readings)
+        buckets: list[list[Reading]] = [[] for _ in range(parts)]
+        for r in readings:
+            buckets[zlib.crc32(r.meter_id.encode()) % parts].append(r)
+        results = await asyncio.gather(*(self._upsert(b) for b in buckets if b))
+        total = IngestResult()
+        for result in results:
+            total += result
+        return total
+
+    async def _upsert(self, readings: Sequence[Reading]) -> IngestResult:
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(STAGING)
+            async with cur.copy(COPY_STAGING) as copy:
+                copy.set_types(COPY_TYPES)
+                for seq, r in enumerate(readings):
+                    await copy.write_row(
+                        (r.meter_id, r.quantity, r.ts, r.value, r.unit, r.quality.value,
+                         r.method, r.source, seq)
+                    )
+            unique = len({r.key for r in readings}) == len(readings)
+            await cur.execute(UPSERT.format(rows=_AS_IS if unique else _DEDUPED).encode())
+            row = await cur.fetchone()
+        assert row is not None
+        new, updated = int(row[0]), int(row[1])
+        return IngestResult(new=new, updated=updated, unchanged=len(readings) - new - updated)
+
+    async def write_events(self, events: Sequence[Event]) -> int:
+        if not events:
+            return 0
+        rows = [(e.meter_id, e.ts, e.kind, json.dumps(e.details, sort_keys=True)) for e in events]
+        async with self._conn() as conn, conn.cursor() as cur:
+            written = 0
+            for row in rows:
+                await cur.execute(
+                    "INSERT INTO events (meter_id, ts, kind, details) VALUES (%s,%s,%s,%s) "
+                    "ON CONFLICT DO NOTHING",
+                    row,
+                )
+                written += cur.rowcount
+            return written
+
+    async def write_attempts(self, attempts: Sequence[CollectionAttempt]) -> None:
+        if not attempts:
+            return
+        async with self._conn() as conn, conn.cursor() as cur, cur.copy(
+            "COPY collection_attempts (meter_id, bus, gateway, ts, outcome, latency_ms, "
+            "error) FROM STDIN"
+        ) as copy:
+            for a in attempts:
+                await copy.write_row(
+                    (a.meter_id, a.bus, a.gateway, a.ts, a.outcome.value, a.latency_ms,
+                     a.error)
+                )
+
+    async def write_dead_letter(self, source: str, payload: bytes, reason: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO dead_letters (source, payload, reason) VALUES (%s, %s, %s)",
+                (source, payload, reason),
+            )
+
+    async def dead_letters(self) -> list[tuple[str, bytes, str]]:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT source, payload, reason FROM dead_letters ORDER BY id")
+            return [(r[0], bytes(r[1]), r[2]) for r in await cur.fetchall()]
+
+    async def count_readings(self) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT count(*) FROM readings")
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
+        where, params = "", []
+        if meter_ids is not None:
+            where, params = "WHERE meter_id = ANY(%s)", [list(meter_ids)]
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT ON (meter_id, quantity) meter_id, quantity, ts, value, unit, "
+                f"quality, source, method FROM readings {where} "
+                "ORDER BY meter_id, quantity, ts DESC",
+                params,
+            )
+            return [_reading(r) for r in await cur.fetchall()]
+
+    async def series(
+        self, meter_id: str, quantity: str, start: datetime, end: datetime
+    ) -> list[Reading]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT meter_id, quantity, ts, value, unit, quality, source, method "
+                "FROM readings WHERE meter_id = %s AND quantity = %s AND ts >= %s AND ts <= %s "
+                "ORDER BY ts",
+                (meter_id, quantity, start, end),
+            )
+            return [_reading(r) for r in await cur.fetchall()]
+
+    async def collection_summary(
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+    ) -> list[CollectionRow]:
+        if by not in GROUPINGS:
+            raise StorageError(f"cannot group collection by {by!r}; use one of {GROUPINGS}")
+        group = _GROUP_SQL[by]
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"SELECT {group} AS grp, (a.ts AT TIME ZONE %(tz)s)::date AS day, count(*), "
+                "count(*) FILTER (WHERE a.outcome = 'ok'), "
+                "count(*) FILTER (WHERE a.outcome = 'timeout'), "
+                "count(*) FILTER (WHERE a.outcome = 'error'), avg(a.latency_ms), "
+                "coalesce((array_agg(a.error ORDER BY a.ts DESC) "
+                "FILTER (WHERE a.error <> ''))[1], '') "
+                "FROM collection_attempts a LEFT JOIN meters m ON m.id = a.meter_id "
+                "WHERE a.ts >= %(start)s AND a.ts < %(end)s GROUP BY 1, 2 ORDER BY 1, 2",
+                {"tz": tz, "start": start, "end": end},
+            )
+            return [
+                CollectionRow(r[0], r[1].isoformat(), r[2], r[3], r[4], r[5], float(r[6]), r[7])
+                for r in await cur.fetchall()
+            ]
+
+    async def daily_consumption(
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+    ) -> list[DailyConsumption]:
+        """From the daily views (a continuous aggregate under TimescaleDB) in the store's
+        own time zone; for any other zone, from the raw boundary reads."""
+        if by not in ("meter", "area"):
+            raise StorageError("daily consumption groups by meter or area")
+        if tz != self.timezone:
+            return await self._daily_from_raw(start, end, by, ZoneInfo(tz))
+        zone = ZoneInfo(tz)
+        first, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+        view, subject = (
+            ("consumption_daily", "meter_id") if by == "meter" else
+            ("area_consumption_daily", "area")
+        )
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"SELECT {subject}, day, kwh FROM {view} WHERE day >= %s AND day < %s "
+                "ORDER BY 1, 2",
+                (first, last),
+            )
+            return [
+                DailyConsumption(r[0], r[1].isoformat(), round(float(r[2]), 6))
+                for r in await cur.fetchall()
+            ]
+
+    async def _daily_from_raw(
+        self, start: datetime, end: datetime, by: str, zone: ZoneInfo
+    ) -> list[DailyConsumption]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT r.meter_id, coalesce(m.area, ''), coalesce(m.area_meter, false), r.ts, "
+                "r.value FROM readings r LEFT JOIN meters m ON m.id = r.meter_id "
+                "WHERE r.quantity = %s AND r.ts >= %s AND r.ts <= %s",
+                (FORWARD_ACTIVE, start, end + timedelta(days=1)),
+            )
+            rows = await cur.fetchall()
+        per_meter: dict[str, dict[float, float]] = defaultdict(dict)
+        info: dict[str, tuple[str, bool]] = {}
+        for meter_id, area, area_meter, ts, value in rows:
+            per_meter[meter_id][ts.timestamp()] = value
+            info[meter_id] = (area, bool(area_meter))
+        return daily_from_boundaries(per_meter, info, start, end, zone, by)
+
+
+def _reading(r: Sequence[Any]) -> Reading:
+    ts: datetime = r[2]
+    return Reading(
+        meter_id=r[0], quantity=r[1], ts=ts.astimezone(UTC), value=r[3], unit=r[4],
+        quality=Quality(r[5]), source=r[6], method=r[7],
+    )

@@ -1,0 +1,98 @@
+"""Real services for tests and benchmarks: a throwaway PostgreSQL cluster and mosquitto.
+
+Both run from Debian's binaries on a free loopback port in a temporary directory. initdb
+refuses to run as root, so as root the cluster runs as the `postgres` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(p.split("/")[4]))
+    return Path(found[-1]).parent if found else None
+
+
+class PgCluster:
+    def __init__(self) -> None:
+        bindir = postgres_bin()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL is not installed: run ./dev setup")
+        self.bin = bindir
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="collector-pg-"))
+        self.data = self.root / "data"
+        self.run_as = "postgres" if os.geteuid() == 0 else None
+        if self.run_as:
+            os.chmod(self.root, 0o755)
+            pw = pwd.getpwnam(self.run_as)
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        self._cmd([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                   "--auth=trust", "-E", "UTF8", "--no-sync"])
+
+    def _cmd(self, args: list[str]) -> None:
+        if self.run_as:
+            args = ["runuser", "-u", self.run_as, "--", *args]
+        subprocess.run(args, check=True, capture_output=True, cwd=self.root)
+
+    def start(self) -> None:
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                "-c max_connections=200")
+        self._cmd([str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts,
+                   "-l", str(self.root / "log"), "-w", "start"])
+
+    def stop(self, mode: str = "fast") -> None:
+        self._cmd([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def psql(self) -> str:
+        return str(self.bin / "psql")
+
+
+def mosquitto_bin() -> str | None:
+    for candidate in ("/usr/sbin/mosquitto", shutil.which("mosquitto")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
