@@ -158,7 +158,9 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
 
 
 def _line_options(f: Any) -> Any:
-    f = click.option("--port", required=True, help="Serial port, e.g. /dev/ttyUSB0.")(f)
+    f = click.option("--port", help="Serial port of a DL/T 645 bus, e.g. /dev/ttyUSB0.")(f)
+    f = click.option("--modbus", "modbus_url", metavar="URL",
+                     help="Modbus instead: tcp://HOST:502 or rtu:///dev/ttyUSB0?baud=9600.")(f)
     f = click.option("--baud", default=2400, show_default=True)(f)
     f = click.option("--parity", default="E", show_default=True,
                      type=click.Choice(["N", "E", "O"]))(f)
@@ -174,16 +176,41 @@ def _address(value: str) -> str:
     return text
 
 
+def _modbus_target(url: str) -> Any:
+    from collector.fieldtools import ModbusTarget
+
+    try:
+        return ModbusTarget.parse(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--modbus") from None
+
+
+def _need_port(port: str | None) -> str:
+    if not port:
+        raise click.UsageError("give --port for a DL/T 645 bus, or --modbus URL")
+    return port
+
+
 @main.command()
 @_line_options
-@click.option("--address", required=True, help="Meter address as printed, e.g. 000000000001.")
+@click.option("--address", help="DL/T 645 address as printed, e.g. 000000000001.")
+@click.option("--unit", type=click.IntRange(1, 247), help="Modbus unit id.")
+@click.option("--profile", "profile_name", help="Modbus profile, e.g. sdm630.")
+@click.option("--profile-dir", "profile_dirs", multiple=True, help="Extra profile directory.")
 @click.option("--quantity", "quantities", multiple=True,
               help="OBIS code to read (repeatable); default: energy, V, I, P, PF, Hz.")
-def read(port: str, baud: int, parity: str, latency_ms: float, address: str,
-         quantities: tuple[str, ...]) -> None:
+def read(port: str | None, modbus_url: str | None, baud: int, parity: str, latency_ms: float,
+         address: str | None, unit: int | None, profile_name: str | None,
+         profile_dirs: tuple[str, ...], quantities: tuple[str, ...]) -> None:
     """Read one meter once and show its values with units."""
     from collector.fieldtools import DEFAULT_READ, dlt645_session, read_meter
 
+    if modbus_url:
+        _read_modbus(modbus_url, unit, profile_name, profile_dirs, quantities, latency_ms)
+        return
+    port = _need_port(port)
+    if not address:
+        raise click.UsageError("a DL/T 645 read needs --address")
     addr = _address(address)
 
     async def go() -> None:
@@ -199,11 +226,64 @@ def read(port: str, baud: int, parity: str, latency_ms: float, address: str,
     _run(go())
 
 
+def _read_modbus(url: str, unit: int | None, profile_name: str | None,
+                 profile_dirs: tuple[str, ...], quantities: tuple[str, ...],
+                 latency_ms: float) -> None:
+    from collector.fieldtools import modbus_session, read_modbus
+    from protocols.modbus.profile import ProfileError, find_profile
+
+    target = _modbus_target(url)
+    if unit is None or not profile_name:
+        raise click.UsageError("a Modbus read needs --unit and --profile")
+    try:
+        profile = find_profile(profile_name, profile_dirs)
+    except ProfileError as exc:
+        console.print(f"[red]profile error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_CONFIG)
+
+    async def go() -> None:
+        async with modbus_session(target, timeout_s=latency_ms / 1000) as reader:
+            outcome = await read_modbus(reader, unit, profile, quantities)
+        console.print(values_table(f"{profile.manufacturer} {profile.model} unit {unit} at {url}",
+                                   [(v.obis, v.value, v.unit) for v in outcome.values]))
+        for problem in outcome.problems:
+            console.print(f"[yellow]{problem}[/]")
+
+    _run(go())
+
+
+def _scan_modbus(url: str, latency_ms: float) -> None:
+    from collector.fieldtools import modbus_session, scan_modbus
+
+    target = _modbus_target(url)
+
+    async def go() -> list[int]:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("probing unit ids", total=247)
+            async with modbus_session(target, timeout_s=latency_ms / 1000, retries=0) as reader:
+                return await scan_modbus(
+                    reader, on_probe=lambda u: progress.update(
+                        task, completed=u, description=f"probing unit {u}"))
+
+    found = _run(go())
+    if not found:
+        console.print(f"no Modbus device answered at {url}")
+        sys.exit(1)
+    console.print("responding unit ids: " + ", ".join(map(str, found)))
+    console.print(f"{len(found)} device(s) at {url}")
+
+
 @main.command()
 @_line_options
-def scan(port: str, baud: int, parity: str, latency_ms: float) -> None:
-    """Find the meter addresses on a bus."""
+def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
+         latency_ms: float) -> None:
+    """Find the meters on a bus: DL/T 645 addresses, or Modbus unit ids 1-247."""
     from collector.fieldtools import dlt645_session, scan_bus
+
+    if modbus_url:
+        _scan_modbus(modbus_url, latency_ms)
+        return
+    port = _need_port(port)
 
     async def go() -> list[str]:
         with Progress(console=console, transient=True) as progress:
@@ -234,11 +314,14 @@ def scan(port: str, baud: int, parity: str, latency_ms: float) -> None:
 @click.option("--timezone", "tz_name", default="Asia/Shanghai", show_default=True,
               help="The meter's local time zone.")
 @click.option("--sync", is_flag=True, help="Broadcast a time sync, then check again.")
-def clock(port: str, baud: int, parity: str, latency_ms: float, address: str, tz_name: str,
-          sync: bool) -> None:
-    """Show the meter clock's offset from this machine, and optionally sync it."""
+def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
+          latency_ms: float, address: str, tz_name: str, sync: bool) -> None:
+    """Show a DL/T 645 meter clock's offset from this machine, and optionally sync it."""
     from collector.fieldtools import check_clock, dlt645_session
 
+    if modbus_url:
+        raise click.UsageError("clock checks are for DL/T 645 meters (--port)")
+    port = _need_port(port)
     addr = _address(address)
     tz = ZoneInfo(tz_name)
 

@@ -71,6 +71,15 @@ class Schedule:
 
 
 @dataclass(frozen=True, slots=True)
+class ModbusSettings:
+    profile_dirs: tuple[str, ...] = ()
+    host_concurrency: int = 4
+    """Requests in flight at once to one TCP host (a gateway with many unit ids)."""
+    timeout_ms: float = 1000.0
+    retries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: str
     collector: CollectorSettings = field(default_factory=CollectorSettings)
@@ -78,6 +87,7 @@ class Settings:
     buses: tuple[BusConfig, ...] = ()
     meters: tuple[Meter, ...] = ()
     schedules: tuple[Schedule, ...] = ()
+    modbus: ModbusSettings = field(default_factory=ModbusSettings)
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -172,7 +182,7 @@ _METER_KEYS = {
     "protocol": 'protocol = "dlt645"',
     "bus": 'bus = "bus1"',
     "address": 'address = "000000000001"',
-    "model": 'model = "DDS666"',
+    "model": 'model = "sdm630"  # the Modbus profile; informative for DL/T 645',
     "multiplier": "multiplier = 40.0  # CT ratio × PT ratio",
     "area": 'area = "T-0412"',
     "exporter": "exporter = true  # PV customer: export is legitimate",
@@ -189,9 +199,16 @@ _SCHEDULE_KEYS = {
     "events": "events = true",
     "meters": 'meters = ["*"]',
 }
+_MODBUS_KEYS = {
+    "profile_dirs": 'profile_dirs = ["/etc/meter-collector/profiles"]',
+    "host_concurrency": "host_concurrency = 4",
+    "timeout_ms": "timeout_ms = 1000",
+    "retries": "retries = 1",
+}
 _TOP_KEYS = {
     "collector": "[collector]",
     "storage": "[storage]",
+    "modbus": "[modbus]",
     "bus": "[[bus]]",
     "meter": "[[meter]]",
     "schedule": "[[schedule]]",
@@ -218,6 +235,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     collector = _parse_collector(_Section(file, "collector", data.get("collector", {}),
                                           _COLLECTOR_KEYS))
     storage = _parse_storage(_Section(file, "storage", data.get("storage", {}), _STORAGE_KEYS))
+    modbus = _parse_modbus(_Section(file, "modbus", data.get("modbus", {}), _MODBUS_KEYS))
     buses = [
         _parse_bus(_Section(file, f"bus[{i}]", b, _BUS_KEYS))
         for i, b in enumerate(_array(top, "bus"))
@@ -225,14 +243,14 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     _unique(file, "bus", [b.name for b in buses])
     bus_names = {b.name for b in buses}
     meters = [
-        _parse_meter(_Section(file, f"meter[{i}]", m, _METER_KEYS), bus_names)
+        _parse_meter(_Section(file, f"meter[{i}]", m, _METER_KEYS), bus_names, modbus)
         for i, m in enumerate(_array(top, "meter"))
     ]
     _unique(file, "meter", [m.id for m in meters])
     seen: dict[tuple[str, str], str] = {}
     for i, m in enumerate(meters):
-        if m.protocol == "dlt645":
-            key = (m.bus, m.address)
+        if m.protocol in ("dlt645", "modbus-rtu", "modbus-tcp"):
+            key = (m.bus, f"{m.protocol}:{m.address}")
             if key in seen:
                 raise ConfigError(
                     file, f"meter[{i}].address",
@@ -244,7 +262,24 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         for i, s in enumerate(_array(top, "schedule"))
     ]
     _unique(file, "schedule", [s.name for s in schedules])
-    return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules))
+    return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules),
+                    modbus)
+
+
+def _parse_modbus(s: _Section) -> ModbusSettings:
+    dirs = s.get("profile_dirs", list, [])
+    if not all(isinstance(d, str) for d in dirs):
+        raise s.error("profile_dirs", "must list directories as strings")
+    concurrency = s.get("host_concurrency", int, 4)
+    if not 1 <= concurrency <= 64:
+        raise s.error("host_concurrency", "must be between 1 and 64")
+    timeout = float(s.get("timeout_ms", (int, float), 1000))
+    if not 10 <= timeout <= 60_000:
+        raise s.error("timeout_ms", "must be between 10 and 60000")
+    retries = s.get("retries", int, 1)
+    if not 0 <= retries <= 10:
+        raise s.error("retries", "must be between 0 and 10")
+    return ModbusSettings(tuple(dirs), concurrency, timeout, retries)
 
 
 def _array(top: _Section, key: str) -> list[Any]:
@@ -313,7 +348,10 @@ def _parse_bus(s: _Section) -> BusConfig:
     return BusConfig(name, port, baud, parity, latency, retries)
 
 
-def _parse_meter(s: _Section, buses: set[str]) -> Meter:
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def _parse_meter(s: _Section, buses: set[str], modbus: ModbusSettings) -> Meter:
     meter_id = s.get("id", str, _REQUIRED)
     if not meter_id.strip():
         raise s.error("id", "must not be empty")
@@ -321,7 +359,12 @@ def _parse_meter(s: _Section, buses: set[str]) -> Meter:
     if protocol not in PROTOCOLS:
         raise s.error("protocol", f"{protocol!r} is not one of {', '.join(PROTOCOLS)}")
     bus = s.get("bus", str, _REQUIRED)
-    if protocol != "modbus-tcp" and bus not in buses:
+    if protocol == "modbus-tcp":
+        if not _HOSTPORT.match(bus):
+            raise ConfigError(s.file, f"{s.path}.bus",
+                              f"{bus!r}: a modbus-tcp meter's bus is its host:port",
+                              'bus = "10.20.0.7:502"')
+    elif bus not in buses:
         known = ", ".join(sorted(buses)) or "none defined"
         raise s.error("bus", f"{bus!r} is not a [[bus]] name (known: {known})")
     address = str(s.get("address", (str, int), _REQUIRED))
@@ -329,6 +372,20 @@ def _parse_meter(s: _Section, buses: set[str]) -> Meter:
         address = address.zfill(12)
         if len(address) != 12 or not address.isdigit():
             raise s.error("address", f"{address!r} must be 12 decimal digits")
+    else:
+        if not address.isdigit() or not 1 <= int(address) <= 247:
+            raise ConfigError(s.file, f"{s.path}.address",
+                              f"{address!r}: a Modbus unit id is 1..247", "address = 1")
+        model = s.get("model", str, "")
+        if not model:
+            raise ConfigError(s.file, f"{s.path}.model",
+                              "a Modbus meter needs its profile name", 'model = "sdm630"')
+        from protocols.modbus.profile import ProfileError, find_profile
+
+        try:
+            find_profile(model, modbus.profile_dirs)
+        except ProfileError as exc:
+            raise ConfigError(s.file, f"{s.path}.model", str(exc)) from None
     multiplier = float(s.get("multiplier", (int, float), 1.0))
     if multiplier <= 0:
         raise s.error("multiplier", "must be positive")

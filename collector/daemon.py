@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -13,10 +14,18 @@ from datetime import datetime
 from collector.clock import Clock, RealClock
 from collector.config import BusConfig, Settings
 from collector.errors import ConfigError
-from collector.pipeline import CollectionResult, Dlt645Reader, MeterReader
+from collector.pipeline import (
+    CollectionResult,
+    Dlt645Reader,
+    MeterReader,
+    ModbusReader,
+    ProtocolRouter,
+)
 from collector.scheduler import RunStats, Scheduler
 from protocols.dlt645.client import ClientSettings, Dlt645Client
 from protocols.errors import TransportError
+from protocols.modbus.client import ModbusRtuClient, ModbusTcpHost
+from protocols.modbus.profile import find_profile
 from protocols.serial import LineSettings, SerialBus
 from storage import Store, open_store
 
@@ -73,6 +82,35 @@ async def open_buses(settings: Settings) -> dict[str, SerialBus]:
     return buses
 
 
+def build_readers(
+    settings: Settings, buses: dict[str, SerialBus], clock: Clock
+) -> tuple[dict[str, MeterReader], dict[str, int], dict[str, ModbusTcpHost]]:
+    """A reader per lane: serial buses route by protocol, TCP hosts get a connection pool."""
+    gateway = settings.collector.gateway
+    profiles = functools.cache(
+        lambda name: find_profile(name, settings.modbus.profile_dirs))
+    rtu: dict[str, ModbusRtuClient] = {}
+    readers: dict[str, MeterReader] = {}
+    for name, bus in buses.items():
+        cfg = settings.bus(name)
+        rtu[name] = ModbusRtuClient(bus, latency_s=cfg.latency_ms / 1000, retries=cfg.retries)
+        readers[name] = ProtocolRouter({
+            "dlt645": Dlt645Reader(Dlt645Client(bus, client_settings(cfg)), clock,
+                                   settings.collector.tz, gateway),
+            "modbus-rtu": ModbusReader(lambda m: rtu[m.bus], profiles, gateway),
+        })
+    mb = settings.modbus
+    tcp_hosts: dict[str, ModbusTcpHost] = {}
+    for meter in settings.meters:
+        if meter.protocol == "modbus-tcp" and meter.bus not in tcp_hosts:
+            host, _, port = meter.bus.rpartition(":")
+            tcp_hosts[meter.bus] = ModbusTcpHost(host.strip("[]"), int(port),
+                                                 mb.host_concurrency, mb.timeout_ms / 1000)
+    for lane in tcp_hosts:
+        readers[lane] = ModbusReader(lambda m: tcp_hosts[m.bus], profiles, gateway)
+    return readers, {lane: mb.host_concurrency for lane in tcp_hosts}, tcp_hosts
+
+
 async def run_collector(
     settings: Settings,
     *,
@@ -88,24 +126,16 @@ async def run_collector(
     await store.migrate()
     await store.upsert_meters(settings.meters)
     buses = await open_buses(settings)
-    tz = settings.collector.tz
-    readers: dict[str, MeterReader] = {
-        name: Dlt645Reader(
-            Dlt645Client(bus, client_settings(settings.bus(name))),
-            clock,
-            tz,
-            settings.collector.gateway,
-        )
-        for name, bus in buses.items()
-    }
+    readers, workers, tcp_hosts = build_readers(settings, buses, clock)
     scheduler = Scheduler(
         meters=settings.meters,
         schedules=settings.schedules,
         readers=readers,
         store=store,
         clock=clock,
-        tz=tz,
+        tz=settings.collector.tz,
         on_result=on_result,
+        workers=workers,
     )
     loop = asyncio.get_running_loop()
     if handle_signals:
@@ -123,6 +153,8 @@ async def run_collector(
                 loop.remove_signal_handler(sig)
         for bus in buses.values():
             await bus.close()
+        for host in tcp_hosts.values():
+            await host.close()
         if own_store:
             with contextlib.suppress(Exception):
                 await store.close()

@@ -6,10 +6,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from urllib.parse import parse_qs, urlsplit
 
 from protocols.dlt645 import codec, data_ids
 from protocols.dlt645.client import ClientSettings, Dlt645Client
 from protocols.dlt645.codec import FrameError, MeterErrorReply
+from protocols.errors import ProtocolError, ResponseTimeout, TransportError
+from protocols.modbus.client import ModbusRtuClient, ModbusTcpHost, RegisterReader
+from protocols.modbus.frames import FC_READ_HOLDING, ModbusExceptionReply, ReadRequest
+from protocols.modbus.plan import plan_blocks
+from protocols.modbus.profile import Profile
 from protocols.serial import LineSettings, SerialBus
 
 DEFAULT_READ = (
@@ -91,3 +97,96 @@ async def scan_bus(
 
     await probe("")
     return sorted(set(found))
+
+
+# --- Modbus ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusTarget:
+    """Where a Modbus device is: tcp://host:port or rtu:///dev/ttyUSB0?baud=9600&parity=N."""
+
+    kind: str
+    host: str = ""
+    port: int = 502
+    path: str = ""
+    line: LineSettings = field(default_factory=lambda: LineSettings(9600, "N"))
+
+    @classmethod
+    def parse(cls, url: str) -> ModbusTarget:
+        parts = urlsplit(url)
+        if parts.scheme == "tcp":
+            if not parts.hostname:
+                raise ValueError(f"{url!r}: tcp:// needs a host, e.g. tcp://192.0.2.10:502")
+            return cls("tcp", parts.hostname, parts.port or 502)
+        if parts.scheme == "rtu":
+            if not parts.path:
+                raise ValueError(f"{url!r}: rtu:// needs a port, e.g. rtu:///dev/ttyUSB0")
+            query = parse_qs(parts.query)
+            baud = int(query.get("baud", ["9600"])[0])
+            parity = query.get("parity", ["N"])[0].upper()
+            if parity not in ("N", "E", "O"):
+                raise ValueError(f"{url!r}: parity must be N, E or O")
+            return cls("rtu", path=parts.path, line=LineSettings(baud, parity))
+        raise ValueError(f"{url!r}: use tcp://HOST:PORT or rtu:///dev/PORT?baud=9600")
+
+
+@asynccontextmanager
+async def modbus_session(
+    target: ModbusTarget, timeout_s: float = 1.0, retries: int = 1
+) -> AsyncIterator[RegisterReader]:
+    if target.kind == "tcp":
+        host = ModbusTcpHost(target.host, target.port, concurrency=1, timeout_s=timeout_s)
+        try:
+            yield host
+        finally:
+            await host.close()
+        return
+    bus = await SerialBus.open(target.path, target.path, target.line)
+    try:
+        yield ModbusRtuClient(bus, latency_s=timeout_s, retries=retries)
+    finally:
+        await bus.close()
+
+
+async def read_modbus(
+    reader: RegisterReader, unit: int, profile: Profile, quantities: Sequence[str] = ()
+) -> ReadOutcome:
+    out = ReadOutcome()
+    specs = [s for s in profile.registers if not quantities or s.obis in quantities]
+    for block in plan_blocks(specs, profile.max_block, profile.max_gap):
+        try:
+            registers = await reader.read_registers(
+                ReadRequest(unit, block.function, block.start, block.count))
+        except ModbusExceptionReply as exc:
+            out.problems.append(f"registers {block.start}+{block.count}: {exc.message}")
+            continue
+        out.values.extend(data_ids.DecodedValue(s.obis, v, s.unit) for s, v in
+                          block.values(registers))
+    return out
+
+
+GATEWAY_NO_DEVICE = (10, 11)  # a TCP gateway saying nothing is at that unit id
+
+
+async def scan_modbus(
+    reader: RegisterReader, units: Sequence[int] = range(1, 248),
+    on_probe: Callable[[int], None] | None = None,
+) -> list[int]:
+    """Unit ids that answer at all: an exception reply still proves a device is there."""
+    found = []
+    for unit in units:
+        if on_probe is not None:
+            on_probe(unit)
+        try:
+            await reader.read_registers(ReadRequest(unit, FC_READ_HOLDING, 0, 1))
+        except ModbusExceptionReply as exc:
+            if exc.code not in GATEWAY_NO_DEVICE:
+                found.append(unit)
+        except (ResponseTimeout, TransportError):
+            continue
+        except ProtocolError:
+            found.append(unit)  # garbled, but something answered at this id
+        else:
+            found.append(unit)
+    return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
@@ -19,6 +20,10 @@ from protocols.dlt645 import data_ids
 from protocols.dlt645.client import Dlt645Client
 from protocols.dlt645.codec import MeterErrorReply
 from protocols.errors import ProtocolError, ResponseTimeout
+from protocols.modbus.client import RegisterReader
+from protocols.modbus.frames import ModbusExceptionReply, ReadRequest
+from protocols.modbus.plan import plan_blocks
+from protocols.modbus.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,99 @@ def scaled(meter: Meter, unit: str, value: float) -> float:
     return value * meter.multiplier if unit in SCALED_UNITS else value
 
 
+async def run_collection(
+    meter: Meter,
+    slot: datetime,
+    gateway: str,
+    body: Callable[[CollectionResult], Awaitable[None]],
+) -> CollectionResult:
+    """Time one meter's reads and turn whatever happened into a CollectionAttempt.
+
+    A timeout ends the meter's turn (a silent meter will not answer the next item
+    either, so the bus is given back); a partial answer still counts as collected, with
+    the error text saying what was missing.
+    """
+    result = CollectionResult(meter, slot)
+    started = time.monotonic()
+    outcome = Outcome.OK
+    try:
+        await body(result)
+    except ResponseTimeout as exc:
+        outcome = Outcome.TIMEOUT
+        result.errors.append(str(exc.with_context(meter=meter.id, bus=meter.bus)))
+    except ProtocolError as exc:
+        outcome = Outcome.ERROR
+        result.errors.append(str(exc.with_context(meter=meter.id, bus=meter.bus)))
+    if outcome is Outcome.OK and result.errors and not result.readings:
+        outcome = Outcome.ERROR
+    for error in result.errors:
+        log.warning("meter %s on bus %s: %s", meter.id, meter.bus, error)
+    result.attempt = CollectionAttempt(
+        meter_id=meter.id,
+        bus=meter.bus,
+        ts=slot,
+        outcome=outcome,
+        latency_ms=(time.monotonic() - started) * 1000,
+        error="; ".join(result.errors)[:500],
+        gateway=gateway,
+    )
+    return result
+
+
+class ProtocolRouter:
+    """One bus can carry several protocols; each meter goes to its protocol's reader."""
+
+    def __init__(self, readers: Mapping[str, MeterReader]) -> None:
+        self.readers = dict(readers)
+
+    async def collect(self, meter: Meter, schedule: Schedule, slot: datetime) -> CollectionResult:
+        reader = self.readers.get(meter.protocol)
+        if reader is None:
+            raise KeyError(f"no reader for protocol {meter.protocol!r} on bus {meter.bus}")
+        return await reader.collect(meter, schedule, slot)
+
+
+class ModbusReader:
+    """Reads a Modbus meter's scheduled quantities through its profile's block plan."""
+
+    def __init__(
+        self,
+        transport_for: Callable[[Meter], RegisterReader],
+        profile_for: Callable[[str], Profile],
+        gateway: str = "",
+    ) -> None:
+        self.transport_for = transport_for
+        self.profile_for = profile_for
+        self.gateway = gateway
+
+    async def collect(self, meter: Meter, schedule: Schedule, slot: datetime) -> CollectionResult:
+        async def body(result: CollectionResult) -> None:
+            profile = self.profile_for(meter.model)
+            specs = []
+            for quantity in schedule.quantities:
+                spec = profile.spec(quantity)
+                if spec is not None:
+                    specs.append(spec)
+            if not specs:
+                return
+            transport = self.transport_for(meter)
+            unit = int(meter.address)
+            source = source_tag(meter.protocol, meter.bus, meter.multiplier)
+            for block in plan_blocks(specs, profile.max_block, profile.max_gap):
+                request = ReadRequest(unit, block.function, block.start, block.count)
+                try:
+                    registers = await transport.read_registers(request)
+                except ModbusExceptionReply as exc:
+                    result.errors.append(f"registers {block.start}+{block.count}: {exc.message}")
+                    continue
+                for spec, value in block.values(registers):
+                    result.readings.append(Reading(
+                        meter.id, spec.obis, slot, scaled(meter, spec.unit, value), spec.unit,
+                        source=source))
+
+        return await run_collection(meter, slot, self.gateway, body)
+
+
 class Dlt645Reader:
     def __init__(
         self, client: Dlt645Client, clock: Clock, meter_tz: tzinfo, gateway: str = ""
@@ -66,10 +164,7 @@ class Dlt645Reader:
         self.gateway = gateway
 
     async def collect(self, meter: Meter, schedule: Schedule, slot: datetime) -> CollectionResult:
-        result = CollectionResult(meter, slot)
-        started = time.monotonic()
-        outcome = Outcome.OK
-        try:
+        async def body(result: CollectionResult) -> None:
             await self._read_quantities(meter, schedule, slot, result)
             if schedule.clock:
                 await self._read_clock(meter, slot, result)
@@ -77,29 +172,8 @@ class Dlt645Reader:
                 await self._read_events(meter, slot, result)
             for n in range(1, schedule.frozen_days + 1):
                 await self._read_frozen(meter, n, result)
-        except ResponseTimeout as exc:
-            # A silent meter will not answer the next item either: give the bus back.
-            outcome = Outcome.TIMEOUT
-            result.errors.append(str(exc.with_context(meter=meter.id, bus=meter.bus)))
-        except ProtocolError as exc:
-            outcome = Outcome.ERROR
-            result.errors.append(str(exc.with_context(meter=meter.id, bus=meter.bus)))
-        if outcome is Outcome.OK and result.errors and not result.readings:
-            # Partial answers (one unsupported item) still count as collected; the error
-            # text says what was missing.
-            outcome = Outcome.ERROR
-        for error in result.errors:
-            log.warning("meter %s on bus %s: %s", meter.id, meter.bus, error)
-        result.attempt = CollectionAttempt(
-            meter_id=meter.id,
-            bus=meter.bus,
-            ts=slot,
-            outcome=outcome,
-            latency_ms=(time.monotonic() - started) * 1000,
-            error="; ".join(result.errors)[:500],
-            gateway=self.gateway,
-        )
-        return result
+
+        return await run_collection(meter, slot, self.gateway, body)
 
     async def _read_item(self, meter: Meter, di: int, result: CollectionResult) -> bytes | None:
         """One DI; an error reply costs this item only, not the rest of the plan."""

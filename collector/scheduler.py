@@ -118,7 +118,10 @@ class Scheduler:
         tz: ZoneInfo,
         stats: RunStats | None = None,
         on_result: Callable[[CollectionResult], None] | None = None,
+        workers: Mapping[str, int] | None = None,
     ) -> None:
+        """`readers` has one entry per lane: a serial bus (one worker: one request on the
+        wire at a time) or a TCP host (`workers[lane]` requests in flight)."""
         self.meters = list(meters)
         self.schedules = list(schedules)
         self.readers = readers
@@ -130,6 +133,7 @@ class Scheduler:
         self.queues: dict[str, asyncio.Queue[Job | None]] = {
             bus: asyncio.Queue() for bus in readers
         }
+        self.workers = {lane: max(1, (workers or {}).get(lane, 1)) for lane in readers}
         self.health: dict[str, MeterHealth] = {}
         self._stopping = asyncio.Event()
 
@@ -139,7 +143,11 @@ class Scheduler:
     async def run(self, until: datetime | None = None) -> RunStats:
         """Run until stop() or, on a simulated clock, until `until`; then drain in-flight work."""
         producers = [asyncio.create_task(self._produce(s, until)) for s in self.schedules]
-        workers = [asyncio.create_task(self._work(bus)) for bus in self.queues]
+        workers = [
+            asyncio.create_task(self._work(lane))
+            for lane in self.queues
+            for _ in range(self.workers[lane])
+        ]
         stop_wait = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([stop_wait, *producers], return_when=asyncio.FIRST_COMPLETED)
         if not self._stopping.is_set():
@@ -150,8 +158,9 @@ class Scheduler:
         for task in producers:
             task.cancel()
         self._stopping.set()
-        for queue in self.queues.values():
-            queue.put_nowait(None)
+        for lane, queue in self.queues.items():
+            for _ in range(self.workers[lane]):
+                queue.put_nowait(None)
         await asyncio.gather(*workers, return_exceptions=True)
         stop_wait.cancel()
         await asyncio.gather(*producers, stop_wait, return_exceptions=True)

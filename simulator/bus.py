@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from protocols.dlt645 import codec
-from protocols.dlt645.codec import FrameError, FrameReader
+from protocols.dlt645.codec import FrameError
+from protocols.modbus import frames
 from simulator.dlt645_meter import SimulatedDlt645Meter
+from simulator.modbus_meter import SimulatedModbusMeter
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +35,17 @@ class WireTiming:
 
 
 class SimulatedBus:
+    """DL/T 645 meters and Modbus RTU meters may share one bus, as on a real RS-485 pair."""
+
     def __init__(
         self,
         meters: Sequence[SimulatedDlt645Meter],
         now: Callable[[], datetime],
         timing: WireTiming | None = None,
+        modbus: Sequence[SimulatedModbusMeter] = (),
     ) -> None:
         self.meters = list(meters)
+        self.modbus = {m.unit: m for m in modbus}
         self.now = now
         self.timing = timing or WireTiming()
         self.requests = 0
@@ -47,8 +53,8 @@ class SimulatedBus:
         self._master = -1
         self._slave = -1
         self.path = ""
-        self._reader = FrameReader()
-        self._queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        self._buf = bytearray()
+        self._queue: asyncio.Queue[tuple[float, str, bytes]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._arrival = 0.0
 
@@ -70,22 +76,59 @@ class SimulatedBus:
             return
         if not chunk:
             return
-        if not len(self._reader):
+        if not self._buf:
             self._arrival = time.monotonic()
-        self._reader.feed(chunk)
-        while (item := self._reader.next()) is not None:
-            if isinstance(item, FrameError):
+        self._buf += chunk
+        while (request := self._next_request()) is not None:
+            self._queue.put_nowait((self._arrival, *request))
+            self._arrival = time.monotonic()
+
+    def _next_request(self) -> tuple[str, bytes] | None:
+        """Split the byte stream into DL/T 645 frames and Modbus RTU read requests."""
+        buf = self._buf
+        while buf:
+            if buf[0] == 0xFE:
+                del buf[:1]
                 continue
-            raw = codec.encode(item, preamble=b"")
-            self._queue.put_nowait((self._arrival, raw))
-            self._arrival = time.monotonic()
+            if buf[0] == codec.START and (len(buf) < 8 or buf[7] == codec.START):
+                total = codec.frame_length_at(bytes(buf), 0)
+                if total is None or len(buf) < total:
+                    if buf[0] not in self.modbus or len(buf) < frames.RTU_REQUEST_LEN:
+                        return None
+                else:
+                    try:
+                        frame = codec.decode(bytes(buf[:total]))
+                    except FrameError:
+                        pass
+                    else:
+                        del buf[:total]
+                        return "dlt645", codec.encode(frame, preamble=b"")
+            if buf[0] in self.modbus:
+                if len(buf) < frames.RTU_REQUEST_LEN:
+                    return None
+                raw = bytes(buf[: frames.RTU_REQUEST_LEN])
+                try:
+                    frames.rtu_unwrap(raw)
+                except frames.ModbusFrameError:
+                    pass
+                else:
+                    del buf[: frames.RTU_REQUEST_LEN]
+                    return "modbus", raw
+            del buf[:1]  # line noise
+        return None
 
     async def _serve(self) -> None:
         while True:
-            arrival, raw = await self._queue.get()
-            request = codec.decode(raw)
+            arrival, protocol, raw = await self._queue.get()
             self.requests += 1
             now = self.now()
+            if protocol == "modbus":
+                unit, pdu = frames.rtu_unwrap(raw)
+                reply = self.modbus[unit].respond_pdu(pdu, now)
+                if reply is not None:
+                    await self._send(arrival, raw, frames.rtu_frame(unit, reply))
+                continue
+            request = codec.decode(raw)
             replies = [
                 reply
                 for meter in self.meters
@@ -101,13 +144,18 @@ class SimulatedBus:
                 out = bytes(_collide(replies))
             else:
                 out = replies[0]
-            t = self.timing
-            ready = arrival + t.seconds(len(raw) + 4) + t.latency_s + t.seconds(len(out))
-            delay = ready - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            with contextlib.suppress(OSError):
-                os.write(self._master, out)
+            await self._send(arrival, raw, out, preamble=4)
+
+    async def _send(self, arrival: float, request: bytes, reply: bytes, preamble: int = 0) -> None:
+        """Write the reply when a real bus would have delivered it."""
+        t = self.timing
+        ready = (arrival + t.seconds(len(request) + preamble) + t.latency_s
+                 + t.seconds(len(reply)))
+        delay = ready - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        with contextlib.suppress(OSError):
+            os.write(self._master, reply)
 
     async def stop(self) -> None:
         if self._worker is not None:

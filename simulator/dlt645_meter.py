@@ -6,13 +6,13 @@ is defined once; faults are injected here, per meter and deterministically.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from protocols.dlt645 import codec, data_ids
 from protocols.dlt645.codec import Frame
-from simulator.load import LoadModel, unit_noise
+from simulator.instant import instantaneous
+from simulator.load import LoadModel
 from simulator.registers import RegisterBank
 
 NO_SUCH_DATA = 0x02
@@ -131,39 +131,7 @@ class SimulatedDlt645Meter:
 
     def instant(self, now: datetime) -> dict[str, float]:
         """Instantaneous quantities by OBIS code."""
-        epoch = now.timestamp()
-        slot = int(epoch // 60)
-        kw = self.load.net_kw(epoch)
-        pf = 0.95 + 0.03 * unit_noise(self.load.seed + 3, slot)
-        phi = math.acos(pf)
-        per_phase = kw / self.phases
-        out: dict[str, float] = {
-            "1-0:16.7.0": kw,
-            "1-0:131.7.0": abs(kw) * math.tan(phi),
-            "1-0:13.7.0": pf if kw >= 0 else -pf,
-            "1-0:14.7.0": 50.0 + 0.05 * unit_noise(self.load.seed + 5, slot),
-        }
-        phase_obis = (
-            ("1-0:32.7.0", "1-0:31.7.0", "1-0:36.7.0", "1-0:151.7.0", "1-0:33.7.0", "1-0:81.7.4"),
-            ("1-0:52.7.0", "1-0:51.7.0", "1-0:56.7.0", "1-0:171.7.0", "1-0:53.7.0", "1-0:81.7.15"),
-            ("1-0:72.7.0", "1-0:71.7.0", "1-0:76.7.0", "1-0:191.7.0", "1-0:73.7.0", "1-0:81.7.26"),
-        )
-        for n in range(3):
-            v_obis, i_obis, p_obis, q_obis, pf_obis, angle_obis = phase_obis[n]
-            if n >= self.phases:
-                for code in phase_obis[n]:
-                    out[code] = 0.0
-                continue
-            volts = 220.0 + 4.0 * unit_noise(self.load.seed + 11 + n, slot)
-            amps = per_phase * 1000.0 / (volts * pf)
-            out[v_obis] = volts
-            out[i_obis] = amps
-            out[p_obis] = per_phase
-            out[q_obis] = abs(per_phase) * math.tan(phi)
-            out[pf_obis] = out["1-0:13.7.0"]
-            out[angle_obis] = math.degrees(phi) + (180.0 if per_phase < 0 else 0.0)
-        out["1-0:91.7.0"] = abs(out["1-0:31.7.0"]) if self.phases == 1 else 0.0
-        return out
+        return instantaneous(self.load, self.phases, now)
 
     def _frozen_instant(self, now: datetime, n: int) -> datetime | None:
         local = self.clock(now)

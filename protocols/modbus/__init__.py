@@ -1,0 +1,1 @@
+"""Modbus RTU and TCP: a pure codec, data-file profiles, a read planner and thin clients."""
