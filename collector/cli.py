@@ -95,8 +95,10 @@ def run(config_path: str) -> None:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--storage-url", default=None,
               help="Store into this database instead (e.g. postgresql://user@host/db).")
+@click.option("--mqtt", "use_mqtt", is_flag=True,
+              help="Run as deployed: gateway with outbox → mosquitto → head-end.")
 def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | None,
-         seed: int, storage_url: str | None) -> None:
+         seed: int, storage_url: str | None, use_mqtt: bool) -> None:
     """Simulated meters on pty buses, the real collector, an accelerated day, a summary."""
     from collector.cli_reports import plain_store
     from collector.demo import run_demo
@@ -111,7 +113,8 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
         )
         with console.status("collecting…"):
             result = _run(run_demo(meters=meters, buses=buses, hours=hours, seconds=seconds,
-                                   db_path=path, seed=seed, storage_url=storage_url))
+                                   db_path=path, seed=seed, storage_url=storage_url,
+                                   mqtt=use_mqtt))
 
         async def summarise() -> tuple[Any, ...]:
             store = plain_store(result.settings)
@@ -150,6 +153,8 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
             f"{stats.readings} readings taken, {count} rows stored; "
             f"{stats.overruns} bus overruns; storage errors: {sum(stats.storage_errors.values())}"
         )
+        if result.mqtt_note:
+            console.print(result.mqtt_note)
         if db_path:
             console.print(f"database kept at {path}")
 

@@ -80,6 +80,27 @@ class ModbusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttSettings:
+    role: str = ""
+    """"gateway" (forward the local outbox), "headend" (ingest), or "" (MQTT off)."""
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = ""
+    password_env: str = ""
+    client_id: str = ""
+    topic_prefix: str = "mc/v1"
+    share_group: str = "headend"
+    session_expiry_s: int = 7 * 86400
+    batch_size: int = 500
+    outbox_max_rows: int = 1_000_000
+    heartbeat_s: float = 60.0
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: str
     collector: CollectorSettings = field(default_factory=CollectorSettings)
@@ -88,6 +109,7 @@ class Settings:
     meters: tuple[Meter, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -205,7 +227,26 @@ _MODBUS_KEYS = {
     "timeout_ms": "timeout_ms = 1000",
     "retries": "retries = 1",
 }
+_MQTT_KEYS = {
+    "role": 'role = "gateway"  # or "headend"',
+    "host": 'host = "mqtt.example.net"',
+    "port": "port = 8883",
+    "username": 'username = "gw-001"',
+    "password_env": 'password_env = "COLLECTOR_MQTT_PASSWORD"',
+    "client_id": 'client_id = "headend-1"',
+    "topic_prefix": 'topic_prefix = "mc/v1"',
+    "share_group": 'share_group = "headend"',
+    "session_expiry_s": "session_expiry_s = 604800",
+    "batch_size": "batch_size = 500",
+    "outbox_max_rows": "outbox_max_rows = 1000000",
+    "heartbeat_s": "heartbeat_s = 60",
+    "tls": "tls = true",
+    "ca_file": 'ca_file = "/etc/ssl/certs/ca-certificates.crt"',
+    "cert_file": 'cert_file = "/etc/meter-collector/client.crt"',
+    "key_file": 'key_file = "/etc/meter-collector/client.key"',
+}
 _TOP_KEYS = {
+    "mqtt": "[mqtt]",
     "collector": "[collector]",
     "storage": "[storage]",
     "modbus": "[modbus]",
@@ -236,6 +277,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
                                           _COLLECTOR_KEYS))
     storage = _parse_storage(_Section(file, "storage", data.get("storage", {}), _STORAGE_KEYS))
     modbus = _parse_modbus(_Section(file, "modbus", data.get("modbus", {}), _MODBUS_KEYS))
+    mqtt = _parse_mqtt(_Section(file, "mqtt", data.get("mqtt", {}), _MQTT_KEYS))
     buses = [
         _parse_bus(_Section(file, f"bus[{i}]", b, _BUS_KEYS))
         for i, b in enumerate(_array(top, "bus"))
@@ -262,8 +304,44 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         for i, s in enumerate(_array(top, "schedule"))
     ]
     _unique(file, "schedule", [s.name for s in schedules])
+    if mqtt.role == "gateway" and not collector.gateway:
+        raise ConfigError(file, "collector.gateway", "a gateway needs an id for its topics",
+                          'gateway = "gw-001"')
+    if mqtt.role == "gateway" and not storage.url.startswith("sqlite://"):
+        raise ConfigError(file, "storage.url", "a gateway keeps its outbox in SQLite",
+                          'url = "sqlite:///var/lib/meter-collector/collector.db"')
     return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules),
-                    modbus)
+                    modbus, mqtt)
+
+
+def _parse_mqtt(s: _Section) -> MqttSettings:
+    role = s.get("role", str, "")
+    if role not in ("", "gateway", "headend"):
+        raise s.error("role", f"{role!r} must be gateway or headend")
+    port = s.get("port", int, 1883)
+    if not 1 <= port <= 65535:
+        raise s.error("port", "must be 1..65535")
+    expiry = s.get("session_expiry_s", int, 7 * 86400)
+    batch = s.get("batch_size", int, 500)
+    if not 1 <= batch <= 10_000:
+        raise s.error("batch_size", "must be 1..10000 (one payload's readings)")
+    outbox = s.get("outbox_max_rows", int, 1_000_000)
+    if outbox < 1000:
+        raise s.error("outbox_max_rows", "must be at least 1000")
+    prefix = s.get("topic_prefix", str, "mc/v1")
+    if not prefix or "+" in prefix or "#" in prefix:
+        raise s.error("topic_prefix", "must be a plain topic path without wildcards")
+    tls = s.get("tls", bool, False)
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = s.get(key, str, "")
+        if path and not Path(path).exists():
+            raise s.error(key, f"{path} does not exist")
+    return MqttSettings(
+        role, s.get("host", str, "127.0.0.1"), port, s.get("username", str, ""),
+        s.get("password_env", str, ""), s.get("client_id", str, ""), prefix,
+        s.get("share_group", str, "headend"), expiry, batch, outbox,
+        float(s.get("heartbeat_s", (int, float), 60)), tls, s.get("ca_file", str, ""),
+        s.get("cert_file", str, ""), s.get("key_file", str, ""))
 
 
 def _parse_modbus(s: _Section) -> ModbusSettings:

@@ -9,11 +9,13 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from collector.clock import Clock, RealClock
-from collector.config import BusConfig, Settings
+from collector.config import BusConfig, Schedule, Settings
 from collector.errors import ConfigError
+from collector.model import Outcome, Reading
 from collector.pipeline import (
     CollectionResult,
     Dlt645Reader,
@@ -26,6 +28,7 @@ from protocols.dlt645.client import ClientSettings, Dlt645Client
 from protocols.errors import TransportError
 from protocols.modbus.client import ModbusRtuClient, ModbusTcpHost
 from protocols.modbus.profile import find_profile
+from protocols.mqtt import schema
 from protocols.serial import LineSettings, SerialBus
 from storage import Store, open_store
 
@@ -33,6 +36,10 @@ log = logging.getLogger(__name__)
 
 
 def store_for(settings: Settings) -> Store:
+    """SQLite (with an outbox on a gateway), or PostgreSQL behind the write buffer.
+
+    A head-end acknowledges broker messages once stored, so its buffer keeps nothing in
+    memory: whatever waits for the database waits in the spill file, on disk."""
     password = None
     env = settings.storage.password_env
     if env:
@@ -44,6 +51,11 @@ def store_for(settings: Settings) -> Store:
             )
     url = settings.storage.url
     if url.startswith("sqlite://"):
+        if settings.mqtt.role == "gateway":
+            from storage.sqlite import SqliteStore, path_from_url
+
+            return SqliteStore(path_from_url(url), outbox=True,
+                               outbox_max_rows=settings.mqtt.outbox_max_rows)
         return open_store(url)
     from storage.buffered import BufferedStore
     from storage.postgres import PostgresStore
@@ -54,8 +66,8 @@ def store_for(settings: Settings) -> Store:
         timezone=settings.collector.timezone,
         attempts_retention_days=settings.storage.attempts_retention_days,
     )
-    return BufferedStore(inner, settings.storage.spill_path,
-                         max_memory_rows=settings.storage.memory_rows)
+    memory = 0 if settings.mqtt.role == "headend" else settings.storage.memory_rows
+    return BufferedStore(inner, settings.storage.spill_path, max_memory_rows=memory)
 
 
 def client_settings(bus: BusConfig) -> ClientSettings:
@@ -80,6 +92,82 @@ async def open_buses(settings: Settings) -> dict[str, SerialBus]:
         except TransportError as exc:
             log.error("bus %s: %s; its meters will not be read", cfg.name, exc)
     return buses
+
+
+class Service(Protocol):
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def mqtt_services(
+    settings: Settings, store: Store, readers: dict[str, MeterReader], clock: Clock
+) -> list[Service]:
+    from storage.sqlite import SqliteStore
+
+    role = settings.mqtt.role
+    if role == "gateway":
+        from collector.uplink import Uplink
+
+        if not isinstance(store, SqliteStore) or not store.outbox:
+            raise ConfigError(settings.source, "storage.url",
+                              "gateway mode needs the SQLite store with its outbox")
+        handler = CommandHandler(settings, readers, store, clock)
+        return [Uplink(settings.mqtt, settings.collector.gateway, store, handler)]
+    if role == "headend":
+        from collector.headend import HeadEnd
+
+        return [HeadEnd(settings.mqtt, store)]
+    return []
+
+
+async def drain_outbox(store: Store, services: list[Service], within_s: float = 30.0) -> None:
+    """A bounded run (demo, tests) ends only once the gateway has forwarded what it read."""
+    from storage.sqlite import SqliteStore
+
+    if not services or not isinstance(store, SqliteStore) or not store.outbox:
+        return
+    for _ in range(int(within_s / 0.1)):  # the outbox is on disk: poll it
+        if not await store.outbox_size():
+            return
+        await asyncio.sleep(0.1)
+
+
+class CommandHandler:
+    """The head-end's on-demand read and time-sync commands, run on this gateway's buses."""
+
+    def __init__(self, settings: Settings, readers: dict[str, MeterReader], store: Store,
+                 clock: Clock) -> None:
+        self.settings = settings
+        self.readers = readers
+        self.store = store
+        self.clock = clock
+
+    async def __call__(self, command: schema.Command) -> tuple[bool, str, list[Reading]]:
+        if command.command == "time_sync":
+            return await self._time_sync()
+        meter = next((m for m in self.settings.meters if m.id == command.meter), None)
+        if meter is None or meter.bus not in self.readers:
+            return False, f"meter {command.meter!r} is not on this gateway", []
+        quantities = command.quantities or tuple(
+            dict.fromkeys(q for s in self.settings.schedules for q in s.quantities))
+        schedule = Schedule("on-demand", timedelta(minutes=1), quantities)
+        result = await self.readers[meter.bus].collect(meter, schedule, self.clock.now())
+        if result.readings:
+            await self.store.write_readings(result.readings)
+        ok = result.attempt is not None and result.attempt.outcome is Outcome.OK
+        return ok, "; ".join(result.errors) or "read", result.readings
+
+    async def _time_sync(self) -> tuple[bool, str, list[Reading]]:
+        synced = []
+        for name, reader in self.readers.items():
+            if isinstance(reader, ProtocolRouter):
+                dlt = reader.readers.get("dlt645")
+                if isinstance(dlt, Dlt645Reader):
+                    local = self.clock.now().astimezone(self.settings.collector.tz)
+                    await dlt.client.broadcast_time_sync(local)
+                    synced.append(name)
+        return bool(synced), f"time sync broadcast on {', '.join(synced) or 'no bus'}", []
 
 
 def build_readers(
@@ -137,17 +225,30 @@ async def run_collector(
         on_result=on_result,
         workers=workers,
     )
+    services = mqtt_services(settings, store, readers, clock)
+    stoppers = [scheduler.stop, *(s.stop for s in services)]
+
+    def stop_all() -> None:
+        for stop in stoppers:
+            stop()
+
     loop = asyncio.get_running_loop()
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, scheduler.stop)
+            loop.add_signal_handler(sig, stop_all)
+    service_tasks = [asyncio.create_task(s.run()) for s in services]
     try:
         log.info(
             "collecting %d meters on %d buses into %s",
             len(settings.meters), len(buses), settings.storage.url,
         )
-        return await scheduler.run(until)
+        stats = await scheduler.run(until)
+        if until is not None:
+            await drain_outbox(store, services)
+        return stats
     finally:
+        stop_all()
+        await asyncio.gather(*service_tasks, return_exceptions=True)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -12,13 +12,21 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from collector.clock import SimulatedClock
-from collector.config import BusConfig, CollectorSettings, Schedule, Settings, StorageSettings
-from collector.daemon import run_collector
+from collector.config import (
+    BusConfig,
+    CollectorSettings,
+    MqttSettings,
+    Schedule,
+    Settings,
+    StorageSettings,
+)
+from collector.daemon import run_collector, store_for
 from collector.model import Meter
 from collector.scheduler import RunStats
 from simulator.bus import WireTiming
 from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import Fleet, FleetSpec, build_fleet, meter_address
+from storage.sqlite import SqliteStore
 
 DEMO_TZ = "Asia/Shanghai"
 INTERVAL_QUANTITIES = (
@@ -55,6 +63,7 @@ class DemoResult:
     start: datetime
     end: datetime
     db_path: str
+    mqtt_note: str = ""
 
 
 def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> Settings:
@@ -86,7 +95,77 @@ def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> 
 
 async def run_demo(
     *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int = 1,
-    storage_url: str | None = None,
+    storage_url: str | None = None, mqtt: bool = False,
+) -> DemoResult:
+    if mqtt:
+        return await run_mqtt_demo(meters=meters, buses=buses, hours=hours, seconds=seconds,
+                                   db_path=db_path, seed=seed, storage_url=storage_url)
+    return await _run_local(meters=meters, buses=buses, hours=hours, seconds=seconds,
+                            db_path=db_path, seed=seed, storage_url=storage_url)
+
+
+async def run_mqtt_demo(
+    *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int,
+    storage_url: str | None,
+) -> DemoResult:
+    """The same day, but as deployed: the collector runs as a gateway with an outbox,
+    a throwaway mosquitto carries its batches, and a head-end stores them."""
+    import asyncio
+    import os
+
+    from collector.headend import HeadEnd
+    from simulator.broker import Mosquitto
+
+    os.environ.setdefault("COLLECTOR_DEMO_MQTT_PASSWORD", "demo")
+    broker = Mosquitto({"collector": os.environ["COLLECTOR_DEMO_MQTT_PASSWORD"]})
+    broker.start()
+    mqtt = MqttSettings(port=broker.port, username="collector",
+                        password_env="COLLECTOR_DEMO_MQTT_PASSWORD", batch_size=500)
+    head_settings = Settings(
+        source="(demo head-end)",
+        collector=CollectorSettings(timezone=DEMO_TZ),
+        storage=StorageSettings(url=storage_url or f"sqlite:///{db_path}",
+                                spill_path=str(db_path.with_name("spill.db"))),
+        mqtt=replace(mqtt, role="headend"),
+    )
+    head_store = store_for(head_settings)
+    await head_store.migrate()
+    head = HeadEnd(head_settings.mqtt, head_store, client_id="demo-headend")
+    head_task = asyncio.create_task(head.run())
+    try:
+        await asyncio.wait_for(head.ready.wait(), 10)
+        gateway_db = db_path.with_name("gateway.db")
+        result = await _run_local(
+            meters=meters, buses=buses, hours=hours, seconds=seconds, db_path=gateway_db,
+            seed=seed, storage_url=None, mqtt=replace(mqtt, role="gateway"))
+        await head_store.upsert_meters(result.settings.meters)
+        gateway_store = SqliteStore(str(gateway_db))
+        gateway_rows = await gateway_store.count_readings()
+        await gateway_store.close()
+        head_rows = 0
+        for _ in range(300):
+            head_rows = await head_store.count_readings()
+            if head_rows >= gateway_rows:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        head.stop()
+        await asyncio.gather(head_task, return_exceptions=True)
+        await head_store.close()
+        broker.destroy()
+    # The summary reads the head-end's store, about the gateway's meters.
+    result.settings = replace(head_settings, meters=result.settings.meters)
+    result.mqtt_note = (
+        f"gateway → mosquitto → head-end: {head.stats.batches} batches; the gateway stored "
+        f"{gateway_rows} rows and the head-end {head_rows} "
+        f"({'all arrived' if head_rows == gateway_rows else 'MISSING ROWS'}); "
+        f"{head.stats.dead_letters} dead letters")
+    return result
+
+
+async def _run_local(
+    *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int,
+    storage_url: str | None, mqtt: MqttSettings | None = None,
 ) -> DemoResult:
     tz = ZoneInfo(DEMO_TZ)
     local_midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -108,6 +187,8 @@ async def run_demo(
     paths = await fleet.start()
     url = storage_url or f"sqlite:///{db_path}"
     settings = demo_settings(paths, spec, url)
+    if mqtt is not None:
+        settings = replace(settings, mqtt=mqtt)
     if storage_url:
         settings = replace(settings, storage=replace(
             settings.storage, spill_path=str(db_path.with_name("spill.db"))))

@@ -12,11 +12,13 @@ import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from collector import codec_json
 from collector.model import CollectionAttempt, Event, IngestResult, Meter, Quality, Reading
 from storage.base import (
     GROUPINGS,
@@ -74,6 +76,15 @@ _SCHEMA: list[tuple[str, str]] = [
     ),
 ]
 
+_SCHEMA.append((
+    "0002_outbox",
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, item TEXT NOT NULL
+    )
+    """,
+))
+
 _RANK_NEW = quality_rank_sql("excluded.quality")
 _RANK_OLD = quality_rank_sql("readings.quality")
 _RANK_STAGED = quality_rank_sql("s.quality")
@@ -89,8 +100,21 @@ def path_from_url(url: str) -> str:
     return rest[1:] if rest.startswith("/") else rest
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    kind: str
+    item: dict[str, Any]
+
+
 class SqliteStore:
-    def __init__(self, path: str) -> None:
+    """With `outbox=True` (a gateway), every new or changed row is also queued in the
+    outbox table in the same transaction, so a stored read is never left unsent."""
+
+    def __init__(self, path: str, *, outbox: bool = False, outbox_max_rows: int = 0) -> None:
+        self.outbox = outbox
+        self.outbox_max_rows = outbox_max_rows
+        self.outbox_evicted = 0
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +224,47 @@ class SqliteStore:
              r.method, r.source, received)
             for r in readings
         ]
-        return await self._run(self._tx(lambda db: _ingest(db, rows)))
+        def write(db: sqlite3.Connection) -> IngestResult:
+            result = _ingest(db, rows, outbox=self.outbox)
+            if self.outbox:
+                self._bound_outbox(db)
+            return result
+
+        return await self._run(self._tx(write))
+
+    def _queue(self, db: sqlite3.Connection, kind: str, items: list[dict[str, Any]]) -> None:
+        if self.outbox and items:
+            db.executemany("INSERT INTO outbox (kind, item) VALUES (?, ?)",
+                           [(kind, json.dumps(i)) for i in items])
+            self._bound_outbox(db)
+
+    def _bound_outbox(self, db: sqlite3.Connection) -> None:
+        """Past the configured bound, the oldest queued rows give way (and are counted):
+        a gateway's disk is finite, and the newest register reads matter most."""
+        if not self.outbox_max_rows:
+            return
+        (size,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+        excess = size - self.outbox_max_rows
+        if excess > 0:
+            db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id "
+                       "LIMIT ?)", (excess,))
+            self.outbox_evicted += excess
+
+    async def outbox_peek(self, limit: int) -> list[OutboxRow]:
+        def read(db: sqlite3.Connection) -> list[OutboxRow]:
+            rows = db.execute("SELECT id, kind, item FROM outbox ORDER BY id LIMIT ?",
+                              (limit,)).fetchall()
+            return [OutboxRow(int(r[0]), r[1], json.loads(r[2])) for r in rows]
+
+        return await self._run(read)
+
+    async def outbox_delete(self, ids: Sequence[int]) -> None:
+        await self._run(self._tx(lambda db: db.executemany(
+            "DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])))
+
+    async def outbox_size(self) -> int:
+        return await self._run(
+            lambda db: int(db.execute("SELECT count(*) FROM outbox").fetchone()[0]))
 
     async def write_events(self, events: Sequence[Event]) -> int:
         received = datetime.now(UTC).timestamp()
@@ -212,7 +276,10 @@ class SqliteStore:
         def write(db: sqlite3.Connection) -> int:
             before = db.total_changes
             db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?)", rows)
-            return db.total_changes - before
+            written = db.total_changes - before
+            if written:
+                self._queue(db, "event", [codec_json.event_to_json(e) for e in events])
+            return written
 
         return await self._run(self._tx(write))
 
@@ -228,6 +295,7 @@ class SqliteStore:
                 "latency_ms, error) VALUES (?,?,?,?,?,?,?)",
                 rows,
             )
+            self._queue(db, "attempt", [codec_json.attempt_to_json(a) for a in attempts])
 
         await self._run(self._tx(write))
 
@@ -355,7 +423,9 @@ def _reading(r: Sequence[Any]) -> Reading:
     )
 
 
-def _ingest(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> IngestResult:
+def _ingest(
+    db: sqlite3.Connection, rows: list[tuple[Any, ...]], *, outbox: bool = False
+) -> IngestResult:
     db.execute(
         "CREATE TEMP TABLE IF NOT EXISTS staging (meter_id TEXT, quantity TEXT, ts REAL, "
         "value REAL, unit TEXT, quality TEXT, method TEXT, source TEXT, received_at REAL, "
@@ -374,6 +444,17 @@ def _ingest(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> IngestResult
         f"WHERE {_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
         "s.quality != r.quality OR s.unit != r.unit OR s.method != r.method)"
     ).fetchone()[0]
+    if outbox and new + updated:
+        db.execute(
+            "INSERT INTO outbox (kind, item) SELECT 'reading', json_object('meter', s.meter_id, "
+            "'quantity', s.quantity, 'ts', strftime('%Y-%m-%dT%H:%M:%fZ', s.ts, 'unixepoch'), "
+            "'value', s.value, 'unit', s.unit, 'quality', s.quality, 'method', s.method, "
+            "'source', s.source) FROM staging s LEFT JOIN readings r ON r.meter_id = s.meter_id "
+            "AND r.quantity = s.quantity AND r.ts = s.ts WHERE r.meter_id IS NULL OR "
+            f"({_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
+            "s.quality != r.quality OR s.unit != r.unit OR s.method != r.method)) "
+            "ORDER BY s.ts, s.meter_id, s.quantity"
+        )
     db.execute(
         "INSERT INTO readings SELECT * FROM staging WHERE true "
         "ON CONFLICT (meter_id, quantity, ts) DO UPDATE SET value = excluded.value, "

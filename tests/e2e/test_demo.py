@@ -28,3 +28,15 @@ def test_demo_reads_twenty_meters_over_ptys_and_summarises(tmp_path: Path) -> No
             "FROM readings)) FROM readings").fetchone()[0]
     assert meters == 19  # m020 is dead in the demo
     assert dupes == 0
+
+
+def test_demo_in_gateway_and_headend_mode_delivers_every_stored_row(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "collector.cli", "demo", "--mqtt", "--hours", "2", "--seconds",
+         "5", "--meters", "8", "--db", str(tmp_path / "headend.db")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "gateway → mosquitto → head-end" in out
+    assert "(all arrived); 0 dead letters" in out

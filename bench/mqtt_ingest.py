@@ -1,0 +1,96 @@
+"""End-to-end MQTT ingest against storage-only ingest, measured in the same run.
+
+A concentrator publishes N readings in batches (QoS 1) to a throwaway mosquitto; a
+head-end subscribes and writes them into a throwaway PostgreSQL. The baseline is the
+same readings written straight through PostgresStore.write_readings in the same batch
+size, so the ratio is what the broker hop costs.
+
+    python -m bench.mqtt_ingest [--meters 1000] [--intervals 96] [--batch 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+
+from collector import mqtt_link
+from collector.config import MqttSettings
+from collector.headend import HeadEnd
+from simulator.broker import Mosquitto
+from simulator.concentrator import ConcentratorSpec, publish, readings
+from storage.postgres import PostgresStore
+from tests.support.services import PgCluster
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=1000)
+    parser.add_argument("--intervals", type=int, default=96)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--publish-only", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    spec = ConcentratorSpec(meters=args.meters, intervals=args.intervals, batch=args.batch)
+    if args.publish_only:
+        settings = MqttSettings(port=args.publish_only, username="bench",
+                                password_env="BENCH_MQTT_PW")
+        async with mqtt_link.client(settings, "bench-concentrator") as client:
+            await publish(spec, client)
+        return
+    rows = readings(spec)
+    os.environ["BENCH_MQTT_PW"] = "bench"
+    broker = Mosquitto({"bench": "bench"})
+    broker.start()
+    cluster = PgCluster()
+    cluster.start()
+    try:
+        base = PostgresStore(cluster.create_database("storage_only"))
+        await base.migrate()
+        started = time.perf_counter()
+        for i in range(0, len(rows), args.batch):
+            await base.write_readings(rows[i : i + args.batch])
+        t_storage = time.perf_counter() - started
+        await base.close()
+
+        store = PostgresStore(cluster.create_database("via_mqtt"))
+        await store.migrate()
+        settings = MqttSettings(role="headend", port=broker.port, username="bench",
+                                password_env="BENCH_MQTT_PW")
+        head = HeadEnd(settings, store, client_id="bench-headend")
+        task = asyncio.create_task(head.run())
+        await asyncio.wait_for(head.ready.wait(), 10)
+        # The concentrator publishes from its own process, as it would from its own box.
+        started = time.perf_counter()
+        publisher = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.mqtt_ingest", "--publish-only", str(broker.port),
+            "--meters", str(args.meters), "--intervals", str(args.intervals),
+            "--batch", str(args.batch))
+        while head.stats.readings < len(rows):
+            await asyncio.sleep(0.01)
+        finished = time.perf_counter()
+        await publisher.wait()
+        # From the first message the head-end received to the last row committed: the
+        # publisher's interpreter start-up is not part of the stream.
+        t_mqtt = finished - (head.first_message_at or started)
+        stored = await store.count_readings()
+        head.stop()
+        await task
+        await store.close()
+    finally:
+        broker.destroy()
+        cluster.destroy()
+    a, b = len(rows) / t_mqtt, len(rows) / t_storage
+    print(f"{len(rows):,} readings ({args.meters:,} meters × {args.intervals} intervals), "
+          f"batches of {args.batch}, QoS 1, one head-end")
+    print(f"(a) publish → mosquitto → head-end → PostgreSQL: {t_mqtt:7.2f} s {a:>10,.0f} rows/s "
+          f"({stored:,} rows stored)")
+    print(f"(b) storage-only ingest, same batches:          {t_storage:7.2f} s {b:>10,.0f} rows/s")
+    print(f"ratio a/b = {a / b:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

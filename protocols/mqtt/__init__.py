@@ -1,0 +1,1 @@
+"""MQTT payloads and topics: pure validation and encoding, no client code."""
