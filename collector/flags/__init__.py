@@ -1,0 +1,1 @@
+"""Flags: missed reads, meter faults, wiring, theft and transformer-area line loss."""
