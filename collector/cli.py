@@ -257,18 +257,30 @@ def _read_modbus(url: str, unit: int | None, profile_name: str | None,
     _run(go())
 
 
-def _scan_modbus(url: str, latency_ms: float) -> None:
+def _unit_range(text: str) -> range:
+    try:
+        first, _, last = text.partition("-")
+        units = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a range like 1-247",
+                                 param_hint="--units") from None
+    if not units or units.start < 1 or units.stop > 248:
+        raise click.BadParameter("unit ids run from 1 to 247", param_hint="--units")
+    return units
+
+
+def _scan_modbus(url: str, latency_ms: float, units: range) -> None:
     from collector.fieldtools import modbus_session, scan_modbus
 
     target = _modbus_target(url)
 
     async def go() -> list[int]:
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("probing unit ids", total=247)
+            task = progress.add_task("probing unit ids", total=len(units))
             async with modbus_session(target, timeout_s=latency_ms / 1000, retries=0) as reader:
                 return await scan_modbus(
-                    reader, on_probe=lambda u: progress.update(
-                        task, completed=u, description=f"probing unit {u}"))
+                    reader, units, on_probe=lambda u: progress.update(
+                        task, completed=u - units.start + 1, description=f"probing unit {u}"))
 
     found = _run(go())
     if not found:
@@ -280,13 +292,15 @@ def _scan_modbus(url: str, latency_ms: float) -> None:
 
 @main.command()
 @_line_options
+@click.option("--units", "unit_text", default="1-247", show_default=True,
+              help="Modbus unit ids to probe, e.g. 1-32.")
 def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
-         latency_ms: float) -> None:
+         latency_ms: float, unit_text: str) -> None:
     """Find the meters on a bus: DL/T 645 addresses, or Modbus unit ids 1-247."""
     from collector.fieldtools import dlt645_session, scan_bus
 
     if modbus_url:
-        _scan_modbus(modbus_url, latency_ms)
+        _scan_modbus(modbus_url, latency_ms, _unit_range(unit_text))
         return
     port = _need_port(port)
 

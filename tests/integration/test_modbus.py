@@ -179,7 +179,8 @@ async def test_cli_scan_lists_the_unit_ids_that_answer() -> None:
         import asyncio
 
         result = await asyncio.to_thread(CliRunner().invoke, main, [
-            "scan", "--modbus", f"tcp://127.0.0.1:{port}", "--latency-ms", "20"])
+            "scan", "--modbus", f"tcp://127.0.0.1:{port}", "--units", "1-12",
+            "--latency-ms", "300"])
     finally:
         await sim.stop()
     assert result.exit_code == 0, result.output
