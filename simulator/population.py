@@ -9,11 +9,14 @@ sees the true total plus a technical loss. Labels say which meters got which ano
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
+
+from collector.model import Event, Meter, Reading
 
 SLOTS = 96
 SNAPSHOTS = 4  # instantaneous samples per day (03:00, 09:00, 15:00, 21:00 local)
@@ -321,3 +324,55 @@ def build_population(spec: PopulationSpec) -> Population:
     return Population(spec, ids, area, phases, exporter, kwh, exp, true_kwh, forward,
                       tariff_delta, clock, volts, amps, phase_p, angle, neutral, events,
                       supplied, labels, area_labels, attack_start, wiring)
+
+
+def as_stored(pop: Population, meters: Sequence[int]) -> tuple[list[Meter], list[Reading],
+                                                               list[Event]]:
+    """The chosen meters (and every area's transformer meter) as the collector would have
+    stored them: registers at interval ends, snapshots of V/I/P/angle, daily clock
+    offsets and tariff registers, tamper events."""
+    start = pop.spec.start
+    step = timedelta(minutes=15)
+    out_meters: list[Meter] = []
+    out: list[Reading] = []
+    phase_codes = (("1-0:32.7.0", "1-0:31.7.0", "1-0:36.7.0", "1-0:81.7.4"),
+                   ("1-0:52.7.0", "1-0:51.7.0", "1-0:56.7.0", "1-0:81.7.15"),
+                   ("1-0:72.7.0", "1-0:71.7.0", "1-0:76.7.0", "1-0:81.7.26"))
+    for i in meters:
+        mid = pop.meter_ids[i]
+        phases = int(pop.phases[i])
+        out_meters.append(Meter(mid, "dlt645", "bus1", f"{i:012d}", area=f"A{pop.area[i]}",
+                                exporter=bool(pop.exporter[i]), phases=phases))
+        reverse = np.cumsum(pop.export_kwh[i])
+        for n in range(pop.kwh.shape[1]):
+            ts = start + step * (n + 1)
+            if not np.isnan(pop.kwh[i, n]):
+                out.append(Reading(mid, "1-0:1.8.0", ts, float(pop.forward[i, n]), "kWh"))
+                out.append(Reading(mid, "1-0:2.8.0", ts, float(reverse[n]), "kWh"))
+        for snap in range(pop.amps.shape[1]):
+            n = (snap // SNAPSHOTS) * SLOTS + (snap % SNAPSHOTS) * 24 + 12
+            ts = start + step * (n + 1)
+            for k in range(phases):
+                v_code, i_code, p_code, a_code = phase_codes[k]
+                out += [Reading(mid, v_code, ts, float(pop.volts[i, snap, k]), "V"),
+                        Reading(mid, i_code, ts, float(pop.amps[i, snap, k]), "A"),
+                        Reading(mid, p_code, ts, float(pop.watts[i, snap, k]), "kW"),
+                        Reading(mid, a_code, ts, float(pop.angle[i, snap, k]), "°")]
+            if phases == 1:
+                out.append(Reading(mid, "1-0:91.7.0", ts, float(pop.neutral_amps[i, snap]), "A"))
+        for d in range(pop.days):
+            ts = start + timedelta(days=d + 1)
+            total = float(pop.forward[i, (d + 1) * SLOTS - 1])
+            out.append(Reading(mid, "1-0:1.8.1", ts, total - float(pop.tariff_sum_delta[i, d]),
+                               "kWh"))
+            out.append(Reading(mid, "0-0:1.0.0", ts, float(pop.clock_offset[i, d]), "s"))
+    for a in sorted({int(pop.area[i]) for i in meters}):
+        tid = f"T{a}"
+        out_meters.append(Meter(tid, "dlt645", "bus1", f"{900000 + a:012d}", area=f"A{a}",
+                                is_area_meter=True, phases=3))
+        register = np.concatenate([[10_000.0], 10_000.0 + np.cumsum(pop.area_supplied[a])])
+        out += [Reading(tid, "1-0:1.8.0", start + timedelta(days=d), float(register[d]), "kWh")
+                for d in range(pop.days + 1)]
+    events = [Event(pop.meter_ids[i], start + timedelta(days=d, hours=3), kind, {"count": 1})
+              for i, d, kind in pop.events if i in set(meters)]
+    return out_meters, out, events

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from collector.model import CollectionAttempt, Event, IngestResult, Meter, Quality, Reading
+from collector.model import CollectionAttempt, Event, Flag, IngestResult, Meter, Quality, Reading
 
 
 class StorageError(Exception):
@@ -45,6 +45,14 @@ class DailyConsumption:
     kwh: float
 
 
+@dataclass(frozen=True, slots=True)
+class FlagRow:
+    id: int
+    flag: Flag
+    status: str
+    raised_at: datetime
+
+
 class Store(Protocol):
     async def migrate(self) -> list[str]: ...
 
@@ -79,6 +87,22 @@ class Store(Protocol):
     ) -> list[DailyConsumption]: ...
 
     async def count_readings(self) -> int: ...
+
+    async def readings_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str]
+    ) -> list[Reading]: ...
+
+    async def events_in(self, start: datetime, end: datetime) -> list[Event]: ...
+
+    async def raise_flags(self, flags: Sequence[Flag]) -> int:
+        """Insert flags that have no open flag of the same subject and kind; returns how many."""
+        ...
+
+    async def list_flags(
+        self, kind: str | None = None, area: str | None = None, open_only: bool = False
+    ) -> list[FlagRow]: ...
+
+    async def clear_flag(self, flag_id: int) -> bool: ...
 
 
 GROUPINGS = ("meter", "bus", "gateway", "area")

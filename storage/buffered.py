@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from collector import codec_json
-from collector.model import CollectionAttempt, Event, IngestResult, Meter, Reading
-from storage.base import CollectionRow, DailyConsumption, StorageError, Store
+from collector.model import CollectionAttempt, Event, Flag, IngestResult, Meter, Reading
+from storage.base import CollectionRow, DailyConsumption, FlagRow, StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,25 @@ class BufferedStore:
 
     async def count_readings(self) -> int:
         return await self.inner.count_readings()
+
+    async def readings_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str]
+    ) -> list[Reading]:
+        return await self.inner.readings_in(start, end, quantities)
+
+    async def events_in(self, start: datetime, end: datetime) -> list[Event]:
+        return await self.inner.events_in(start, end)
+
+    async def raise_flags(self, flags: Sequence[Flag]) -> int:
+        return await self.inner.raise_flags(flags)
+
+    async def list_flags(
+        self, kind: str | None = None, area: str | None = None, open_only: bool = False
+    ) -> list[FlagRow]:
+        return await self.inner.list_flags(kind, area, open_only)
+
+    async def clear_flag(self, flag_id: int) -> bool:
+        return await self.inner.clear_flag(flag_id)
 
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
         return await self.inner.latest_readings(meter_ids)

@@ -21,12 +21,21 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from collector.model import CollectionAttempt, Event, IngestResult, Meter, Quality, Reading
+from collector.model import (
+    CollectionAttempt,
+    Event,
+    Flag,
+    IngestResult,
+    Meter,
+    Quality,
+    Reading,
+)
 from storage import migrate
 from storage.base import (
     GROUPINGS,
     CollectionRow,
     DailyConsumption,
+    FlagRow,
     StorageError,
     StorageUnavailable,
 )
@@ -249,6 +258,66 @@ class PostgresStore:
             cur = await conn.execute("SELECT count(*) FROM readings")
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def readings_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str]
+    ) -> list[Reading]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT meter_id, quantity, ts, value, unit, quality, source, method "
+                "FROM readings WHERE ts >= %s AND ts <= %s AND quantity = ANY(%s) "
+                "ORDER BY meter_id, quantity, ts", (start, end, list(quantities)))
+            return [_reading(r) for r in await cur.fetchall()]
+
+    async def events_in(self, start: datetime, end: datetime) -> list[Event]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT meter_id, ts, kind, details FROM events WHERE ts >= %s AND ts <= %s "
+                "ORDER BY ts", (start, end))
+            return [Event(r[0], r[1].astimezone(UTC), r[2], dict(r[3]))
+                    for r in await cur.fetchall()]
+
+    async def raise_flags(self, flags: Sequence[Flag]) -> int:
+        raised = 0
+        async with self._conn() as conn, conn.cursor() as cur:
+            for f in flags:
+                # The partial unique index flags_one_open keeps one open flag per kind.
+                await cur.execute(
+                    "INSERT INTO flags (subject, area, kind, severity, start_ts, end_ts, evidence)"
+                    " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (subject, kind) "
+                    "WHERE status = 'open' DO NOTHING",
+                    (f.subject, f.area, f.kind, f.severity, f.start, f.end,
+                     json.dumps(f.evidence, sort_keys=True)))
+                raised += cur.rowcount
+        return raised
+
+    async def list_flags(
+        self, kind: str | None = None, area: str | None = None, open_only: bool = False
+    ) -> list[FlagRow]:
+        where, args = ["true"], []
+        if kind:
+            where.append("kind = %s")
+            args.append(kind)
+        if area:
+            where.append("area = %s")
+            args.append(area)
+        if open_only:
+            where.append("status = 'open'")
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT id, subject, area, kind, severity, start_ts, end_ts, evidence, status, "
+                f"raised_at FROM flags WHERE {' AND '.join(where)} ORDER BY id", args)
+            return [FlagRow(r[0], Flag(r[1], r[3], r[4], r[5].astimezone(UTC),
+                                       r[6].astimezone(UTC), dict(r[7]), r[2]), r[8],
+                            r[9].astimezone(UTC))
+                    for r in await cur.fetchall()]
+
+    async def clear_flag(self, flag_id: int) -> bool:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "UPDATE flags SET status = 'cleared', cleared_at = now() "
+                "WHERE id = %s AND status = 'open'", (flag_id,))
+            return cur.rowcount > 0
 
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
         where, params = "", []

@@ -19,11 +19,20 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from collector import codec_json
-from collector.model import CollectionAttempt, Event, IngestResult, Meter, Quality, Reading
+from collector.model import (
+    CollectionAttempt,
+    Event,
+    Flag,
+    IngestResult,
+    Meter,
+    Quality,
+    Reading,
+)
 from storage.base import (
     GROUPINGS,
     CollectionRow,
     DailyConsumption,
+    FlagRow,
     StorageError,
     quality_rank_sql,
 )
@@ -320,6 +329,86 @@ class SqliteStore:
         return await self._run(
             lambda db: int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
         )
+
+    async def readings_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str]
+    ) -> list[Reading]:
+        marks = ",".join("?" * len(quantities))
+
+        def read(db: sqlite3.Connection) -> list[Reading]:
+            rows = db.execute(
+                "SELECT meter_id, quantity, ts, value, unit, quality, source, method "
+                f"FROM readings WHERE ts >= ? AND ts <= ? AND quantity IN ({marks}) "
+                "ORDER BY meter_id, quantity, ts",
+                (start.timestamp(), end.timestamp(), *quantities),
+            ).fetchall()
+            return [_reading(r) for r in rows]
+
+        return await self._run(read)
+
+    async def events_in(self, start: datetime, end: datetime) -> list[Event]:
+        def read(db: sqlite3.Connection) -> list[Event]:
+            rows = db.execute(
+                "SELECT meter_id, ts, kind, details FROM events WHERE ts >= ? AND ts <= ? "
+                "ORDER BY ts", (start.timestamp(), end.timestamp())).fetchall()
+            return [Event(r[0], datetime.fromtimestamp(r[1], UTC), r[2], json.loads(r[3]))
+                    for r in rows]
+
+        return await self._run(read)
+
+    async def raise_flags(self, flags: Sequence[Flag]) -> int:
+        now = datetime.now(UTC).timestamp()
+
+        def write(db: sqlite3.Connection) -> int:
+            raised = 0
+            for f in flags:
+                open_row = db.execute(
+                    "SELECT id FROM flags WHERE subject = ? AND kind = ? AND status = 'open'",
+                    (f.subject, f.kind)).fetchone()
+                if open_row is None:
+                    db.execute(
+                        'INSERT INTO flags (subject, area, kind, severity, start, "end", '
+                        "evidence, raised_at) VALUES (?,?,?,?,?,?,?,?)",
+                        (f.subject, f.area, f.kind, f.severity, f.start.timestamp(),
+                         f.end.timestamp(), json.dumps(f.evidence, sort_keys=True), now))
+                    raised += 1
+            return raised
+
+        return await self._run(self._tx(write))
+
+    async def list_flags(
+        self, kind: str | None = None, area: str | None = None, open_only: bool = False
+    ) -> list[FlagRow]:
+        def read(db: sqlite3.Connection) -> list[FlagRow]:
+            where, args = [], []
+            if kind:
+                where.append("kind = ?")
+                args.append(kind)
+            if area:
+                where.append("area = ?")
+                args.append(area)
+            if open_only:
+                where.append("status = 'open'")
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            rows = db.execute(
+                'SELECT id, subject, area, kind, severity, start, "end", evidence, status, '
+                f"raised_at FROM flags {clause} ORDER BY id", args).fetchall()
+            return [FlagRow(r[0], Flag(r[1], r[3], r[4], datetime.fromtimestamp(r[5], UTC),
+                                       datetime.fromtimestamp(r[6], UTC), json.loads(r[7]),
+                                       r[2]), r[8], datetime.fromtimestamp(r[9], UTC))
+                    for r in rows]
+
+        return await self._run(read)
+
+    async def clear_flag(self, flag_id: int) -> bool:
+        now = datetime.now(UTC).timestamp()
+
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute("UPDATE flags SET status = 'cleared', cleared_at = ? "
+                             "WHERE id = ? AND status = 'open'", (now, flag_id))
+            return cur.rowcount > 0
+
+        return await self._run(self._tx(write))
 
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
         def read(db: sqlite3.Connection) -> list[Reading]:

@@ -64,7 +64,12 @@ def stopped(kwh: F64, amps: F64, t: Thresholds, per_snapshot: int) -> list[Findi
     for a, b in _runs(zero):
         if b - a + 1 < t.stopped_intervals:
             continue
-        snaps = np.abs(amps[a // per_snapshot : b // per_snapshot + 1]).max(axis=-1)
+        window = np.abs(amps[a // per_snapshot : b // per_snapshot + 1])
+        if window.ndim > 1:  # a single-phase meter has no B and C: judge what was read
+            window = window[np.isfinite(window).any(axis=-1)]
+            snaps = np.nanmax(window, axis=-1) if window.size else window
+        else:
+            snaps = window[np.isfinite(window)]
         if snaps.size and (snaps > t.min_current_a).mean() > 0.5:
             return [Finding("stopped", "critical", a, b,
                             {"intervals_without_advance": b - a + 1,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from collector.model import (
     CollectionAttempt,
     Event,
+    Flag,
     IngestResult,
     Meter,
     Outcome,
@@ -139,3 +140,16 @@ async def test_dead_letters_keep_the_raw_bytes_and_the_reason(store: Store) -> N
     await store.write_dead_letter("mqtt:gw1/readings", b"\xff{not json", "not UTF-8 JSON")
     assert await store.dead_letters() == [("mqtt:gw1/readings", b"\xff{not json",
                                            "not UTF-8 JSON")]
+
+
+async def test_a_flag_is_raised_once_and_again_only_after_it_is_cleared(store: Store) -> None:
+    flag = Flag("m1", "stopped", "critical", T0, T0 + timedelta(hours=12), {"amps": 4.0}, "A")
+    assert await store.raise_flags([flag, flag]) == 1
+    assert await store.raise_flags([flag]) == 0
+    (row,) = await store.list_flags(open_only=True)
+    assert row.flag == flag and row.status == "open"
+    assert await store.clear_flag(row.id)
+    assert await store.list_flags(open_only=True) == []
+    assert await store.raise_flags([flag]) == 1
+    assert [r.flag.kind for r in await store.list_flags(kind="stopped", area="A")] == [
+        "stopped", "stopped"]

@@ -1,0 +1,232 @@
+"""Run the rules over what storage holds and raise Flags: once each, open until cleared.
+
+A fast pass after each collection cycle covers the last day (missed reads, faults,
+wiring, clock, tamper); the daily pass adds theft and line loss over the trailing
+baseline. Findings come back from collector.flags.detect as index windows on each
+meter's interval grid; here they become times and rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from collector.clock import align_down
+from collector.flags import detect
+from collector.flags.thresholds import Thresholds
+from collector.model import Flag, Meter
+from storage.base import Store
+
+ENERGY, REVERSE = "1-0:1.8.0", "1-0:2.8.0"
+TARIFFS = ("1-0:1.8.1", "1-0:1.8.2", "1-0:1.8.3", "1-0:1.8.4")
+VOLTS = ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0")
+AMPS = ("1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0")
+WATTS = ("1-0:36.7.0", "1-0:56.7.0", "1-0:76.7.0")
+ANGLES = ("1-0:81.7.4", "1-0:81.7.15", "1-0:81.7.26")
+NEUTRAL, CLOCK = "1-0:91.7.0", "0-0:1.0.0"
+QUANTITIES = (ENERGY, REVERSE, *TARIFFS, *VOLTS, *AMPS, *WATTS, *ANGLES, NEUTRAL, CLOCK)
+SEVERITY = {"missed_reads": "warning", "never_heard": "warning", "unregistered_meter": "warning",
+            "tamper": "warning", "theft": "critical"}
+
+
+@dataclass
+class FlagRun:
+    findings: list[Flag] = field(default_factory=list)
+    raised: int = 0
+
+
+@dataclass
+class _Grid:
+    start: datetime
+    every: timedelta
+    n: int
+
+    def index(self, ts: datetime) -> int | None:
+        i = (ts - self.start) / self.every
+        return int(i) if i == int(i) and 0 <= i < self.n else None
+
+    def time(self, i: int) -> datetime:
+        return self.start + self.every * min(max(i, 0), self.n - 1)
+
+    def series(self, values: dict[datetime, float]) -> detect.F64:
+        out = np.full(self.n, np.nan)
+        for ts, v in values.items():
+            i = self.index(ts)
+            if i is not None:
+                out[i] = v
+        return out
+
+
+class FlagEngine:
+    def __init__(self, store: Store, meters: Sequence[Meter], *, every: timedelta,
+                 tz: ZoneInfo, thresholds: Thresholds | None = None,
+                 interval_of: Mapping[str, timedelta] | None = None) -> None:
+        """`interval_of` gives each meter's register schedule; a meter read less often
+        than `every` (a transformer meter read daily) is judged only in the balance."""
+        self.store = store
+        self.meters = {m.id: m for m in meters}
+        self.every = every
+        self.interval_of = dict(interval_of or {})
+        self.tz = tz
+        self.t = thresholds or Thresholds()
+
+    async def run(self, now: datetime, *, full: bool) -> FlagRun:
+        days = self.t.baseline_days + self.t.recent_days if full else 1
+        end = align_down(now, self.every)
+        start = end - timedelta(days=days)
+        grid = _Grid(start, self.every, int((end - start) / self.every) + 1)
+        by_meter: dict[str, dict[str, dict[datetime, float]]] = defaultdict(
+            lambda: defaultdict(dict))
+        for r in await self.store.readings_in(start, end, QUANTITIES):
+            by_meter[r.meter_id][r.quantity][r.ts] = r.value
+        run = FlagRun()
+        for meter in self.meters.values():
+            if self.interval_of.get(meter.id, self.every) != self.every:
+                continue
+            run.findings += self._meter(meter, by_meter.get(meter.id, {}), grid, full)
+        for unknown in sorted(set(by_meter) - set(self.meters)):
+            run.findings.append(Flag(unknown, "unregistered_meter", "warning", start, end,
+                                     {"readings": sum(len(v) for v in by_meter[unknown].values()),
+                                      "hint": "answers but has no record: add it to the config"}))
+        for event in await self.store.events_in(start, end):
+            owner = self.meters.get(event.meter_id)
+            if event.kind in ("cover_open", "magnetic_field") and owner is not None:
+                run.findings.append(Flag(owner.id, "tamper", "warning", event.ts, event.ts,
+                                         {"event": event.kind, **event.details}, owner.area))
+        if full:
+            runaway = {f.subject: f.start for f in run.findings if f.kind == "runaway"}
+            run.findings += await self._line_loss(start, end, runaway)
+        run.raised = await self.store.raise_flags(run.findings)
+        return run
+
+    def _meter(self, meter: Meter, q: dict[str, dict[datetime, float]], grid: _Grid,
+               full: bool) -> list[Flag]:
+        if not q:
+            return [Flag(meter.id, "never_heard", "warning", grid.time(0), grid.time(grid.n - 1),
+                         {"hint": "registered but no reading in the window: check the meter, "
+                                  "its address and its bus"}, meter.area)]
+        t = self.t
+        register = grid.series(q.get(ENERGY, {}))
+        kwh = np.diff(register, prepend=np.nan)
+        found: list[detect.Finding] = []
+        # Slots before the meter's first read in the window were not yet expected of it
+        # (commissioning); the first read only anchors the first difference.
+        first = int(np.flatnonzero(~np.isnan(register))[0]) if (~np.isnan(register)).any() \
+            else grid.n
+        expected = register[first + 1:]
+        if np.isnan(expected).any():
+            found += [detect.Finding(f.kind, f.severity, f.start + first + 1, f.end + first + 1,
+                                     f.evidence)
+                      for f in detect.gaps(expected)]
+        amps = np.stack([grid.series(q.get(a, {})) for a in AMPS], axis=1)
+        volts = np.stack([grid.series(q.get(v, {})) for v in VOLTS], axis=1)
+        found += detect.runaway(kwh, meter.phases, t, self.every.total_seconds() / 3600)
+        present = np.flatnonzero(~np.isnan(register))
+        found += [detect.Finding(f.kind, f.severity, int(present[f.start]), int(present[f.end]),
+                                 f.evidence)
+                  for f in detect.backward(register[present], t)]
+        with_current = np.nan_to_num(np.abs(amps)).max(axis=1)
+        if np.isfinite(amps).any():
+            found += detect.stopped(kwh, amps, t, 1)
+        if TARIFFS[0] in q:
+            stacked = np.stack([grid.series(q.get(x, {})) for x in TARIFFS])
+            read_together = np.isfinite(stacked).any(axis=0) & np.isfinite(register)
+            delta = np.where(read_together, register - np.nansum(stacked, axis=0), 0.0)
+            found += detect.tariff_mismatch(delta, t)
+        if CLOCK in q:
+            offsets = grid.series(q[CLOCK])
+            found += detect.clock_drift(np.nan_to_num(offsets), t)
+        if REVERSE in q:
+            reverse = grid.series(q[REVERSE])
+            found += detect.reverse_growth(np.diff(reverse[~np.isnan(reverse)]),
+                                           meter.exporter, t)
+        if meter.phases == 3 and np.isfinite(volts).all(axis=1).any():
+            ok = np.isfinite(volts).all(axis=1) & np.isfinite(amps).all(axis=1)
+            v, a = volts[ok], amps[ok]
+            found += detect.voltage_loss(v, a, t) + detect.current_loss(v, a, t)
+            found += detect.imbalance(a, t)
+            watts = np.stack([grid.series(q.get(w, {})) for w in WATTS], axis=1)[ok]
+            if np.isfinite(watts).all():
+                found += detect.negative_phase_power(watts, meter.exporter, t)
+            angles = np.stack([grid.series(q.get(x, {})) for x in ANGLES], axis=1)[ok]
+            if np.isfinite(angles).all() and len(angles):
+                found += detect.phasor_diagnosis(angles, a, meter.exporter, t)
+        flags = [Flag(meter.id, f.kind, f.severity, grid.time(f.start), grid.time(f.end),
+                      f.evidence, meter.area) for f in found]
+        if full and not meter.is_area_meter:
+            flags += self._theft(meter, kwh, q, grid, found, with_current)
+        return flags
+
+    def _theft(self, meter: Meter, kwh: detect.F64, q: dict[str, dict[datetime, float]],
+               grid: _Grid, found: list[detect.Finding], current: detect.F64) -> list[Flag]:
+        per_day = int(timedelta(days=1) / self.every)
+        days = grid.n // per_day
+        if days < self.t.recent_days + 7:
+            return []
+        # A register that jumped backwards is a fault, not negative consumption.
+        profile = np.where(kwh < 0, np.nan, kwh)[-days * per_day:].reshape(days, per_day)
+        neutral = grid.series(q[NEUTRAL])[-days * per_day:] if NEUTRAL in q else None
+        phase = grid.series(q[AMPS[0]])[-days * per_day:] if AMPS[0] in q else None
+        if neutral is not None and phase is not None:
+            ok = np.isfinite(neutral) & np.isfinite(phase)
+            neutral, phase = neutral[ok], phase[ok]
+        signals = detect.theft_signals(profile, self.t, neutral, phase, exporter=meter.exporter)
+        wiring = any(f.kind in ("wiring", "negative_phase_power", "reverse_energy")
+                     for f in found)
+        score, reasons = detect.theft_score(signals, self.t, wiring=wiring)
+        if score < self.t.theft_score or any(f.kind in ("stopped", "runaway") for f in found):
+            return []
+        return [Flag(meter.id, "theft", "critical", grid.time(grid.n - self.t.recent_days
+                                                              * per_day), grid.time(grid.n - 1),
+                     {"score": score, "reasons": reasons,
+                      "recent_vs_baseline": round(signals.drop_ratio, 3)}, meter.area)]
+
+    async def _line_loss(self, start: datetime, end: datetime,
+                         runaway: Mapping[str, datetime]) -> list[Flag]:
+        daily = await self.store.daily_consumption(start, end, by="meter", tz=str(self.tz))
+        per_meter: dict[str, dict[str, float]] = defaultdict(dict)
+        for row in daily:
+            per_meter[row.subject][row.day] = row.kwh
+        for meter_id, since in runaway.items():
+            # The balance estimates a runaway register's days from its own days before.
+            series = per_meter.get(meter_id, {})
+            cut = since.astimezone(self.tz).date().isoformat()
+            before = [v for d, v in series.items() if d < cut]
+            for d in series:
+                if d >= cut and before:
+                    series[d] = sum(before) / len(before)
+        flags = []
+        areas = {m.area for m in self.meters.values() if m.area}
+        for area in sorted(areas):
+            supply = [m for m in self.meters.values() if m.area == area and m.is_area_meter]
+            customers = [m for m in self.meters.values()
+                         if m.area == area and not m.is_area_meter]
+            if len(supply) != 1 or not customers:
+                continue
+            days = sorted(per_meter.get(supply[0].id, {}))
+            if len(days) < 1:
+                continue
+            supplied = np.array([per_meter[supply[0].id][d] for d in days])
+            billed = np.array([sum(per_meter.get(c.id, {}).get(d, 0.0) for c in customers)
+                               for d in days])
+            window = min(7, len(days))
+            for f in detect.line_loss(supplied, billed, self.t, window):
+                evidence = {**f.evidence, "days": days[-window:],
+                            "supplied_kwh": round(float(supplied[-window:].sum()), 3),
+                            "billed_kwh": round(float(billed[-window:].sum()), 3)}
+                if f.kind == "high_line_loss" and len(days) >= 7:
+                    corr = detect.loss_correlation(
+                        np.array([[per_meter.get(c.id, {}).get(d, 0.0) for d in days]
+                                  for c in customers]), supplied - billed)
+                    order = np.argsort(corr)[:10]
+                    evidence["suspects_by_loss_correlation"] = [
+                        {"meter": customers[i].id, "corr": round(float(corr[i]), 3)}
+                        for i in order]
+                flags.append(Flag(area, f.kind, f.severity, start, end, evidence, area))
+        return flags
+
