@@ -128,11 +128,12 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
                     result.start, result.end + timedelta(days=1), by="area",
                     tz=result.settings.collector.timezone,
                 )
+                open_flags = await store.list_flags(open_only=True)
             finally:
                 await store.close()
-            return latest, count, rows, daily
+            return latest, count, rows, daily, open_flags
 
-        latest, count, bus_rows, daily = asyncio.run(summarise())
+        latest, count, bus_rows, daily, open_flags = asyncio.run(summarise())
         injected = {
             f"m{n:03d}": ", ".join(m.faults.describe())
             for n, m in result.fleet.meters.items()
@@ -140,11 +141,13 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
         }
         meters_list = [(m.id, m.bus) for m in result.settings.meters]
         console.print(meter_summary_table(meters_list, result.stats.meters, latest, injected))
-        from collector.tables import collection_table, consumption_table
+        from collector.tables import collection_table, consumption_table, flags_table
 
         console.print(collection_table(bus_rows, "bus"))
         if daily:
             console.print(consumption_table(daily, "area"))
+        if open_flags:
+            console.print(flags_table(open_flags, result.settings.collector.tz))
         stats = result.stats
         total = sum(s.attempts for s in stats.meters.values())
         ok = sum(s.ok for s in stats.meters.values())
@@ -397,10 +400,11 @@ def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float
 
 
 def _register() -> None:
+    from collector.cli_flags import flags, plot, screen
     from collector.cli_reports import db, report
 
-    main.add_command(db)
-    main.add_command(report)
+    for command in (db, report, flags, screen, plot):
+        main.add_command(command)
 
 
 _register()

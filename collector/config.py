@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collector.errors import ConfigError
+from collector.flags.thresholds import Thresholds
 from collector.model import Meter
 
 PROTOCOLS = ("dlt645", "modbus-rtu", "modbus-tcp")
@@ -101,6 +102,14 @@ class MqttSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FlagSettings:
+    enabled: bool = True
+    daily_at: timedelta = timedelta(minutes=30)
+    """Local time of the daily pass (theft and line loss over the trailing baseline)."""
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: str
     collector: CollectorSettings = field(default_factory=CollectorSettings)
@@ -110,6 +119,7 @@ class Settings:
     schedules: tuple[Schedule, ...] = ()
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    flags: FlagSettings = field(default_factory=FlagSettings)
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -245,7 +255,13 @@ _MQTT_KEYS = {
     "cert_file": 'cert_file = "/etc/meter-collector/client.crt"',
     "key_file": 'key_file = "/etc/meter-collector/client.key"',
 }
+_FLAG_KEYS = {
+    "enabled": "enabled = true",
+    "daily_at": 'daily_at = "00:30"',
+    **{name: f"{name} = {getattr(Thresholds(), name)}" for name in Thresholds.names()},
+}
 _TOP_KEYS = {
+    "flags": "[flags]",
     "mqtt": "[mqtt]",
     "collector": "[collector]",
     "storage": "[storage]",
@@ -278,6 +294,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     storage = _parse_storage(_Section(file, "storage", data.get("storage", {}), _STORAGE_KEYS))
     modbus = _parse_modbus(_Section(file, "modbus", data.get("modbus", {}), _MODBUS_KEYS))
     mqtt = _parse_mqtt(_Section(file, "mqtt", data.get("mqtt", {}), _MQTT_KEYS))
+    flags = _parse_flags(_Section(file, "flags", data.get("flags", {}), _FLAG_KEYS))
     buses = [
         _parse_bus(_Section(file, f"bus[{i}]", b, _BUS_KEYS))
         for i, b in enumerate(_array(top, "bus"))
@@ -311,7 +328,26 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         raise ConfigError(file, "storage.url", "a gateway keeps its outbox in SQLite",
                           'url = "sqlite:///var/lib/meter-collector/collector.db"')
     return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules),
-                    modbus, mqtt)
+                    modbus, mqtt, flags)
+
+
+def _parse_flags(s: _Section) -> FlagSettings:
+    at_raw = s.get("daily_at", str, "00:30")
+    m = _HHMM.match(at_raw)
+    if not m:
+        raise s.error("daily_at", f"{at_raw!r} is not a local time HH:MM")
+    defaults = Thresholds()
+    values: dict[str, Any] = {}
+    for name in Thresholds.names():
+        default = getattr(defaults, name)
+        kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
+        value = s.get(name, kind, default)
+        if value < 0 and name != "negative_loss_rate":
+            raise s.error(name, "must not be negative")
+        values[name] = type(default)(value)
+    return FlagSettings(s.get("enabled", bool, True),
+                        timedelta(hours=int(m.group(1)), minutes=int(m.group(2))),
+                        Thresholds(**values))
 
 
 def _parse_mqtt(s: _Section) -> MqttSettings:

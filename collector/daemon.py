@@ -226,6 +226,13 @@ async def run_collector(
         workers=workers,
     )
     services = mqtt_services(settings, store, readers, clock)
+    if settings.flags.enabled and settings.mqtt.role != "gateway":
+        # Flags belong where the data is whole: the head-end, or a standalone collector.
+        from collector.flags.service import FlagService, build_engine
+
+        engine = build_engine(settings, store)
+        if engine is not None:
+            services.append(FlagService(settings, engine, clock))
     stoppers = [scheduler.stop, *(s.stop for s in services)]
 
     def stop_all() -> None:

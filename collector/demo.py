@@ -15,6 +15,7 @@ from collector.clock import SimulatedClock
 from collector.config import (
     BusConfig,
     CollectorSettings,
+    FlagSettings,
     MqttSettings,
     Schedule,
     Settings,
@@ -85,6 +86,9 @@ def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> 
     )
     return Settings(
         source="(demo)",
+        # At 2,000× a flag pass after every cycle would eat simulated minutes of bus
+        # time; the demo runs one pass at the end of its day instead.
+        flags=FlagSettings(enabled=False),
         collector=CollectorSettings(timezone=DEMO_TZ, gateway="demo-gw"),
         storage=StorageSettings(url=storage_url),
         buses=buses,
@@ -163,6 +167,18 @@ async def run_mqtt_demo(
     return result
 
 
+async def end_of_day_flags(settings: Settings, end: datetime) -> None:
+    from collector.flags.service import build_engine
+
+    store = store_for(settings)
+    try:
+        engine = build_engine(settings, store)
+        if engine is not None:
+            await engine.run(end, full=True)
+    finally:
+        await store.close()
+
+
 async def _run_local(
     *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int,
     storage_url: str | None, mqtt: MqttSettings | None = None,
@@ -196,4 +212,6 @@ async def _run_local(
         stats = await run_collector(settings, clock=clock, until=end)
     finally:
         await fleet.stop()
+    if mqtt is None:
+        await end_of_day_flags(settings, end)
     return DemoResult(stats, settings, fleet, start, end, str(db_path))

@@ -52,12 +52,15 @@ class MeterHealth:
 
     silent_in_a_row: int = 0
     skip_until: datetime | None = None
+    silent_at: datetime | None = None
+    """The slot in which the meter last timed out: its other jobs of that slot are skipped."""
 
     def note(self, outcome: Outcome, slot: datetime, every: timedelta) -> None:
         if outcome is not Outcome.TIMEOUT:
             self.silent_in_a_row = 0
             self.skip_until = None
             return
+        self.silent_at = slot
         self.silent_in_a_row += 1
         if self.silent_in_a_row >= SILENT_BEFORE_BACKOFF:
             steps = 2 ** (self.silent_in_a_row - SILENT_BEFORE_BACKOFF)
@@ -203,6 +206,11 @@ class Scheduler:
                 f"not polled: silent {health.silent_in_a_row} times in a row, "
                 f"next probe at {health.skip_until:%Y-%m-%d %H:%M} UTC",
             )
+        elif health.silent_at == job.slot:
+            result = CollectionResult(job.meter, job.slot)
+            result.attempt = CollectionAttempt(
+                job.meter.id, job.meter.bus, job.slot, Outcome.TIMEOUT, 0.0,
+                "not polled: silent earlier in this cycle")
         elif late > job.schedule.every:
             # The bus cannot keep up; a value stamped at a slot it was not read near
             # would be a lie, so record the miss instead.

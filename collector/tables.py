@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import tzinfo
 
 from rich.table import Table
 
 from collector.model import Reading
 from collector.scheduler import MeterStats
 from protocols.dlt645 import data_ids
-from storage.base import CollectionRow, DailyConsumption
+from storage.base import CollectionRow, DailyConsumption, FlagRow
 
 _NAMES: dict[str, str] = {
     item.obis[0]: item.name for item in data_ids.ITEMS.values() if not item.is_block
@@ -89,6 +91,26 @@ def meter_summary_table(
             value(data_ids.CLOCK_OFFSET_OBIS, "s"), injected.get(meter_id, ""),
         )
     return table
+
+
+def flags_table(rows: Sequence[FlagRow], tz: tzinfo, title: str = "Open flags") -> Table:
+    table = Table(title=title)
+    for col in ("id", "subject", "kind", "severity", "since (local)", "evidence"):
+        table.add_column(col)
+    for r in rows:
+        f = r.flag
+        style = "red" if f.severity == "critical" else "yellow"
+        table.add_row(str(r.id), f.subject, f"[{style}]{f.kind}[/]", f.severity,
+                      f"{f.start.astimezone(tz):%Y-%m-%d %H:%M}", evidence_summary(f.evidence))
+    return table
+
+
+def evidence_summary(evidence: Mapping[str, object]) -> str:
+    for key in ("diagnosis", "reasons", "phase", "loss_rate_recent", "max_offset_s",
+                "missing_intervals", "hint"):
+        if key in evidence:
+            return f"{key}: {evidence[key]}"[:70]
+    return json.dumps(evidence, default=str)[:70]
 
 
 def collection_table(rows: Sequence[CollectionRow], by: str) -> Table:

@@ -8,6 +8,7 @@ meter's interval grid; here they become times and rows.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ AMPS = ("1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0")
 WATTS = ("1-0:36.7.0", "1-0:56.7.0", "1-0:76.7.0")
 ANGLES = ("1-0:81.7.4", "1-0:81.7.15", "1-0:81.7.26")
 NEUTRAL, CLOCK = "1-0:91.7.0", "0-0:1.0.0"
+FROZEN = "frozen:1-0:1.8.0"
 QUANTITIES = (ENERGY, REVERSE, *TARIFFS, *VOLTS, *AMPS, *WATTS, *ANGLES, NEUTRAL, CLOCK)
 SEVERITY = {"missed_reads": "warning", "never_heard": "warning", "unregistered_meter": "warning",
             "tamper": "warning", "theft": "critical"}
@@ -83,12 +85,22 @@ class FlagEngine:
         by_meter: dict[str, dict[str, dict[datetime, float]]] = defaultdict(
             lambda: defaultdict(dict))
         for r in await self.store.readings_in(start, end, QUANTITIES):
-            by_meter[r.meter_id][r.quantity][r.ts] = r.value
+            # Daily frozen values are another channel: they fill the register series but
+            # do not say when interval polling began.
+            quantity = FROZEN if r.quantity == ENERGY and "frozen" in r.source else r.quantity
+            by_meter[r.meter_id][quantity][r.ts] = r.value
         run = FlagRun()
-        for meter in self.meters.values():
-            if self.interval_of.get(meter.id, self.every) != self.every:
-                continue
-            run.findings += self._meter(meter, by_meter.get(meter.id, {}), grid, full)
+
+        def judge() -> list[Flag]:
+            found: list[Flag] = []
+            for meter in self.meters.values():
+                if self.interval_of.get(meter.id, self.every) != self.every:
+                    continue
+                found += self._meter(meter, by_meter.get(meter.id, {}), grid, full)
+            return found
+
+        # The arithmetic runs on a worker thread: the event loop belongs to the buses.
+        run.findings += await asyncio.to_thread(judge)
         for unknown in sorted(set(by_meter) - set(self.meters)):
             run.findings.append(Flag(unknown, "unregistered_meter", "warning", start, end,
                                      {"readings": sum(len(v) for v in by_meter[unknown].values()),
@@ -111,14 +123,15 @@ class FlagEngine:
                          {"hint": "registered but no reading in the window: check the meter, "
                                   "its address and its bus"}, meter.area)]
         t = self.t
-        register = grid.series(q.get(ENERGY, {}))
+        polled = grid.series(q.get(ENERGY, {}))
+        register = np.where(np.isnan(polled), grid.series(q.get(FROZEN, {})), polled)
         kwh = np.diff(register, prepend=np.nan)
         found: list[detect.Finding] = []
-        # Slots before the meter's first read in the window were not yet expected of it
-        # (commissioning); the first read only anchors the first difference.
-        first = int(np.flatnonzero(~np.isnan(register))[0]) if (~np.isnan(register)).any() \
+        # Slots before the meter's first interval read in the window were not yet expected
+        # of it (commissioning); the first read only anchors the first difference.
+        first = int(np.flatnonzero(~np.isnan(polled))[0]) if (~np.isnan(polled)).any() \
             else grid.n
-        expected = register[first + 1:]
+        expected = polled[first + 1:]
         if np.isnan(expected).any():
             found += [detect.Finding(f.kind, f.severity, f.start + first + 1, f.end + first + 1,
                                      f.evidence)
@@ -166,8 +179,10 @@ class FlagEngine:
                grid: _Grid, found: list[detect.Finding], current: detect.F64) -> list[Flag]:
         per_day = int(timedelta(days=1) / self.every)
         days = grid.n // per_day
-        if days < self.t.recent_days + 7:
-            return []
+        covered: np.ndarray = np.asarray(
+            np.isfinite(kwh[-days * per_day:].reshape(days, per_day)).any(axis=1))
+        if covered.sum() < self.t.recent_days + 7 or not covered[-self.t.recent_days:].all():
+            return []  # too little history to judge a change against
         # A register that jumped backwards is a fault, not negative consumption.
         profile = np.where(kwh < 0, np.nan, kwh)[-days * per_day:].reshape(days, per_day)
         neutral = grid.series(q[NEUTRAL])[-days * per_day:] if NEUTRAL in q else None

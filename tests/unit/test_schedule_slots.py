@@ -51,3 +51,10 @@ def test_a_meter_silent_three_times_is_then_probed_with_growing_gaps() -> None:
     assert h.skip_until == slot + timedelta(hours=1)
     h.note(Outcome.OK, slot, every)
     assert h.skip_until is None and h.silent_in_a_row == 0
+
+
+def test_a_meter_that_timed_out_is_not_tried_again_in_the_same_slot() -> None:
+    h = MeterHealth()
+    slot = datetime(2026, 1, 1, tzinfo=UTC)
+    h.note(Outcome.TIMEOUT, slot, timedelta(minutes=15))
+    assert h.silent_at == slot and h.skip_until is None

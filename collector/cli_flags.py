@@ -1,0 +1,145 @@
+"""`collector flags …`, `collector screen` and `collector plot`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from collector import config as config_mod
+from collector.cli_reports import CONFIG_OPTION, console, with_store
+from collector.tables import flags_table
+from storage import Store
+
+
+@click.group(invoke_without_command=True)
+@CONFIG_OPTION
+@click.option("--kind", help="Only this kind (stopped, theft, high_line_loss, …).")
+@click.option("--area", help="Only this transformer area.")
+@click.option("--open", "open_only", is_flag=True, help="Only flags not yet cleared.")
+@click.pass_context
+def flags(ctx: click.Context, config_path: str, kind: str | None, area: str | None,
+          open_only: bool) -> None:
+    """Flags raised about meters and areas: list them, show one, clear one, run a pass."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def use(store: Store, settings: config_mod.Settings) -> None:
+        rows = await store.list_flags(kind, area, open_only)
+        console().print(flags_table(rows, settings.collector.tz, title="Flags"))
+        console().print(f"{len(rows)} flag(s)")
+
+    with_store(config_path, use)
+
+
+@flags.command("show")
+@click.argument("flag_id", type=int)
+@click.pass_context
+def flags_show(ctx: click.Context, flag_id: int) -> None:
+    """Everything a flag carries, evidence included."""
+
+    async def use(store: Store, settings: config_mod.Settings) -> None:
+        row = next((r for r in await store.list_flags() if r.id == flag_id), None)
+        if row is None:
+            raise click.ClickException(f"no flag {flag_id}")
+        f = row.flag
+        console().print(f"[bold]flag {row.id}[/]: {f.kind} ({f.severity}) on {f.subject}"
+                        f"{' in area ' + f.area if f.area else ''}, {row.status}")
+        console().print(f"window: {f.start.isoformat()} → {f.end.isoformat()}; "
+                        f"raised {row.raised_at.isoformat()}")
+        console().print_json(json.dumps(f.evidence))
+
+    with_store(ctx.obj["config"], use)
+
+
+@flags.command("clear")
+@click.argument("flag_id", type=int)
+@click.pass_context
+def flags_clear(ctx: click.Context, flag_id: int) -> None:
+    """Close a flag after inspection; the rule may raise it again if the cause persists."""
+
+    async def use(store: Store, settings: config_mod.Settings) -> None:
+        if not await store.clear_flag(flag_id):
+            raise click.ClickException(f"flag {flag_id} is not open")
+        console().print(f"flag {flag_id} cleared")
+
+    with_store(ctx.obj["config"], use)
+
+
+@flags.command("run")
+@click.option("--full/--fast", default=True,
+              help="Full daily pass (theft, line loss) or the last day's fast pass.")
+@click.option("--at", "at", type=click.DateTime(), default=None,
+              help="Judge as of this local time (default: now), e.g. to re-run a past day.")
+@click.pass_context
+def flags_run(ctx: click.Context, full: bool, at: datetime | None) -> None:
+    """Run a flag pass over what storage holds."""
+    from collector.flags.service import build_engine
+
+    async def use(store: Store, settings: config_mod.Settings) -> None:
+        engine = build_engine(settings, store, settings.meters or await store.meters())
+        if engine is None:
+            raise click.ClickException("no schedule reads 1-0:1.8.0: nothing to judge")
+        now = at.replace(tzinfo=settings.collector.tz) if at else datetime.now(UTC)
+        run = await engine.run(now, full=full)
+        console().print(f"{len(run.findings)} findings, {run.raised} new flags raised")
+
+    with_store(ctx.obj["config"], use)
+
+
+@click.command()
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write id,score,reasons here (default: print the top 20).")
+def screen(csv_path: str, out_path: str | None) -> None:
+    """Screen a wide CSV of daily kWh (id, then one column per date) for theft and faults."""
+    from rich.progress import Progress
+
+    from collector.screening import screen_file
+
+    with Progress(console=console(), transient=True) as progress:
+        task = progress.add_task("screening", total=None)
+        result = screen_file(Path(csv_path), Path(out_path) if out_path else None,
+                             on_progress=lambda done, total: progress.update(
+                                 task, completed=done, total=total))
+    console().print(f"{result.rows} customers × {result.days} days "
+                    f"({result.first_day} … {result.last_day}); "
+                    f"{result.flagged} scored at or above the flag threshold")
+    if result.ignored_columns:
+        console().print(f"ignored non-date columns: {', '.join(result.ignored_columns[:10])}")
+    if out_path:
+        console().print(f"written to {out_path}, highest score first")
+    else:
+        table = Table(title="Highest scores")
+        for col in ("id", "score", "reasons"):
+            table.add_column(col)
+        for row_id, score, reasons in result.top:
+            table.add_row(row_id, f"{score:.3f}", reasons)
+        console().print(table)
+
+
+@click.command()
+@CONFIG_OPTION
+@click.argument("meter")
+@click.option("--from", "start", type=click.DateTime(), default=None, help="Local start.")
+@click.option("--to", "end", type=click.DateTime(), default=None, help="Local end.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None)
+def plot(config_path: str, meter: str, start: datetime | None, end: datetime | None,
+         out_path: str | None) -> None:
+    """A PNG of a meter's load profile with its flag windows shaded."""
+    from collector.plotting import plot_meter
+
+    async def use(store: Store, settings: config_mod.Settings) -> None:
+        tz = settings.collector.tz
+        hi = end.replace(tzinfo=tz) if end else datetime.now(tz)
+        lo = start.replace(tzinfo=tz) if start else hi - timedelta(days=7)
+        path = Path(out_path or f"{meter}.png")
+        count = await plot_meter(store, meter, lo, hi, path, tz)
+        console().print(f"{path}: {count} intervals, flags shaded")
+
+    with_store(config_path, use)

@@ -1,0 +1,94 @@
+"""Run the flag engine beside the collector: after each cycle, and once a day in full."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from collector.clock import Clock
+from collector.config import Schedule, Settings
+from collector.flags.engine import ENERGY, FlagEngine
+from collector.model import Meter
+from collector.scheduler import next_slot
+from storage.base import StorageError, Store
+
+log = logging.getLogger(__name__)
+SETTLE = timedelta(minutes=2)
+"""How long after a slot the fast pass waits, so that slot's reads are in."""
+
+
+def register_interval(settings: Settings) -> tuple[timedelta, dict[str, timedelta]] | None:
+    """The interval the rules work on, and each meter's own register interval."""
+    reading = [s for s in settings.schedules if ENERGY in s.quantities]
+    if not reading:
+        return None
+    every = min(s.every for s in reading)
+    per_meter = {}
+    for meter in settings.meters:
+        own = [s.every for s in reading if s.applies_to(meter.id)]
+        per_meter[meter.id] = min(own) if own else timedelta(days=1)
+    return every, per_meter
+
+
+def build_engine(settings: Settings, store: Store,
+                 meters: Sequence[Meter] | None = None) -> FlagEngine | None:
+    """`meters` defaults to the config's; a head-end may know its meters from the store."""
+    chosen = list(meters if meters is not None else settings.meters)
+    found = register_interval(replace(settings, meters=tuple(chosen)))
+    if found is None:
+        return None
+    every, per_meter = found
+    return FlagEngine(store, chosen, every=every, tz=settings.collector.tz,
+                      thresholds=settings.flags.thresholds, interval_of=per_meter)
+
+
+class FlagService:
+    def __init__(self, settings: Settings, engine: FlagEngine, clock: Clock) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.passes = 0
+        self.raised = 0
+        self._stop = asyncio.Event()
+        self._cycle = Schedule("flags", engine.every, (ENERGY,))
+        self._daily = Schedule("flags-daily", timedelta(days=1), (ENERGY,),
+                               at=settings.flags.daily_at)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        tz = self.settings.collector.tz
+        fast = next_slot(self._cycle, self.clock.now(), tz) + SETTLE
+        daily = next_slot(self._daily, self.clock.now(), tz)
+        while not self._stop.is_set():
+            when, full = (daily, True) if daily <= fast else (fast, False)
+            waiter = asyncio.create_task(self.clock.sleep_until(when))
+            stopper = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if self._stop.is_set():
+                return
+            await self._pass(when, full)
+            if full:
+                daily = next_slot(self._daily, when, tz)
+            else:
+                fast = next_slot(self._cycle, when - SETTLE, tz) + SETTLE
+
+    async def _pass(self, now: datetime, full: bool) -> None:
+        try:
+            run = await self.engine.run(now, full=full)
+        except StorageError as exc:
+            log.warning("flag pass skipped: %s", exc)
+            return
+        self.passes += 1
+        self.raised += run.raised
+        if run.raised:
+            log.info("%s flag pass raised %d new flags", "daily" if full else "cycle",
+                     run.raised)
+
+
