@@ -9,7 +9,7 @@ import pytest
 from storage.base import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
-from tests.support.services import PgCluster
+from tests.support.services import PgCluster, running_cluster
 
 STORE_KINDS = ["sqlite", "postgres"]
 _db_counter = itertools.count()
@@ -31,12 +31,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster()
-    cluster.start()
-    try:
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture

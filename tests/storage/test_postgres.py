@@ -10,10 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector.model import IngestResult, Meter, Reading
+from collector.model import IngestResult, Reading
 from storage.buffered import BufferedStore
 from storage.postgres import PostgresStore
-from tests.support.services import PgCluster
+from tests.storage.test_store_contract import load_dst_days
+from tests.support.services import PgCluster, running_cluster
 
 Factory = Callable[..., PostgresStore]
 FWD = "1-0:1.8.0"
@@ -45,17 +46,7 @@ async def test_daily_views_count_25_hours_on_the_autumn_dst_day(
     store = postgres_store_factory(timezone="Europe/Berlin")
     await store.migrate()
     try:
-        start = datetime(2026, 10, 23, 22, tzinfo=UTC)  # 24 Oct 00:00 CEST
-        await store.upsert_meters([Meter("m1", "dlt645", "b", "1", area="A"),
-                                   Meter("m2", "dlt645", "b", "2", area="A"),
-                                   Meter("tx", "dlt645", "b", "9", area="A", is_area_meter=True)])
-        rows = []
-        for h in range(0, 24 * 3 + 2):
-            ts = start + timedelta(hours=h)
-            rows += [Reading("m1", FWD, ts, 1000.0 + h, "kWh"),
-                     Reading("m2", FWD, ts, 50.0 + 0.5 * h, "kWh"),
-                     Reading("tx", FWD, ts, 9000.0 + 2 * h, "kWh")]
-        await store.write_readings(rows)
+        start = await load_dst_days(store)
         end = start + timedelta(days=3)
         daily = {(r.subject, r.day): r.kwh for r in await store.daily_consumption(
             start, end, tz="Europe/Berlin")}
@@ -97,12 +88,8 @@ async def test_timescale_features_are_created_when_the_extension_is_present(
 
 @pytest.fixture
 def own_cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster()
-    cluster.start()
-    try:
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 def batch(n: int, size: int) -> list[Reading]:

@@ -112,8 +112,9 @@ async def test_collection_summary_per_meter_bus_and_area(store: Store) -> None:
     assert by_area["A"].avg_latency_ms == 20.0
 
 
-async def test_daily_consumption_has_25_hours_on_the_autumn_dst_day(store: Store) -> None:
-    # Europe/Berlin leaves DST on 2026-10-25: that local day is 25 hours long.
+async def load_dst_days(store: Store) -> datetime:
+    """Hourly registers across Europe/Berlin's autumn change (2026-10-25 has 25 hours):
+    m1 +1 kWh/h, m2 +0.5 kWh/h, the area's transformer meter tx +2 kWh/h."""
     start = datetime(2026, 10, 23, 22, tzinfo=UTC)  # 24 Oct 00:00 CEST
     await store.upsert_meters([Meter("m1", "dlt645", "b1", "1", area="A"),
                                Meter("m2", "dlt645", "b1", "2", area="A"),
@@ -125,6 +126,11 @@ async def test_daily_consumption_has_25_hours_on_the_autumn_dst_day(store: Store
                  Reading("m2", FWD, ts, 50.0 + 0.5 * h, "kWh"),
                  Reading("tx", FWD, ts, 9000.0 + 2 * h, "kWh")]
     await store.write_readings(rows)
+    return start
+
+
+async def test_daily_consumption_has_25_hours_on_the_autumn_dst_day(store: Store) -> None:
+    start = await load_dst_days(store)
     end = start + timedelta(days=3)
     daily = {(r.subject, r.day): r.kwh
              for r in await store.daily_consumption(start, end, tz="Europe/Berlin")}

@@ -15,6 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -79,6 +81,16 @@ class PgCluster:
 
     def psql(self) -> str:
         return str(self.bin / "psql")
+
+
+@contextmanager
+def running_cluster() -> Iterator[PgCluster]:
+    cluster = PgCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def mosquitto_bin() -> str | None:
