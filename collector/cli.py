@@ -339,7 +339,7 @@ def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
 def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
           latency_ms: float, address: str, tz_name: str, sync: bool) -> None:
     """Show a DL/T 645 meter clock's offset from this machine, and optionally sync it."""
-    from collector.fieldtools import check_clock, dlt645_session
+    from collector.fieldtools import check_clock, dlt645_session, sync_clock
 
     if modbus_url:
         raise click.UsageError("clock checks are for DL/T 645 meters (--port)")
@@ -358,7 +358,7 @@ def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
                 f"offset {before.offset_s:+.0f} s"
             )
             if sync:
-                await client.broadcast_time_sync(datetime.now(UTC).astimezone(tz))
+                await sync_clock(client, tz)
                 after = await check_clock(client, addr, tz)
                 console.print(f"after sync: offset {after.offset_s:+.0f} s")
 

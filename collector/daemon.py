@@ -15,6 +15,7 @@ from typing import Protocol
 from collector.clock import Clock, RealClock
 from collector.config import BusConfig, Schedule, Settings
 from collector.errors import ConfigError
+from collector.fieldtools import sync_target
 from collector.model import Outcome, Reading
 from collector.pipeline import (
     CollectionResult,
@@ -164,8 +165,9 @@ class CommandHandler:
             if isinstance(reader, ProtocolRouter):
                 dlt = reader.readers.get("dlt645")
                 if isinstance(dlt, Dlt645Reader):
-                    local = self.clock.now().astimezone(self.settings.collector.tz)
-                    await dlt.client.broadcast_time_sync(local)
+                    target = sync_target(dlt.client, self.clock.now())
+                    await dlt.client.broadcast_time_sync(
+                        target.astimezone(self.settings.collector.tz))
                     synced.append(name)
         return bool(synced), f"time sync broadcast on {', '.join(synced) or 'no bus'}", []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import parse_qs, urlsplit
 
 from protocols.dlt645 import codec, data_ids
@@ -65,8 +65,27 @@ class ClockCheck:
 
 
 async def check_clock(client: Dlt645Client, address: str, tz: tzinfo) -> ClockCheck:
-    meter_time = await client.read_clock(address, tz)
-    return ClockCheck(meter_time, datetime.now(UTC))
+    """The meter's time against ours at the moment its time item was read.
+
+    Meters report whole seconds, truncated; comparing with the middle of the time read,
+    plus half a second, removes the bias of both the truncation and the round trip."""
+    date_raw = await client.read(address, data_ids.DI_DATE)
+    before = datetime.now(UTC)
+    time_raw = await client.read(address, data_ids.DI_TIME)
+    after = datetime.now(UTC)
+    meter_time = data_ids.meter_clock(date_raw, time_raw, tz)
+    return ClockCheck(meter_time + timedelta(milliseconds=500), before + (after - before) / 2)
+
+
+async def sync_clock(client: Dlt645Client, tz: tzinfo) -> None:
+    """Broadcast the time at which the frame will have arrived, to the nearest second."""
+    await client.broadcast_time_sync(sync_target(client, datetime.now(UTC)).astimezone(tz))
+
+
+def sync_target(client: Dlt645Client, now: datetime) -> datetime:
+    frame = codec.encode(codec.time_sync_request(now), preamble=client.settings.preamble)
+    arrival = now + timedelta(seconds=client.bus.settings.wire_seconds(len(frame)))
+    return (arrival + timedelta(milliseconds=500)).replace(microsecond=0)
 
 
 async def scan_bus(

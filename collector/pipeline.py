@@ -203,12 +203,15 @@ class Dlt645Reader:
 
     async def _read_clock(self, meter: Meter, slot: datetime, result: CollectionResult) -> None:
         date_raw = await self._read_item(meter, data_ids.DI_DATE, result)
+        before = self.clock.now()
         time_raw = await self._read_item(meter, data_ids.DI_TIME, result)
-        server = self.clock.now()
+        after = self.clock.now()
         if date_raw is None or time_raw is None:
             return
+        # Whole seconds, truncated, against the middle of the time read (see fieldtools).
         meter_time = data_ids.meter_clock(date_raw, time_raw, self.meter_tz)
-        offset = round((meter_time - server).total_seconds(), 1)
+        server = before + (after - before) / 2
+        offset = round((meter_time - server).total_seconds() + 0.5, 1)
         result.readings.append(
             Reading(meter.id, data_ids.CLOCK_OFFSET_OBIS, slot, offset, "s",
                     source=source_tag("dlt645", meter.bus, 1.0, "clock"))

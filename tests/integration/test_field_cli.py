@@ -1,0 +1,69 @@
+"""The technician's commands against simulated meters on a real pty."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from click.testing import CliRunner
+
+from collector.cli import main
+from simulator.dlt645_meter import MeterFaults
+from simulator.fleet import FleetSpec, build_fleet
+from tests.integration.conftest import TZ
+
+
+@asynccontextmanager
+async def meters_on_a_pty(meters: int, faults: dict[int, MeterFaults] | None = None
+                          ) -> AsyncIterator[str]:
+    """Only the simulated meters: the command under test opens the port itself."""
+    fleet = build_fleet(FleetSpec(meters=meters, buses=1, tz=TZ, faults=faults or {}),
+                        lambda: datetime.now(UTC), datetime.now(UTC) - timedelta(days=1))
+    (path,) = await fleet.start()
+    try:
+        yield path
+    finally:
+        await fleet.stop()
+
+
+async def invoke(*args: str) -> Any:
+    return await asyncio.to_thread(CliRunner().invoke, main, list(args))
+
+
+async def test_read_prints_the_meters_values_with_units() -> None:
+    async with meters_on_a_pty(2) as path:
+        result = await invoke("read", "--port", path, "--baud", "9600", "--address", "2",
+                              "--latency-ms", "100")
+    assert result.exit_code == 0, result.output
+    for text in ("meter 000000000002", "1-0:1.8.0", "kWh", "1-0:32.7.0", "V", "Hz"):
+        assert text in result.output
+
+
+async def test_scan_lists_every_address_on_the_bus() -> None:
+    async with meters_on_a_pty(3) as path:
+        result = await invoke("scan", "--port", path, "--baud", "9600", "--latency-ms", "20")
+    assert result.exit_code == 0, result.output
+    assert "3 meter(s)" in result.output and "000000000003" in result.output
+
+
+async def test_clock_shows_the_offset_and_sync_fixes_it() -> None:
+    async with meters_on_a_pty(1, {1: MeterFaults(clock_offset_s=-400.0)}) as path:
+        result = await invoke("clock", "--port", path, "--baud", "9600", "--address", "1",
+                              "--latency-ms", "100", "--sync")
+    assert result.exit_code == 0, result.output
+    before, after = (int(line.rsplit("offset ", 1)[1].split(" s")[0])
+                     for line in result.output.splitlines() if "offset" in line)
+    assert abs(before + 400) <= 1   # whole-second meter clocks: ±1 s is the resolution
+    assert abs(after) <= 1
+
+
+async def test_a_silent_meter_is_reported_as_a_device_error_not_a_traceback() -> None:
+    async with meters_on_a_pty(1, {1: MeterFaults(silent=True)}) as path:
+        result = await invoke("read", "--port", path, "--baud", "9600", "--address", "1",
+                              "--latency-ms", "20")
+    assert result.exit_code == 3
+    assert "device error: no reply within" in result.output
+    assert "Traceback" not in result.output
