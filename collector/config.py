@@ -104,6 +104,8 @@ class MqttSettings:
 @dataclass(frozen=True, slots=True)
 class FlagSettings:
     enabled: bool = True
+    auto_time_sync: bool = False
+    """Broadcast a time sync on the bus of a DL/T 645 meter found drifting."""
     daily_at: timedelta = timedelta(minutes=30)
     """Local time of the daily pass (theft and line loss over the trailing baseline)."""
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -257,6 +259,7 @@ _MQTT_KEYS = {
 }
 _FLAG_KEYS = {
     "enabled": "enabled = true",
+    "auto_time_sync": "auto_time_sync = true",
     "daily_at": 'daily_at = "00:30"',
     **{name: f"{name} = {getattr(Thresholds(), name)}" for name in Thresholds.names()},
 }
@@ -345,7 +348,7 @@ def _parse_flags(s: _Section) -> FlagSettings:
         if value < 0 and name != "negative_loss_rate":
             raise s.error(name, "must not be negative")
         values[name] = type(default)(value)
-    return FlagSettings(s.get("enabled", bool, True),
+    return FlagSettings(s.get("enabled", bool, True), s.get("auto_time_sync", bool, False),
                         timedelta(hours=int(m.group(1)), minutes=int(m.group(2))),
                         Thresholds(**values))
 

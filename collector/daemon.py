@@ -16,7 +16,7 @@ from collector.clock import Clock, RealClock
 from collector.config import BusConfig, Schedule, Settings
 from collector.errors import ConfigError
 from collector.fieldtools import sync_target
-from collector.model import Outcome, Reading
+from collector.model import Meter, Outcome, Reading
 from collector.pipeline import (
     CollectionResult,
     Dlt645Reader,
@@ -134,6 +134,34 @@ async def drain_outbox(store: Store, services: list[Service], within_s: float = 
         await asyncio.sleep(0.1)
 
 
+class ClockSync:
+    """Time syncs for drifting DL/T 645 meters, at most once an hour per bus: a broadcast
+    sets every meter on the bus, so one is enough, and a meter that will not keep time
+    should stay flagged rather than be synced every cycle."""
+
+    def __init__(self, settings: Settings, readers: dict[str, MeterReader], clock: Clock,
+                 every: timedelta = timedelta(hours=1)) -> None:
+        self.settings = settings
+        self.readers = readers
+        self.clock = clock
+        self.every = every
+        self.last: dict[str, datetime] = {}
+
+    async def __call__(self, meter: Meter) -> bool:
+        router = self.readers.get(meter.bus)
+        if meter.protocol != "dlt645" or not isinstance(router, ProtocolRouter):
+            return False
+        dlt = router.readers.get("dlt645")
+        now = self.clock.now()
+        last = self.last.get(meter.bus)
+        if not isinstance(dlt, Dlt645Reader) or (last is not None and now - last < self.every):
+            return False
+        self.last[meter.bus] = now
+        target = sync_target(dlt.client, now)
+        await dlt.client.broadcast_time_sync(target.astimezone(self.settings.collector.tz))
+        return True
+
+
 class CommandHandler:
     """The head-end's on-demand read and time-sync commands, run on this gateway's buses."""
 
@@ -234,7 +262,8 @@ async def run_collector(
 
         engine = build_engine(settings, store)
         if engine is not None:
-            services.append(FlagService(settings, engine, clock))
+            fixer = ClockSync(settings, readers, clock) if settings.flags.auto_time_sync else None
+            services.append(FlagService(settings, engine, clock, fixer))
     stoppers = [scheduler.stop, *(s.stop for s in services)]
 
     def stop_all() -> None:

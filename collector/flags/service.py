@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -45,13 +45,20 @@ def build_engine(settings: Settings, store: Store,
                       thresholds=settings.flags.thresholds, interval_of=per_meter)
 
 
+ClockFixer = Callable[[Meter], Awaitable[bool]]
+
+
 class FlagService:
-    def __init__(self, settings: Settings, engine: FlagEngine, clock: Clock) -> None:
+    def __init__(self, settings: Settings, engine: FlagEngine, clock: Clock,
+                 fix_clock: ClockFixer | None = None) -> None:
+        """`fix_clock`, when given, broadcasts a time sync for a meter found drifting."""
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self.fix_clock = fix_clock
         self.passes = 0
         self.raised = 0
+        self.syncs = 0
         self._stop = asyncio.Event()
         self._cycle = Schedule("flags", engine.every, (ENERGY,))
         self._daily = Schedule("flags-daily", timedelta(days=1), (ENERGY,),
@@ -87,6 +94,13 @@ class FlagService:
             return
         self.passes += 1
         self.raised += run.raised
+        if self.fix_clock is not None:
+            drifting = {f.subject for f in run.findings if f.kind == "clock_drift"}
+            for meter in self.engine.meters.values():
+                if meter.id in drifting and await self.fix_clock(meter):
+                    self.syncs += 1
+                    log.info("clock of meter %s drifts; time sync broadcast on bus %s",
+                             meter.id, meter.bus)
         if run.raised:
             log.info("%s flag pass raised %d new flags", "daily" if full else "cycle",
                      run.raised)

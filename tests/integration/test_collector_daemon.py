@@ -118,3 +118,33 @@ async def test_sigterm_stops_after_the_in_flight_read_and_keeps_it(tmp_path: Pat
     attempts = rows(db, "SELECT count(*) FROM collection_attempts")[0][0]
     assert attempts == sum(s.attempts for s in stats.meters.values()) == len(seen)
     assert rows(db, "SELECT count(*) FROM readings")[0][0] == stats.readings
+
+
+async def test_a_drifting_clock_is_flagged_and_a_time_sync_fixes_it(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from collector.config import FlagSettings
+    from storage.sqlite import SqliteStore
+
+    db = tmp_path / "c.db"
+    clock = SimulatedClock(START - timedelta(minutes=10), speed=1800)
+    spec = FleetSpec(meters=3, buses=1, tz=TZ, faults={2: MeterFaults(clock_offset_s=300.0)})
+    fleet = build_fleet(spec, clock.now, START - timedelta(days=1))
+    await fleet.start()
+    settings = replace(
+        settings_for(fleet, db, 3),
+        schedules=(Schedule("interval", timedelta(minutes=15), QUANTITIES, clock=True),),
+        flags=FlagSettings(auto_time_sync=True))
+    try:
+        await run_collector(settings, clock=clock, until=START + timedelta(hours=1),
+                            handle_signals=False)
+    finally:
+        await fleet.stop()
+    store = SqliteStore(str(db))
+    flags = [r.flag for r in await store.list_flags(kind="clock_drift")]
+    offsets = await store.series("m2", "0-0:1.0.0", START, START + timedelta(hours=1))
+    await store.close()
+    assert [f.subject for f in flags] == ["m2"]
+    assert offsets[0].value > 290
+    assert abs(offsets[-1].value) <= 2  # synced by the flag pass, then read again
+    assert abs(fleet.meters[2].faults.clock_offset_s) <= 2
