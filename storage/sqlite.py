@@ -132,16 +132,31 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.Lock()
+        # Queries get their own connection: in WAL mode a reader never blocks the writer,
+        # so a flag pass or a report does not hold up the buses' writes.
+        if path == ":memory:":
+            self._reader, self._read_lock = self._db, self._lock
+        else:
+            self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._reader.execute("PRAGMA busy_timeout=5000")
+            self._read_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
         return cls(path_from_url(url))
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._on(self._db, self._lock, fn)
+
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._on(self._reader, self._read_lock, fn)
+
+    async def _on(self, db: sqlite3.Connection, lock: threading.Lock,
+                  fn: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
-            with self._lock:
+            with lock:
                 try:
-                    return fn(self._db)
+                    return fn(db)
                 except sqlite3.Error as exc:
                     raise StorageError(f"sqlite {self.path}: {exc}") from exc
 
@@ -190,6 +205,8 @@ class SqliteStore:
         return await self._run(apply)
 
     async def close(self) -> None:
+        if self._reader is not self._db:
+            await self._query(lambda db: db.close())
         await self._run(lambda db: db.close())
 
     async def upsert_meters(self, meters: Sequence[Meter]) -> None:
@@ -222,7 +239,7 @@ class SqliteStore:
                 for r in rows
             ]
 
-        return await self._run(read)
+        return await self._query(read)
 
     async def write_readings(self, readings: Sequence[Reading]) -> IngestResult:
         if not readings:
@@ -265,14 +282,14 @@ class SqliteStore:
                               (limit,)).fetchall()
             return [OutboxRow(int(r[0]), r[1], json.loads(r[2])) for r in rows]
 
-        return await self._run(read)
+        return await self._query(read)
 
     async def outbox_delete(self, ids: Sequence[int]) -> None:
         await self._run(self._tx(lambda db: db.executemany(
             "DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])))
 
     async def outbox_size(self) -> int:
-        return await self._run(
+        return await self._query(
             lambda db: int(db.execute("SELECT count(*) FROM outbox").fetchone()[0]))
 
     async def write_events(self, events: Sequence[Event]) -> int:
@@ -318,7 +335,7 @@ class SqliteStore:
         )
 
     async def dead_letters(self) -> list[tuple[str, bytes, str]]:
-        return await self._run(
+        return await self._query(
             lambda db: [
                 (r[0], bytes(r[1]), r[2])
                 for r in db.execute("SELECT source, payload, reason FROM dead_letters ORDER BY id")
@@ -326,7 +343,7 @@ class SqliteStore:
         )
 
     async def count_readings(self) -> int:
-        return await self._run(
+        return await self._query(
             lambda db: int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
         )
 
@@ -344,7 +361,7 @@ class SqliteStore:
             ).fetchall()
             return [_reading(r) for r in rows]
 
-        return await self._run(read)
+        return await self._query(read)
 
     async def events_in(self, start: datetime, end: datetime) -> list[Event]:
         def read(db: sqlite3.Connection) -> list[Event]:
@@ -354,7 +371,7 @@ class SqliteStore:
             return [Event(r[0], datetime.fromtimestamp(r[1], UTC), r[2], json.loads(r[3]))
                     for r in rows]
 
-        return await self._run(read)
+        return await self._query(read)
 
     async def raise_flags(self, flags: Sequence[Flag]) -> int:
         now = datetime.now(UTC).timestamp()
@@ -398,7 +415,7 @@ class SqliteStore:
                                        r[2]), r[8], datetime.fromtimestamp(r[9], UTC))
                     for r in rows]
 
-        return await self._run(read)
+        return await self._query(read)
 
     async def clear_flag(self, flag_id: int) -> bool:
         now = datetime.now(UTC).timestamp()
@@ -422,7 +439,7 @@ class SqliteStore:
             wanted = set(meter_ids) if meter_ids is not None else None
             return [_reading(r) for r in rows if wanted is None or r[0] in wanted]
 
-        return await self._run(read)
+        return await self._query(read)
 
     async def series(
         self, meter_id: str, quantity: str, start: datetime, end: datetime
@@ -436,7 +453,7 @@ class SqliteStore:
             ).fetchall()
             return [_reading(r) for r in rows]
 
-        return await self._run(read)
+        return await self._query(read)
 
     async def collection_summary(
         self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
@@ -468,7 +485,7 @@ class SqliteStore:
                 for (g, d), a in sorted(groups.items())
             ]
 
-        return await self._run(read)
+        return await self._query(read)
 
     async def daily_consumption(
         self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
@@ -496,7 +513,7 @@ class SqliteStore:
                 info[meter_id] = (area, bool(area_meter))
             return daily_from_boundaries(per_meter, info, start, end, zone, by)
 
-        return await self._run(read)
+        return await self._query(read)
 
 
 def _reading(r: Sequence[Any]) -> Reading:
