@@ -60,6 +60,9 @@ class PgCluster:
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=200")
+        if (self.bin.parent / "lib" / "timescaledb.so").exists():
+            # TimescaleDB only loads preloaded; where it is installed, test it too.
+            opts += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         self._cmd([str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts,
                    "-l", str(self.root / "log"), "-w", "start"])
 
