@@ -16,6 +16,7 @@ from collector.clock import Clock, RealClock
 from collector.config import BusConfig, Schedule, Settings
 from collector.errors import ConfigError
 from collector.fieldtools import sync_target
+from collector.flags.service import FlagService, build_engine
 from collector.model import Meter, Outcome, Reading
 from collector.pipeline import (
     CollectionResult,
@@ -134,6 +135,13 @@ async def drain_outbox(store: Store, services: list[Service], within_s: float = 
         await asyncio.sleep(0.1)
 
 
+def looks_like_zone_error(offset_s: float) -> bool:
+    """Whole hours (or half hours) of offset are a configuration error, not a clock drifting:
+    syncing would set every meter on the bus wrong for time-of-use billing."""
+    half_hours = offset_s / 1800
+    return abs(offset_s) >= 1800 and abs(half_hours - round(half_hours)) < 0.02
+
+
 class ClockSync:
     """Time syncs for drifting DL/T 645 meters, at most once an hour per bus: a broadcast
     sets every meter on the bus, so one is enough, and a meter that will not keep time
@@ -147,7 +155,12 @@ class ClockSync:
         self.every = every
         self.last: dict[str, datetime] = {}
 
-    async def __call__(self, meter: Meter) -> bool:
+    async def __call__(self, meter: Meter, offset_s: float) -> bool:
+        if looks_like_zone_error(offset_s):
+            log.error("meter %s's clock is %+.1f h off: a time-zone mismatch is likelier than "
+                      "drift, so no time sync was sent; check [collector] timezone",
+                      meter.id, offset_s / 3600)
+            return False
         router = self.readers.get(meter.bus)
         if meter.protocol != "dlt645" or not isinstance(router, ProtocolRouter):
             return False
@@ -258,8 +271,6 @@ async def run_collector(
     services = mqtt_services(settings, store, readers, clock)
     if settings.flags.enabled and settings.mqtt.role != "gateway":
         # Flags belong where the data is whole: the head-end, or a standalone collector.
-        from collector.flags.service import FlagService, build_engine
-
         engine = build_engine(settings, store)
         if engine is not None:
             fixer = ClockSync(settings, readers, clock) if settings.flags.auto_time_sync else None

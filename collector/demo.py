@@ -185,8 +185,8 @@ async def _run_local(
 ) -> DemoResult:
     tz = ZoneInfo(DEMO_TZ)
     local_midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    # Five simulated minutes of lead, so start-up finishes before the first slot.
-    start = local_midnight.astimezone(UTC) - timedelta(minutes=5)
+    # Fifteen simulated minutes of lead, so start-up finishes before the first slot.
+    start = local_midnight.astimezone(UTC) - timedelta(minutes=15)
     end = local_midnight.astimezone(UTC) + timedelta(hours=hours)
     clock = SimulatedClock(start, speed=(end - start).total_seconds() / seconds)
     spec = FleetSpec(

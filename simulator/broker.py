@@ -31,7 +31,10 @@ def mosquitto_binary() -> str | None:
 
 
 class Mosquitto:
-    def __init__(self, users: dict[str, str] | None = None, port: int = 0) -> None:
+    def __init__(self, users: dict[str, str] | None = None, port: int = 0,
+                 tls: bool = False) -> None:
+        """With `tls`, a throwaway CA signs a certificate for 127.0.0.1: `ca_file` is
+        what a client must trust."""
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed: run ./dev setup")
@@ -46,8 +49,9 @@ class Mosquitto:
             subprocess.run([shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b",
                             str(passwd), user, password], check=True, capture_output=True)
         run_as = "user root\n" if os.geteuid() == 0 else ""
+        tls_lines = self._make_certificates() if tls else ""
         (self.dir / "mosquitto.conf").write_text(
-            f"{run_as}listener {self.port} 127.0.0.1\n"
+            f"{run_as}listener {self.port} 127.0.0.1\n{tls_lines}"
             "allow_anonymous false\n"
             f"password_file {passwd}\n"
             "persistence true\n"
@@ -58,6 +62,24 @@ class Mosquitto:
             f"log_dest file {self.dir}/mosquitto.log\n"
         )
         os.chmod(passwd, 0o600)
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.dir / "ca.crt")
+
+    def _make_certificates(self) -> str:
+        d = self.dir
+        (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        for args in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+             "ca.crt", "-days", "2", "-subj", "/CN=collector-test-ca"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+             "server.csr", "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.cnf"],
+        ):
+            subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+        return f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n"
 
     def start(self) -> None:
         self.proc = subprocess.Popen([self.binary, "-c", str(self.dir / "mosquitto.conf")],

@@ -45,7 +45,7 @@ def build_engine(settings: Settings, store: Store,
                       thresholds=settings.flags.thresholds, interval_of=per_meter)
 
 
-ClockFixer = Callable[[Meter], Awaitable[bool]]
+ClockFixer = Callable[[Meter, float], Awaitable[bool]]
 
 
 class FlagService:
@@ -95,9 +95,10 @@ class FlagService:
         self.passes += 1
         self.raised += run.raised
         if self.fix_clock is not None:
-            drifting = {f.subject for f in run.findings if f.kind == "clock_drift"}
+            drifting = {f.subject: float(str(f.evidence.get("max_offset_s", 0)))
+                        for f in run.findings if f.kind == "clock_drift"}
             for meter in self.engine.meters.values():
-                if meter.id in drifting and await self.fix_clock(meter):
+                if meter.id in drifting and await self.fix_clock(meter, drifting[meter.id]):
                     self.syncs += 1
                     log.info("clock of meter %s drifts; time sync broadcast on bus %s",
                              meter.id, meter.bus)

@@ -33,6 +33,7 @@ from collector.uplink import Uplink
 from protocols.mqtt import schema, topics
 from simulator.broker import Mosquitto
 from simulator.concentrator import ConcentratorSpec, publish, readings
+from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import FleetSpec, build_fleet, meter_address
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
@@ -334,10 +335,13 @@ async def test_the_gateway_answers_an_on_demand_read_command(
     broker: Mosquitto, tmp_path: Path,
 ) -> None:
     clock = SimulatedClock(START - timedelta(minutes=10), speed=60)
-    fleet = build_fleet(FleetSpec(meters=2, buses=1, tz=TZ), clock.now, START - timedelta(days=1))
+    fleet = build_fleet(FleetSpec(meters=2, buses=1, tz=TZ,
+                                  faults={2: MeterFaults(clock_offset_s=200.0)}),
+                        clock.now, START - timedelta(days=1))
     (path,) = await fleet.start()
     settings = Settings(
-        source="(test)", collector=CollectorSettings(gateway="gw-cmd"),
+        source="(test)", collector=CollectorSettings(timezone="Asia/Shanghai",
+                                                     gateway="gw-cmd"),
         storage=StorageSettings(url=f"sqlite:///{tmp_path / 'gw.db'}"),
         buses=(BusConfig("bus1", path, baud=38400, latency_ms=10),),
         meters=(Meter("m2", "dlt645", "bus1", meter_address(2)),),
@@ -359,10 +363,49 @@ async def test_the_gateway_answers_an_on_demand_read_command(
         reply = json.loads(message.payload)  # type: ignore[arg-type]
         assert reply["id"] == "c-1" and reply["ok"] is True
         assert {r["quantity"] for r in reply["readings"]} == {"1-0:1.8.0", "1-0:32.7.0"}
+        async with mqtt_link.client(mqtt(broker, "headend"), "he-cmd2") as client:
+            await client.subscribe(topics.topic("gw-cmd", "cmd/reply"), qos=1)
+            await asyncio.sleep(0.5)
+            sync = schema.Command("c-2", "time_sync")
+            await client.publish(topics.topic("gw-cmd", "cmd"), schema.encode_command(sync),
+                                 qos=1)
+            async with asyncio.timeout(15):
+                message = await anext(aiter(client.messages))
+        reply = json.loads(message.payload)  # type: ignore[arg-type]
+        assert reply == {"v": 1, "id": "c-2", "ok": True,
+                         "detail": "time sync broadcast on bus1", "readings": []}
+        assert abs(fleet.meters[2].faults.clock_offset_s) <= 1
     finally:
         gateway.cancel()
         await asyncio.gather(gateway, return_exceptions=True)
         await fleet.stop()
+
+
+async def test_readings_cross_a_tls_broker_and_plain_clients_are_refused(
+    tmp_path: Path,
+) -> None:
+    os.environ[PASSWORD_ENV] = "secret"
+    broker = Mosquitto({"collector": "secret"}, tls=True)
+    broker.start()
+    try:
+        tls = {"tls": True, "ca_file": broker.ca_file}
+        store = SqliteStore(str(tmp_path / "he.db"))
+        await store.migrate()
+        head = HeadEnd(mqtt(broker, "headend", **tls), store, client_id="he-tls")
+        task = asyncio.create_task(head.run())
+        await asyncio.wait_for(head.ready.wait(), 10)
+        gw = await preload_outbox(tmp_path / "gw.db", 500)
+        up = Uplink(mqtt(broker, "gateway", **tls), "gw-tls", gw)
+        up_task = asyncio.create_task(up.run())
+        assert await wait_for_count(store, 500) == 500
+        up.stop()
+        head.stop()
+        await asyncio.gather(up_task, task)
+        with pytest.raises(aiomqtt.MqttError):
+            async with mqtt_link.client(mqtt(broker, "gateway"), "plain-client"):
+                pass
+    finally:
+        broker.destroy()
 
 
 def test_store_for_a_headend_keeps_nothing_only_in_memory(tmp_path: Path) -> None:
@@ -371,4 +414,3 @@ def test_store_for_a_headend_keeps_nothing_only_in_memory(tmp_path: Path) -> Non
         mqtt=MqttSettings(role="headend"))
     store = store_for(settings)
     assert getattr(store, "max_memory_rows", None) == 0
-    _ = aiomqtt

@@ -58,3 +58,12 @@ def test_a_meter_that_timed_out_is_not_tried_again_in_the_same_slot() -> None:
     slot = datetime(2026, 1, 1, tzinfo=UTC)
     h.note(Outcome.TIMEOUT, slot, timedelta(minutes=15))
     assert h.silent_at == slot and h.skip_until is None
+
+
+def test_an_offset_of_whole_hours_is_taken_for_a_time_zone_mismatch() -> None:
+    from collector.daemon import looks_like_zone_error
+
+    assert looks_like_zone_error(-28800.0)      # UTC configured, meters on UTC+8
+    assert looks_like_zone_error(19800.4)       # +5:30
+    assert not looks_like_zone_error(95.0)      # a clock drifting
+    assert not looks_like_zone_error(2500.0)
