@@ -8,14 +8,14 @@ import functools
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from collector.clock import Clock, RealClock
 from collector.config import BusConfig, Schedule, Settings
 from collector.errors import ConfigError
-from collector.fieldtools import sync_target
+from collector.fieldtools import sync_clock
 from collector.flags.service import FlagService, build_engine
 from collector.model import Meter, Outcome, Reading
 from collector.pipeline import (
@@ -142,6 +142,15 @@ def looks_like_zone_error(offset_s: float) -> bool:
     return abs(offset_s) >= 1800 and abs(half_hours - round(half_hours)) < 0.02
 
 
+def dlt645_client(readers: Mapping[str, MeterReader], bus: str) -> Dlt645Client | None:
+    """The DL/T 645 client of a serial bus, if the bus has one (TCP lanes do not)."""
+    router = readers.get(bus)
+    if not isinstance(router, ProtocolRouter):
+        return None
+    dlt = router.readers.get("dlt645")
+    return dlt.client if isinstance(dlt, Dlt645Reader) else None
+
+
 class ClockSync:
     """Time syncs for drifting DL/T 645 meters, at most once an hour per bus: a broadcast
     sets every meter on the bus, so one is enough, and a meter that will not keep time
@@ -161,17 +170,14 @@ class ClockSync:
                       "drift, so no time sync was sent; check [collector] timezone",
                       meter.id, offset_s / 3600)
             return False
-        router = self.readers.get(meter.bus)
-        if meter.protocol != "dlt645" or not isinstance(router, ProtocolRouter):
-            return False
-        dlt = router.readers.get("dlt645")
+        client = dlt645_client(self.readers, meter.bus)
         now = self.clock.now()
         last = self.last.get(meter.bus)
-        if not isinstance(dlt, Dlt645Reader) or (last is not None and now - last < self.every):
+        if meter.protocol != "dlt645" or client is None or (
+                last is not None and now - last < self.every):
             return False
         self.last[meter.bus] = now
-        target = sync_target(dlt.client, now)
-        await dlt.client.broadcast_time_sync(target.astimezone(self.settings.collector.tz))
+        await sync_clock(client, self.settings.collector.tz, now)
         return True
 
 
@@ -202,14 +208,11 @@ class CommandHandler:
 
     async def _time_sync(self) -> tuple[bool, str, list[Reading]]:
         synced = []
-        for name, reader in self.readers.items():
-            if isinstance(reader, ProtocolRouter):
-                dlt = reader.readers.get("dlt645")
-                if isinstance(dlt, Dlt645Reader):
-                    target = sync_target(dlt.client, self.clock.now())
-                    await dlt.client.broadcast_time_sync(
-                        target.astimezone(self.settings.collector.tz))
-                    synced.append(name)
+        for name in self.readers:
+            client = dlt645_client(self.readers, name)
+            if client is not None:
+                await sync_clock(client, self.settings.collector.tz, self.clock.now())
+                synced.append(name)
         return bool(synced), f"time sync broadcast on {', '.join(synced) or 'no bus'}", []
 
 

@@ -77,9 +77,12 @@ async def check_clock(client: Dlt645Client, address: str, tz: tzinfo) -> ClockCh
     return ClockCheck(meter_time + timedelta(milliseconds=500), before + (after - before) / 2)
 
 
-async def sync_clock(client: Dlt645Client, tz: tzinfo) -> None:
-    """Broadcast the time at which the frame will have arrived, to the nearest second."""
-    await client.broadcast_time_sync(sync_target(client, datetime.now(UTC)).astimezone(tz))
+async def sync_clock(client: Dlt645Client, tz: tzinfo, now: datetime | None = None) -> None:
+    """Broadcast the time at which the frame will have arrived, to the nearest second.
+
+    `now` comes from the daemon's clock (simulated in the demo); the CLI uses real time."""
+    target = sync_target(client, now or datetime.now(UTC))
+    await client.broadcast_time_sync(target.astimezone(tz))
 
 
 def sync_target(client: Dlt645Client, now: datetime) -> datetime:
