@@ -6,14 +6,14 @@ decoded by the same code and come back identical.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from collector.model import CollectionAttempt, Event, Outcome, Quality, Reading
 
 
 def ts_text(ts: datetime) -> str:
-    return ts.isoformat().replace("+00:00", "Z")
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_ts(text: str) -> datetime:

@@ -16,11 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from simulator.ports import free_port
 
 
 def mosquitto_binary() -> str | None:
@@ -39,7 +35,7 @@ class Mosquitto:
         if binary is None:
             raise RuntimeError("mosquitto is not installed: run ./dev setup")
         self.binary = binary
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="collector-mqtt-"))
         self.users = users or {"collector": "secret"}
         self.proc: subprocess.Popen[bytes] | None = None

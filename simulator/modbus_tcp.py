@@ -25,6 +25,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from protocols.modbus.profile import Profile, find_profile
 from simulator.load import LoadModel
 from simulator.modbus_meter import ModbusFaults, SimulatedModbusMeter
+from simulator.ports import free_port
 from simulator.registers import RegisterBank
 
 logging.getLogger("pymodbus").setLevel(logging.ERROR)
@@ -84,12 +85,7 @@ class ModbusTcpSimulator:
         )
 
     async def start(self) -> int:
-        import socket
-
-        if not self.port:
-            with socket.socket() as s:
-                s.bind((self.host, 0))
-                self.port = int(s.getsockname()[1])
+        self.port = self.port or free_port(self.host)
         self._short = {u for u, m in self.meters.items() if m.faults.wrong_length}
         devices = [self._device(m) for m in self.meters.values()]
         # Unit id 0 catches every id not defined: it never answers, as an empty address
@@ -160,13 +156,7 @@ class ServerProcesses:
 
     def __init__(self, profile: str, servers: int, units_per_server: int,
                  latency_s: float = 0.0, processes: int = 2) -> None:
-        import socket
-
-        self.ports: list[int] = []
-        for _ in range(servers):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                self.ports.append(int(s.getsockname()[1]))
+        self.ports = [free_port() for _ in range(servers)]
         ctx = multiprocessing.get_context("spawn")
         self.units = list(range(1, units_per_server + 1))
         groups = [self.ports[i::processes] for i in range(min(processes, servers))]

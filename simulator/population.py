@@ -93,12 +93,6 @@ class Population:
     def days(self) -> int:
         return self.spec.days
 
-    def daily_kwh(self) -> F64:
-        out: F64 = np.nansum(self.kwh.reshape(len(self.meter_ids), self.days, SLOTS), axis=2)
-        return out
-
-    def interval_end(self, index: int) -> datetime:
-        return self.spec.start + timedelta(minutes=15 * (index + 1))
 
 
 def _bump(hour: F64, centre: float, width: float) -> F64:

@@ -32,8 +32,6 @@ ANGLES = ("1-0:81.7.4", "1-0:81.7.15", "1-0:81.7.26")
 NEUTRAL, CLOCK = "1-0:91.7.0", "0-0:1.0.0"
 FROZEN = "frozen:1-0:1.8.0"
 QUANTITIES = (ENERGY, REVERSE, *TARIFFS, *VOLTS, *AMPS, *WATTS, *ANGLES, NEUTRAL, CLOCK)
-SEVERITY = {"missed_reads": "warning", "never_heard": "warning", "unregistered_meter": "warning",
-            "tamper": "warning", "theft": "critical"}
 
 
 @dataclass
@@ -143,7 +141,6 @@ class FlagEngine:
         found += [detect.Finding(f.kind, f.severity, int(present[f.start]), int(present[f.end]),
                                  f.evidence)
                   for f in detect.backward(register[present], t)]
-        with_current = np.nan_to_num(np.abs(amps)).max(axis=1)
         if np.isfinite(amps).any():
             found += detect.stopped(kwh, amps, t, 1)
         if TARIFFS[0] in q:
@@ -172,11 +169,11 @@ class FlagEngine:
         flags = [Flag(meter.id, f.kind, f.severity, grid.time(f.start), grid.time(f.end),
                       f.evidence, meter.area) for f in found]
         if full and not meter.is_area_meter:
-            flags += self._theft(meter, kwh, q, grid, found, with_current)
+            flags += self._theft(meter, kwh, q, grid, found)
         return flags
 
     def _theft(self, meter: Meter, kwh: detect.F64, q: dict[str, dict[datetime, float]],
-               grid: _Grid, found: list[detect.Finding], current: detect.F64) -> list[Flag]:
+               grid: _Grid, found: list[detect.Finding]) -> list[Flag]:
         per_day = int(timedelta(days=1) / self.every)
         days = grid.n // per_day
         covered: np.ndarray = np.asarray(

@@ -36,9 +36,6 @@ class Batch:
     attempts: tuple[CollectionAttempt, ...] = ()
 
 
-def _ts(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
 
 def encode_batch(
     gateway: str, seq: int, *, readings: Sequence[Reading] = (),
@@ -47,7 +44,7 @@ def encode_batch(
 ) -> bytes:
     body = batch_envelope(gateway, seq)
     if sent_at is not None:
-        body["sent_at"] = _ts(sent_at)
+        body["sent_at"] = codec_json.ts_text(sent_at)
     if readings:
         body["readings"] = [codec_json.reading_to_json(r) for r in readings]
     if events:
@@ -62,7 +59,8 @@ def encode_items(body: dict[str, Any]) -> bytes:
 
 
 def batch_envelope(gateway: str, seq: int) -> dict[str, Any]:
-    return {"v": VERSION, "gateway": gateway, "seq": seq, "sent_at": _ts(datetime.now(UTC))}
+    return {"v": VERSION, "gateway": gateway, "seq": seq,
+            "sent_at": codec_json.ts_text(datetime.now(UTC))}
 
 
 def decode_batch(payload: bytes, topic_gateway: str | None = None) -> Batch:
@@ -210,11 +208,12 @@ def decode_command(payload: bytes) -> Command:
 def encode_reply(cmd_id: str, ok: bool, detail: str, readings: Sequence[Reading] = ()) -> bytes:
     return json.dumps({
         "v": VERSION, "id": cmd_id, "ok": ok, "detail": detail,
-        "readings": [{"meter": r.meter_id, "quantity": r.quantity, "ts": _ts(r.ts),
+        "readings": [{"meter": r.meter_id, "quantity": r.quantity, "ts": codec_json.ts_text(r.ts),
                       "value": r.value, "unit": r.unit} for r in readings],
     }).encode()
 
 
 def encode_status(gateway: str, state: str, outbox_rows: int = 0) -> bytes:
     return json.dumps({"v": VERSION, "gateway": gateway, "state": state,
-                       "ts": _ts(datetime.now(UTC)), "outbox_rows": outbox_rows}).encode()
+                       "ts": codec_json.ts_text(datetime.now(UTC)),
+                       "outbox_rows": outbox_rows}).encode()

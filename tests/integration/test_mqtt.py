@@ -229,7 +229,7 @@ GATEWAY_SCRIPT = textwrap.dedent("""
 async def test_a_power_cut_on_the_gateway_loses_nothing_it_had_stored(
     broker: Mosquitto, tmp_path: Path,
 ) -> None:
-    from tests.support.services import free_port
+    from simulator.ports import free_port
 
     db = tmp_path / "gw.db"
     script = tmp_path / "gateway.py"

@@ -11,21 +11,15 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from simulator.ports import free_port
 
 
 def postgres_bin() -> Path | None:
@@ -94,20 +88,3 @@ def running_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.destroy()
-
-
-def mosquitto_bin() -> str | None:
-    for candidate in ("/usr/sbin/mosquitto", shutil.which("mosquitto")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
