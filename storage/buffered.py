@@ -50,10 +50,13 @@ class _Spill:
             "CREATE TABLE IF NOT EXISTS spill (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
             "rows INTEGER NOT NULL, payload TEXT NOT NULL)"
         )
+        # Known without a query, so a healthy write path never touches the spill file.
+        self.batches = int(self.db.execute("SELECT count(*) FROM spill").fetchone()[0])
 
     def push(self, batch: _Batch) -> None:
         self.db.execute("INSERT INTO spill (kind, rows, payload) VALUES (?, ?, ?)",
                         (batch.kind, batch.rows, json.dumps(batch.items)))
+        self.batches += 1
 
     def head(self) -> tuple[int, _Batch] | None:
         row = self.db.execute("SELECT id, kind, payload FROM spill ORDER BY id LIMIT 1").fetchone()
@@ -62,7 +65,7 @@ class _Spill:
         return int(row[0]), _Batch(row[1], json.loads(row[2]))
 
     def pop(self, batch_id: int) -> None:
-        self.db.execute("DELETE FROM spill WHERE id = ?", (batch_id,))
+        self.batches -= self.db.execute("DELETE FROM spill WHERE id = ?", (batch_id,)).rowcount
 
     def rows(self) -> int:
         return int(self.db.execute("SELECT coalesce(sum(rows), 0) FROM spill").fetchone()[0])
@@ -100,7 +103,7 @@ class BufferedStore:
         return self._memory_rows + self.spill.rows()
 
     def _has_pending(self) -> bool:
-        return bool(self._memory) or self.spill.head() is not None
+        return bool(self._memory) or self.spill.batches > 0
 
     def _enqueue(self, batch: _Batch) -> None:
         self._memory.append(batch)
@@ -221,7 +224,7 @@ class BufferedStore:
 
     async def migrate(self) -> list[str]:
         applied = await self.inner.migrate()
-        if self.spill.head() is not None:
+        if self.spill.batches:
             self._idle.clear()
             self._flusher = asyncio.create_task(self._flush_loop(), name="storage replay")
         return applied

@@ -124,6 +124,10 @@ class SqliteStore:
         self.outbox = outbox
         self.outbox_max_rows = outbox_max_rows
         self.outbox_evicted = 0
+        # Rows queued, kept up to date by the writes themselves (under the write lock):
+        # counting a million-row outbox on every write would be a scan per meter read.
+        # None means "not known": count once, and again after a failed transaction.
+        self._outbox_rows: int | None = None
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -167,10 +171,12 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(db)
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._outbox_rows = None  # what the transaction counted did not land
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
             return result
 
         return wrapped
@@ -251,30 +257,42 @@ class SqliteStore:
             for r in readings
         ]
         def write(db: sqlite3.Connection) -> IngestResult:
-            result = _ingest(db, rows, outbox=self.outbox)
-            if self.outbox:
-                self._bound_outbox(db)
+            if not self.outbox:
+                return _ingest(db, rows)
+            queued = self._outbox_count(db)
+            result = _ingest(db, rows, outbox=True)
+            # _ingest queues exactly the rows it found new or changed.
+            self._outbox_rows = queued + result.new + result.updated
+            self._bound_outbox(db)
             return result
 
         return await self._run(self._tx(write))
 
     def _queue(self, db: sqlite3.Connection, kind: str, items: list[dict[str, Any]]) -> None:
         if self.outbox and items:
+            queued = self._outbox_count(db)
             db.executemany("INSERT INTO outbox (kind, item) VALUES (?, ?)",
                            [(kind, json.dumps(i)) for i in items])
+            self._outbox_rows = queued + len(items)
             self._bound_outbox(db)
+
+    def _outbox_count(self, db: sqlite3.Connection) -> int:
+        if self._outbox_rows is None:
+            self._outbox_rows = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        return self._outbox_rows
 
     def _bound_outbox(self, db: sqlite3.Connection) -> None:
         """Past the configured bound, the oldest queued rows give way (and are counted):
         a gateway's disk is finite, and the newest register reads matter most."""
         if not self.outbox_max_rows:
             return
-        (size,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+        size = self._outbox_count(db)
         excess = size - self.outbox_max_rows
         if excess > 0:
             db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id "
                        "LIMIT ?)", (excess,))
             self.outbox_evicted += excess
+            self._outbox_rows = size - excess
 
     async def outbox_peek(self, limit: int) -> list[OutboxRow]:
         def read(db: sqlite3.Connection) -> list[OutboxRow]:
@@ -285,10 +303,17 @@ class SqliteStore:
         return await self._query(read)
 
     async def outbox_delete(self, ids: Sequence[int]) -> None:
-        await self._run(self._tx(lambda db: db.executemany(
-            "DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])))
+        def delete(db: sqlite3.Connection) -> None:
+            queued = self._outbox_count(db)
+            cur = db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            self._outbox_rows = queued - cur.rowcount
+
+        await self._run(self._tx(delete))
 
     async def outbox_size(self) -> int:
+        known = self._outbox_rows
+        if known is not None:
+            return known
         return await self._query(
             lambda db: int(db.execute("SELECT count(*) FROM outbox").fetchone()[0]))
 
