@@ -97,9 +97,6 @@ class HeadEnd:
         finally:
             stop.cancel()
 
-    async def handle(self, topic: str, payload: bytes) -> None:
-        await self.handle_many([(topic, payload)])
-
     async def handle_many(self, messages: list[tuple[str, bytes]]) -> None:
         """Store the messages' batches, or their raw bytes as dead letters; retry storage
         until it succeeds, because the messages are acknowledged only afterwards."""

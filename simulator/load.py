@@ -13,17 +13,13 @@ from dataclasses import dataclass
 MINUTE = 60
 
 
-def _unit_noise(seed: int, n: int) -> float:
+def unit_noise(seed: int, n: int) -> float:
     """A cheap, stable pseudo-random number in [-1, 1) from (seed, n) via splitmix64."""
     z = (seed * 0x9E3779B97F4A7C15 + n * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & (2**64 - 1)
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
     z ^= z >> 31
     return (z / 2**63) - 1.0
-
-
-def unit_noise(seed: int, n: int) -> float:
-    return _unit_noise(seed, n)
 
 
 def _bump(hour: float, centre: float, width: float) -> float:
@@ -44,7 +40,7 @@ class LoadModel:
 
     @classmethod
     def for_meter(cls, seed: int, *, pv: bool = False, utc_offset_h: float = 8.0) -> LoadModel:
-        scale = 0.6 + 0.8 * (_unit_noise(seed, -1) + 1) / 2
+        scale = 0.6 + 0.8 * (unit_noise(seed, -1) + 1) / 2
         return cls(
             seed=seed,
             base_kw=0.25 * scale,
@@ -62,7 +58,7 @@ class LoadModel:
             hour, 13, 2.5
         )
         slot = int(epoch_s // 900)
-        jitter = 1.0 + self.noise * _unit_noise(self.seed, slot)
+        jitter = 1.0 + self.noise * unit_noise(self.seed, slot)
         return max(0.02, (self.base_kw + self.peak_kw * shape) * jitter)
 
     def pv_kw(self, epoch_s: float) -> float:
@@ -71,7 +67,7 @@ class LoadModel:
         hour = self.local_hour(epoch_s)
         if not 6.0 < hour < 18.0:
             return 0.0
-        clouds = 0.8 + 0.2 * _unit_noise(self.seed + 7, int(epoch_s // 900))
+        clouds = 0.8 + 0.2 * unit_noise(self.seed + 7, int(epoch_s // 900))
         return self.pv_peak_kw * math.sin(math.pi * (hour - 6.0) / 12.0) * clouds
 
     def net_kw(self, epoch_s: float) -> float:
