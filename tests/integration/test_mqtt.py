@@ -35,6 +35,7 @@ from simulator.broker import Mosquitto
 from simulator.concentrator import ConcentratorSpec, publish, readings
 from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import FleetSpec, build_fleet, meter_address
+from storage.base import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 from tests.integration.conftest import TZ
@@ -58,6 +59,15 @@ def mqtt(broker: Mosquitto, role: str, **kw: object) -> MqttSettings:
                         password_env=PASSWORD_ENV, **kw)  # type: ignore[arg-type]
 
 
+async def started_headend(settings: MqttSettings, store: Store, client_id: str
+                          ) -> tuple[HeadEnd, asyncio.Task[None]]:
+    """A head-end running and subscribed, so nothing published from here on is missed."""
+    head = HeadEnd(settings, store, client_id=client_id)
+    task = asyncio.create_task(head.run())
+    await asyncio.wait_for(head.ready.wait(), 10)
+    return head, task
+
+
 async def wait_for_count(store: PostgresStore | SqliteStore, n: int, within: float = 30) -> int:
     count = 0
     for _ in range(int(within / 0.1)):
@@ -73,9 +83,7 @@ async def test_meters_to_gateway_to_broker_to_headend_to_postgres_match_exactly(
 ) -> None:
     pg = PostgresStore(pg_cluster.create_database("mqtt_e2e"))
     await pg.migrate()
-    head = HeadEnd(mqtt(broker, "headend"), pg, client_id="he-e2e")
-    head_task = asyncio.create_task(head.run())
-    await asyncio.wait_for(head.ready.wait(), 10)
+    head, head_task = await started_headend(mqtt(broker, "headend"), pg, "he-e2e")
     clock = SimulatedClock(START - timedelta(minutes=10), speed=3600)
     fleet = build_fleet(FleetSpec(meters=6, buses=2, tz=TZ), clock.now, START - timedelta(days=1))
     await fleet.start()
@@ -119,9 +127,7 @@ async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
 ) -> None:
     head_store = SqliteStore(str(tmp_path / "he.db"))
     await head_store.migrate()
-    head = HeadEnd(mqtt(broker, "headend"), head_store, client_id="he-restart")
-    head_task = asyncio.create_task(head.run())
-    await asyncio.wait_for(head.ready.wait(), 10)
+    head, head_task = await started_headend(mqtt(broker, "headend"), head_store, "he-restart")
     gw = await preload_outbox(tmp_path / "gw.db", 20_000)
     up = Uplink(mqtt(broker, "gateway", batch_size=100), "gw-r", gw)
     up_task = asyncio.create_task(up.run())
@@ -251,9 +257,7 @@ async def test_a_power_cut_on_the_gateway_loses_nothing_it_had_stored(
     assert stored > 0 and await gw.outbox_size() == stored + attempts
     head_store = SqliteStore(str(tmp_path / "he.db"))
     await head_store.migrate()
-    head = HeadEnd(mqtt(broker, "headend"), head_store, client_id="he-cut")
-    head_task = asyncio.create_task(head.run())
-    await asyncio.wait_for(head.ready.wait(), 10)
+    head, head_task = await started_headend(mqtt(broker, "headend"), head_store, "he-cut")
     up = Uplink(mqtt(broker, "gateway"), "gw-cut", gw)  # the gateway after power returns
     up_task = asyncio.create_task(up.run())
     assert await wait_for_count(head_store, stored) == stored
@@ -293,9 +297,7 @@ async def test_duplicates_out_of_order_and_malformed_payloads_from_a_concentrato
 ) -> None:
     store = SqliteStore(str(tmp_path / "he.db"))
     await store.migrate()
-    head = HeadEnd(mqtt(broker, "headend"), store, client_id="he-dc")
-    task = asyncio.create_task(head.run())
-    await asyncio.wait_for(head.ready.wait(), 10)
+    head, task = await started_headend(mqtt(broker, "headend"), store, "he-dc")
     spec = ConcentratorSpec(meters=20, intervals=48, batch=50, duplicate_every=3, shuffle=True,
                             malformed=5)
     async with mqtt_link.client(mqtt(broker, "gateway"), "dc-pub") as client:
@@ -391,9 +393,7 @@ async def test_readings_cross_a_tls_broker_and_plain_clients_are_refused(
         tls = {"tls": True, "ca_file": broker.ca_file}
         store = SqliteStore(str(tmp_path / "he.db"))
         await store.migrate()
-        head = HeadEnd(mqtt(broker, "headend", **tls), store, client_id="he-tls")
-        task = asyncio.create_task(head.run())
-        await asyncio.wait_for(head.ready.wait(), 10)
+        head, task = await started_headend(mqtt(broker, "headend", **tls), store, "he-tls")
         gw = await preload_outbox(tmp_path / "gw.db", 500)
         up = Uplink(mqtt(broker, "gateway", **tls), "gw-tls", gw)
         up_task = asyncio.create_task(up.run())
