@@ -34,6 +34,8 @@ class UplinkStats:
     rows: int = 0
     connects: int = 0
     commands: int = 0
+    refused: int = 0
+    """Batches the broker acknowledged without delivering (kept and re-sent)."""
 
 
 class Uplink:
@@ -85,10 +87,11 @@ class Uplink:
                 delay = min(delay * 2, 30.0)
 
     async def _session(self, client: aiomqtt.Client) -> None:
+        receipts = mqtt_link.PublishReceipts(client)
         await client.publish(self.topic("status"), schema.encode_status(self.gateway, "online"),
                              qos=1, retain=True)
         await client.subscribe(self.topic("cmd"), qos=1)
-        tasks = [asyncio.create_task(self._drain(client)),
+        tasks = [asyncio.create_task(self._drain(client, receipts)),
                  asyncio.create_task(self._heartbeat(client)),
                  asyncio.create_task(self._commands(client)),
                  asyncio.create_task(self._stop.wait())]
@@ -105,7 +108,8 @@ class Uplink:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    async def _drain(self, client: aiomqtt.Client, receipts: mqtt_link.PublishReceipts) -> None:
+        refused_delay = self.poll_s
         while True:
             rows = await self.store.outbox_peek(self.settings.batch_size)
             await self._warn_if_filling()
@@ -115,12 +119,25 @@ class Uplink:
             seq = rows[-1].id
             data = [r for r in rows if r.kind in ("reading", "attempt")]
             events = [r for r in rows if r.kind == "event"]
+            codes = []
             if data:
-                await client.publish(self.topic("readings"), _payload(self.gateway, seq, data),
-                                     qos=1)
+                codes.append(await receipts.publish_checked(
+                    client, self.topic("readings"), _payload(self.gateway, seq, data)))
             if events:
-                await client.publish(self.topic("events"), _payload(self.gateway, seq, events),
-                                     qos=1)
+                codes.append(await receipts.publish_checked(
+                    client, self.topic("events"), _payload(self.gateway, seq, events)))
+            if any(codes):
+                # Acknowledged but not delivered: keep the rows and try again, rather
+                # than delete what no head-end will ever see.
+                self.stats.refused += 1
+                log.warning("broker took batch %d but reported reason 0x%02X (%s); rows "
+                            "stay in the outbox, retry in %.1f s", seq, max(codes),
+                            _reason_text(max(codes)), refused_delay,
+                            extra={"gateway": self.gateway})
+                await asyncio.sleep(refused_delay)
+                refused_delay = min(refused_delay * 2, 5.0)
+                continue
+            refused_delay = self.poll_s
             # Both publishes returned: the broker acknowledged (PUBACK) every row.
             await self.store.outbox_delete([r.id for r in rows])
             self.stats.batches += 1
@@ -172,3 +189,10 @@ def _payload(gateway: str, seq: int, rows: list[OutboxRow]) -> bytes:
         if items:
             body[key] = items
     return schema.encode_items(body)
+
+
+def _reason_text(code: int) -> str:
+    if code == mqtt_link.NO_MATCHING_SUBSCRIBERS:
+        return "no matching subscribers: no head-end subscribed yet, or the broker lost its " \
+               "subscriptions in a restart"
+    return "refused by the broker"

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from collector import mqtt_link
-from collector.clock import SimulatedClock
+from collector.clock import SimulatedClock, align_down
 from collector.config import (
     BusConfig,
     CollectorSettings,
@@ -116,9 +116,11 @@ async def test_meters_to_gateway_to_broker_to_headend_to_postgres_match_exactly(
 async def preload_outbox(path: Path, n: int) -> SqliteStore:
     store = SqliteStore(str(path), outbox=True, outbox_max_rows=1_000_000)
     await store.migrate()
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    await store.write_readings([Reading(f"m{i % 40}", "1-0:1.8.0", t0 + timedelta(minutes=15 * i),
-                                        float(i), "kWh") for i in range(n)])
+    # 40 meters' recent history: a backlog a head-end accepts (timestamps near now).
+    t0 = align_down(datetime.now(UTC), timedelta(days=1)) - timedelta(days=n // 40 // 96 + 1)
+    await store.write_readings([Reading(f"m{i % 40}", "1-0:1.8.0",
+                                        t0 + timedelta(minutes=15 * (i // 40)), float(i), "kWh")
+                                for i in range(n)])
     return store
 
 
@@ -203,7 +205,7 @@ GATEWAY_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
-    from collector.clock import SimulatedClock
+    from collector.clock import SimulatedClock, align_down
     from collector.config import (BusConfig, CollectorSettings, MqttSettings, Schedule,
                                   Settings, StorageSettings)
     from collector.daemon import run_collector
