@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
+import termios
 import time
 from dataclasses import dataclass, field
 
@@ -57,8 +59,12 @@ class SerialPort:
                 timeout=0,
                 write_timeout=2,
             )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise TransportError(f"cannot open {self.port}: {exc}", bus=self.port) from exc
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            # termios.error: the device refused the line settings (a pty, or an adapter
+            # that cannot do this parity or speed).
+            raise TransportError(f"cannot open {self.port} at {self.settings.baud} baud "
+                                 f"{self.settings.bytesize}{self.settings.parity}"
+                                 f"{self.settings.stopbits}: {exc}", bus=self.port) from exc
         asyncio.get_running_loop().add_reader(self._serial.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
@@ -99,6 +105,13 @@ class SerialPort:
                 raise TransportError(f"{self.port}: {self._error}", bus=self.port)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                # The loop may be late to notice bytes that arrived in time (a busy host,
+                # a long callback): look in the kernel's buffer once before giving up.
+                if self._serial is not None and self._error is None and select.select(
+                        [self._serial.fileno()], [], [], 0)[0]:
+                    self._on_readable()
+                if self._buffer:
+                    break
                 raise ResponseTimeout(f"no bytes from {self.port} before the deadline")
             self._data.clear()
             with contextlib.suppress(TimeoutError):

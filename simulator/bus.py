@@ -80,7 +80,16 @@ class SimulatedBus:
             self._arrival = time.monotonic()
         self._buf += chunk
         while (request := self._next_request()) is not None:
-            self._queue.put_nowait((self._arrival, *request))
+            if self.timing.baud or self.timing.latency_s:
+                self._queue.put_nowait((self._arrival, *request))
+            else:
+                # No wire time to emulate: answer now, so the reply is in the kernel
+                # buffer before any timer of the client's runs, as a real meter's would be.
+                self.requests += 1
+                reply = self._reply(*request)
+                if reply is not None:
+                    with contextlib.suppress(OSError):
+                        os.write(self._master, reply)
             self._arrival = time.monotonic()
 
     def _next_request(self) -> tuple[str, bytes] | None:
@@ -121,30 +130,32 @@ class SimulatedBus:
         while True:
             arrival, protocol, raw = await self._queue.get()
             self.requests += 1
-            now = self.now()
-            if protocol == "modbus":
-                unit, pdu = frames.rtu_unwrap(raw)
-                reply = self.modbus[unit].respond_pdu(pdu, now)
-                if reply is not None:
-                    await self._send(arrival, raw, frames.rtu_frame(unit, reply))
-                continue
-            request = codec.decode(raw)
-            replies = [
-                reply
-                for meter in self.meters
-                if meter.answers_to(request.address)
-                or request.address.upper() == codec.BROADCAST_ADDRESS
-                if (reply := meter.respond(request, now)) is not None
-            ]
-            if not replies:
-                continue
-            if len(replies) > 1:
-                # Two transmitters on one pair: the receiver sees a wired-AND of both.
-                self.collisions += 1
-                out = bytes(_collide(replies))
-            else:
-                out = replies[0]
-            await self._send(arrival, raw, out, preamble=4)
+            reply = self._reply(protocol, raw)
+            if reply is not None:
+                await self._send(arrival, raw, reply,
+                                 preamble=4 if protocol == "dlt645" else 0)
+
+    def _reply(self, protocol: str, raw: bytes) -> bytes | None:
+        now = self.now()
+        if protocol == "modbus":
+            unit, pdu = frames.rtu_unwrap(raw)
+            reply = self.modbus[unit].respond_pdu(pdu, now)
+            return None if reply is None else frames.rtu_frame(unit, reply)
+        request = codec.decode(raw)
+        replies = [
+            reply
+            for meter in self.meters
+            if meter.answers_to(request.address)
+            or request.address.upper() == codec.BROADCAST_ADDRESS
+            if (reply := meter.respond(request, now)) is not None
+        ]
+        if not replies:
+            return None
+        if len(replies) > 1:
+            # Two transmitters on one pair: the receiver sees a wired-AND of both.
+            self.collisions += 1
+            return bytes(_collide(replies))
+        return replies[0]
 
     async def _send(self, arrival: float, request: bytes, reply: bytes, preamble: int = 0) -> None:
         """Write the reply when a real bus would have delivered it."""
