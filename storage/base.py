@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +59,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise StorageError unless the store answers a trivial query."""
+        ...
+
     async def upsert_meters(self, meters: Sequence[Meter]) -> None: ...
 
     async def write_readings(self, readings: Sequence[Reading]) -> IngestResult: ...
@@ -67,6 +72,10 @@ class Store(Protocol):
     async def write_attempts(self, attempts: Sequence[CollectionAttempt]) -> None: ...
 
     async def write_dead_letter(self, source: str, payload: bytes, reason: str) -> None: ...
+
+    async def last_attempts(self, meter_ids: Sequence[str]) -> dict[str, datetime]:
+        """Each meter's latest collection attempt (meters never attempted are absent)."""
+        ...
 
     async def dead_letters(self) -> list[tuple[str, bytes, str]]: ...
 
@@ -106,6 +115,14 @@ class Store(Protocol):
 
 
 GROUPINGS = ("meter", "bus", "gateway", "area")
+
+
+def dead_letter_digest(source: str, payload: bytes) -> str:
+    """The key that keeps one dead letter per bad message, however often it is redelivered."""
+    h = hashlib.sha256(source.encode("utf-8", "backslashreplace"))
+    h.update(b"\0")
+    h.update(payload)
+    return h.hexdigest()
 
 
 def quality_rank_sql(column: str) -> str:

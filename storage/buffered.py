@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from collector import codec_json
@@ -42,9 +41,14 @@ class _Spill:
     """FIFO of batches in a SQLite file; survives a restart of the process."""
 
     def __init__(self, path: str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        from storage.sqlite import create_private
+
+        try:
+            create_private(path)
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the spill file {path}: {exc}") from exc
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS spill (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
@@ -229,11 +233,17 @@ class BufferedStore:
             self._flusher = asyncio.create_task(self._flush_loop(), name="storage replay")
         return applied
 
+    async def ping(self) -> None:
+        await self.inner.ping()
+
     async def upsert_meters(self, meters: Sequence[Meter]) -> None:
         await self.inner.upsert_meters(meters)
 
     async def meters(self) -> list[Meter]:
         return await self.inner.meters()
+
+    async def last_attempts(self, meter_ids: Sequence[str]) -> dict[str, datetime]:
+        return await self.inner.last_attempts(meter_ids)
 
     async def dead_letters(self) -> list[tuple[str, bytes, str]]:
         return await self.inner.dead_letters()

@@ -38,6 +38,7 @@ from storage.base import (
     FlagRow,
     StorageError,
     StorageUnavailable,
+    dead_letter_digest,
 )
 from storage.daily import daily_from_boundaries
 
@@ -132,6 +133,10 @@ class PostgresStore:
             raise StorageUnavailable(f"postgres connection lost: {exc}") from exc
         except psycopg.Error as exc:
             raise StorageError(f"postgres: {exc}") from exc
+        except (ValueError, OverflowError, TypeError) as exc:
+            # Rows the driver cannot send (a NUL in text, a lone surrogate): retrying the
+            # same rows cannot help, so this is a refusal, not an outage.
+            raise StorageError(f"postgres refused the rows: {exc}") from exc
 
     async def migrate(self) -> list[str]:
         async with self._conn() as conn:
@@ -144,6 +149,10 @@ class PostgresStore:
         if self._opened:
             await self._pool.close()
             self._opened = False
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.execute("SELECT 1")
 
     async def upsert_meters(self, meters: Sequence[Meter]) -> None:
         rows = [
@@ -239,11 +248,21 @@ class PostgresStore:
                 )
 
     async def write_dead_letter(self, source: str, payload: bytes, reason: str) -> None:
+        """Once per (source, payload): a redelivered bad message bumps `seen` instead."""
         async with self._conn() as conn:
             await conn.execute(
-                "INSERT INTO dead_letters (source, payload, reason) VALUES (%s, %s, %s)",
-                (source, payload, reason),
+                "INSERT INTO dead_letters (source, payload, reason, digest) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (digest) DO UPDATE "
+                "SET seen = dead_letters.seen + 1",
+                (source, payload, reason, dead_letter_digest(source, payload)),
             )
+
+    async def last_attempts(self, meter_ids: Sequence[str]) -> dict[str, datetime]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT m, (SELECT max(ts) FROM collection_attempts WHERE meter_id = m) "
+                "FROM unnest(%s::text[]) AS m", (list(meter_ids),))
+            return {m: ts for m, ts in await cur.fetchall() if ts is not None}
 
     async def dead_letters(self) -> list[tuple[str, bytes, str]]:
         async with self._conn() as conn:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import threading
 from collections import defaultdict
@@ -34,6 +35,8 @@ from storage.base import (
     DailyConsumption,
     FlagRow,
     StorageError,
+    StorageUnavailable,
+    dead_letter_digest,
     quality_rank_sql,
 )
 from storage.daily import daily_from_boundaries
@@ -94,10 +97,30 @@ _SCHEMA.append((
     """,
 ))
 
+_SCHEMA.append((
+    "0003_dead_letter_digest",
+    """
+    ALTER TABLE dead_letters ADD COLUMN digest TEXT;
+    ALTER TABLE dead_letters ADD COLUMN seen INTEGER NOT NULL DEFAULT 1;
+    CREATE UNIQUE INDEX dead_letters_digest ON dead_letters (digest);
+    ALTER TABLE outbox ADD COLUMN queued_at REAL NOT NULL DEFAULT 0;
+    CREATE INDEX collection_attempts_meter_ts ON collection_attempts (meter_id, ts)
+    """,
+))
+
 _RANK_NEW = quality_rank_sql("excluded.quality")
 _RANK_OLD = quality_rank_sql("readings.quality")
 _RANK_STAGED = quality_rank_sql("s.quality")
 _RANK_STORED = quality_rank_sql("r.quality")
+
+
+def create_private(path: str) -> None:
+    """Create the database file readable by its owner only, before SQLite opens it:
+    SQLite gives its -wal and -shm files the same mode, and meter data is customer data."""
+    if path == ":memory:":
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
 
 
 def path_from_url(url: str) -> str:
@@ -129,10 +152,12 @@ class SqliteStore:
         # None means "not known": count once, and again after a failed transaction.
         self._outbox_rows: int | None = None
         self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        try:
+            create_private(path)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.Lock()
@@ -161,7 +186,12 @@ class SqliteStore:
             with lock:
                 try:
                     return fn(db)
-                except sqlite3.Error as exc:
+                except sqlite3.OperationalError as exc:
+                    # Locked, busy, disk full or I/O: the same write may succeed later.
+                    raise StorageUnavailable(f"sqlite {self.path}: {exc}") from exc
+                except (sqlite3.Error, ValueError, OverflowError, TypeError) as exc:
+                    # Refused for what the rows hold (a constraint, a lone surrogate, a
+                    # number SQLite cannot bind): retrying the same rows cannot help.
                     raise StorageError(f"sqlite {self.path}: {exc}") from exc
 
         return await asyncio.to_thread(locked)
@@ -214,6 +244,9 @@ class SqliteStore:
         if self._reader is not self._db:
             await self._query(lambda db: db.close())
         await self._run(lambda db: db.close())
+
+    async def ping(self) -> None:
+        await self._query(lambda db: db.execute("SELECT 1").fetchone())
 
     async def upsert_meters(self, meters: Sequence[Meter]) -> None:
         rows = [
@@ -271,8 +304,9 @@ class SqliteStore:
     def _queue(self, db: sqlite3.Connection, kind: str, items: list[dict[str, Any]]) -> None:
         if self.outbox and items:
             queued = self._outbox_count(db)
-            db.executemany("INSERT INTO outbox (kind, item) VALUES (?, ?)",
-                           [(kind, json.dumps(i)) for i in items])
+            now = datetime.now(UTC).timestamp()
+            db.executemany("INSERT INTO outbox (kind, item, queued_at) VALUES (?, ?, ?)",
+                           [(kind, json.dumps(i), now) for i in items])
             self._outbox_rows = queued + len(items)
             self._bound_outbox(db)
 
@@ -317,6 +351,15 @@ class SqliteStore:
         return await self._query(
             lambda db: int(db.execute("SELECT count(*) FROM outbox").fetchone()[0]))
 
+    async def outbox_oldest_age(self, now: datetime | None = None) -> float:
+        """Seconds the oldest queued row has waited: how far behind the uplink is."""
+        oldest = await self._query(
+            lambda db: (db.execute("SELECT queued_at FROM outbox ORDER BY id LIMIT 1").fetchone()
+                        or (None,))[0])
+        if oldest is None:
+            return 0.0
+        return max(0.0, (now or datetime.now(UTC)).timestamp() - float(oldest))
+
     async def write_events(self, events: Sequence[Event]) -> int:
         received = datetime.now(UTC).timestamp()
         rows = [
@@ -351,13 +394,28 @@ class SqliteStore:
         await self._run(self._tx(write))
 
     async def write_dead_letter(self, source: str, payload: bytes, reason: str) -> None:
-        row = (source, payload, reason, datetime.now(UTC).timestamp())
+        """Once per (source, payload): a redelivered bad message bumps `seen` instead."""
+        row = (source, payload, reason, datetime.now(UTC).timestamp(),
+               dead_letter_digest(source, payload))
         await self._run(
             lambda db: db.execute(
-                "INSERT INTO dead_letters (source, payload, reason, received_at) VALUES (?,?,?,?)",
+                "INSERT INTO dead_letters (source, payload, reason, received_at, digest) "
+                "VALUES (?,?,?,?,?) ON CONFLICT (digest) DO UPDATE SET seen = seen + 1",
                 row,
             )
         )
+
+    async def last_attempts(self, meter_ids: Sequence[str]) -> dict[str, datetime]:
+        def read(db: sqlite3.Connection) -> dict[str, datetime]:
+            out = {}
+            for meter_id in meter_ids:
+                (ts,) = db.execute("SELECT max(ts) FROM collection_attempts WHERE meter_id = ?",
+                                   (meter_id,)).fetchone()
+                if ts is not None:
+                    out[meter_id] = datetime.fromtimestamp(ts, UTC)
+            return out
+
+        return await self._query(read)
 
     async def dead_letters(self) -> list[tuple[str, bytes, str]]:
         return await self._query(
@@ -577,10 +635,12 @@ def _ingest(
     ).fetchone()[0]
     if outbox and new + updated:
         db.execute(
-            "INSERT INTO outbox (kind, item) SELECT 'reading', json_object('meter', s.meter_id, "
+            "INSERT INTO outbox (kind, item, queued_at) SELECT 'reading', "
+            "json_object('meter', s.meter_id, "
             "'quantity', s.quantity, 'ts', strftime('%Y-%m-%dT%H:%M:%fZ', s.ts, 'unixepoch'), "
             "'value', s.value, 'unit', s.unit, 'quality', s.quality, 'method', s.method, "
-            "'source', s.source) FROM staging s LEFT JOIN readings r ON r.meter_id = s.meter_id "
+            "'source', s.source), s.received_at FROM staging s "
+            "LEFT JOIN readings r ON r.meter_id = s.meter_id "
             "AND r.quantity = s.quantity AND r.ts = s.ts WHERE r.meter_id IS NULL OR "
             f"({_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
             "s.quality != r.quality OR s.unit != r.unit OR s.method != r.method)) "
