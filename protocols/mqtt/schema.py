@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector import codec_json
@@ -20,11 +20,33 @@ from collector.model import CollectionAttempt, Event, Outcome, Quality, Reading
 
 VERSION = 1
 MAX_ITEMS = 10_000
-_OBIS = re.compile(r"^\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}$")
+_OBIS = re.compile(r"[0-9]{1,3}-[0-9]{1,3}:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 
 
 class PayloadError(ValueError):
     """A payload we will not ingest, with the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on everything a payload may carry: a broker is an open door, and one
+    message must never be able to stop, wedge or exhaust the head-end."""
+
+    max_payload_bytes: int = 4 * 1024 * 1024
+    max_items: int = MAX_ITEMS
+    max_id_chars: int = 64
+    max_text_chars: int = 500
+    max_int_digits: int = 19
+    max_magnitude: float = 1e15
+    max_depth: int = 8
+    max_details_keys: int = 64
+    max_age: timedelta = timedelta(days=400)
+    """How far back a timestamp may lie: a gateway's backlog after weeks offline, not a
+    clock reset to 1970 or 2000 after a power cut."""
+    max_ahead: timedelta = timedelta(days=1)
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +56,6 @@ class Batch:
     readings: tuple[Reading, ...] = ()
     events: tuple[Event, ...] = ()
     attempts: tuple[CollectionAttempt, ...] = ()
-
 
 
 def encode_batch(
@@ -55,7 +76,7 @@ def encode_batch(
 
 
 def encode_items(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 def batch_envelope(gateway: str, seq: int) -> dict[str, Any]:
@@ -63,104 +84,210 @@ def batch_envelope(gateway: str, seq: int) -> dict[str, Any]:
             "sent_at": codec_json.ts_text(datetime.now(UTC))}
 
 
-def decode_batch(payload: bytes, topic_gateway: str | None = None) -> Batch:
-    try:
-        body = json.loads(payload.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise PayloadError("payload is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise PayloadError(f"payload is not JSON: {exc.msg} at byte {exc.pos}") from None
+def decode_batch(payload: bytes, topic_gateway: str | None = None, *,
+                 now: datetime | None = None, limits: Limits = DEFAULT_LIMITS) -> Batch:
+    """A Batch, or PayloadError: nothing else escapes, whatever the bytes."""
+    check = _Checker(limits, now or datetime.now(UTC))
+    body = check.json(payload)
     if not isinstance(body, dict):
         raise PayloadError("payload must be a JSON object")
-    if body.get("v") != VERSION:
-        raise PayloadError(f"unsupported payload version {body.get('v')!r}; this head-end "
+    version = body.get("v")
+    if type(version) is not int or version != VERSION:
+        raise PayloadError(f"unsupported payload version {_show(version)}; this head-end "
                            f"reads v{VERSION}")
-    gateway = _field(body, "gateway", str, "batch")
+    gateway = check.ident(body, "gateway", "batch")
     if topic_gateway is not None and gateway != topic_gateway:
         raise PayloadError(f"gateway {gateway!r} in the payload, {topic_gateway!r} in the topic")
-    seq = _field(body, "seq", int, "batch")
-    if seq < 0:
-        raise PayloadError("batch.seq must not be negative")
-    readings = tuple(_reading(r, i, gateway) for i, r in enumerate(_items(body, "readings")))
-    events = tuple(_event(e, i) for i, e in enumerate(_items(body, "events")))
-    attempts = tuple(_attempt(a, i, gateway) for i, a in enumerate(_items(body, "attempts")))
+    seq = check.integer(body, "seq", "batch")
+    readings = tuple(check.reading(r, i, gateway) for i, r in enumerate(check.items(body,
+                                                                                  "readings")))
+    events = tuple(check.event(e, i) for i, e in enumerate(check.items(body, "events")))
+    attempts = tuple(check.attempt(a, i, gateway)
+                     for i, a in enumerate(check.items(body, "attempts")))
     if not (readings or events or attempts):
         raise PayloadError("batch carries no readings, events or attempts")
     return Batch(gateway, seq, readings, events, attempts)
 
 
-def _items(body: dict[str, Any], key: str) -> list[Any]:
-    items = body.get(key, [])
-    if not isinstance(items, list):
-        raise PayloadError(f"batch.{key} must be a list")
-    if len(items) > MAX_ITEMS:
-        raise PayloadError(f"batch.{key} has {len(items)} items, at most {MAX_ITEMS}")
-    return items
+def _show(value: Any) -> str:
+    """A value for an error message: short, and safe to log or store as text."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _field(d: Any, key: str, kind: type, where: str) -> Any:
-    if not isinstance(d, dict):
-        raise PayloadError(f"{where} must be an object")
-    value = d.get(key)
-    if value is None:
-        raise PayloadError(f"{where}.{key} is missing")
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise PayloadError(f"{where}.{key} must be {kind.__name__}, got {type(value).__name__}")
-    return value
+def _reject_constant(name: str) -> Any:
+    raise PayloadError(f"{name} is not a number JSON allows (finite numbers only)")
 
 
-def _time(d: Any, key: str, where: str) -> datetime:
-    text = _field(d, key, str, where)
-    try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise PayloadError(f"{where}.{key} {text!r} is not an ISO 8601 time") from None
-    if ts.utcoffset() is None:
-        raise PayloadError(f"{where}.{key} {text!r} has no UTC offset")
-    return ts.astimezone(UTC)
+class _Checker:
+    """Every rule a payload must pass, in one place; each raises PayloadError only."""
 
+    def __init__(self, limits: Limits, now: datetime) -> None:
+        self.limits = limits
+        self.earliest = now - limits.max_age
+        self.latest = now + limits.max_ahead
 
-def _reading(r: Any, i: int, gateway: str) -> Reading:
-    where = f"readings[{i}]"
-    meter = _field(r, "meter", str, where)
-    quantity = _field(r, "quantity", str, where)
-    if not _OBIS.match(quantity):
-        raise PayloadError(f"{where}.quantity {quantity!r} is not an OBIS code")
-    value = _field(r, "value", float, where)
-    if not math.isfinite(value):
-        raise PayloadError(f"{where}.value is not finite")
-    quality = r.get("quality", "A")
-    try:
-        q = Quality(quality)
-    except ValueError:
-        raise PayloadError(f"{where}.quality {quality!r} is not one of A E F S N V") from None
-    source = r.get("source", "")
-    return Reading(meter, quantity, _time(r, "ts", where), value, _field(r, "unit", str, where),
-                   q, source=f"mqtt:{gateway}" + (f":{source}" if source else ""),
-                   method=str(r.get("method", "")))
+    def json(self, payload: bytes) -> Any:
+        if len(payload) > self.limits.max_payload_bytes:
+            raise PayloadError(f"payload is {len(payload)} bytes, at most "
+                               f"{self.limits.max_payload_bytes}")
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PayloadError("payload is not UTF-8") from None
+        try:
+            return json.loads(text, parse_constant=_reject_constant,
+                              parse_int=self._int, parse_float=self._float)
+        except json.JSONDecodeError as exc:
+            raise PayloadError(f"payload is not JSON: {exc.msg} at byte {exc.pos}") from None
+        except RecursionError:
+            raise PayloadError("payload nests too deeply") from None
 
+    def _int(self, text: str) -> int:
+        if len(text.lstrip("-")) > self.limits.max_int_digits:
+            raise PayloadError(f"a number has {len(text)} digits, at most "
+                               f"{self.limits.max_int_digits}")
+        return int(text)
 
-def _event(e: Any, i: int) -> Event:
-    where = f"events[{i}]"
-    details = e.get("details", {}) if isinstance(e, dict) else {}
-    if not isinstance(details, dict):
-        raise PayloadError(f"{where}.details must be an object")
-    return Event(_field(e, "meter", str, where), _time(e, "ts", where),
-                 _field(e, "kind", str, where), details)
+    def _float(self, text: str) -> float:
+        if len(text) > 64:
+            raise PayloadError(f"a number is written with {len(text)} characters, at most 64")
+        value = float(text)
+        if not math.isfinite(value):
+            raise PayloadError(f"number {text[:20]} is out of range")
+        return value
 
+    def items(self, body: dict[str, Any], key: str) -> list[Any]:
+        items = body.get(key, [])
+        if not isinstance(items, list):
+            raise PayloadError(f"batch.{key} must be a list")
+        if len(items) > self.limits.max_items:
+            raise PayloadError(f"batch.{key} has {len(items)} items, at most "
+                               f"{self.limits.max_items}")
+        return items
 
-def _attempt(a: Any, i: int, gateway: str) -> CollectionAttempt:
-    where = f"attempts[{i}]"
-    outcome = _field(a, "outcome", str, where)
-    try:
-        o = Outcome(outcome)
-    except ValueError:
-        raise PayloadError(f"{where}.outcome {outcome!r} is not ok, timeout or error") from None
-    return CollectionAttempt(_field(a, "meter", str, where), _field(a, "bus", str, where),
-                             _time(a, "ts", where), o, _field(a, "latency_ms", float, where),
-                             str(a.get("error", "")), gateway)
+    def field(self, d: Any, key: str, where: str) -> Any:
+        if not isinstance(d, dict):
+            raise PayloadError(f"{where} must be an object")
+        value = d.get(key)
+        if value is None:
+            raise PayloadError(f"{where}.{key} is missing")
+        return value
+
+    def text(self, d: Any, key: str, where: str, *, max_chars: int | None = None,
+             default: str | None = None) -> str:
+        if default is not None and isinstance(d, dict) and d.get(key) is None:
+            return default
+        value = self.field(d, key, where)
+        if not isinstance(value, str):
+            raise PayloadError(f"{where}.{key} must be a string, got {type(value).__name__}")
+        limit = max_chars or self.limits.max_text_chars
+        if len(value) > limit:
+            raise PayloadError(f"{where}.{key} has {len(value)} characters, at most {limit}")
+        if not value.isprintable():
+            raise PayloadError(f"{where}.{key} {_show(value)} holds a control character, "
+                               "NUL or lone surrogate")
+        return value
+
+    def ident(self, d: Any, key: str, where: str) -> str:
+        value = self.text(d, key, where, max_chars=self.limits.max_id_chars)
+        if not value.strip():
+            raise PayloadError(f"{where}.{key} must not be blank")
+        return value
+
+    def integer(self, d: Any, key: str, where: str) -> int:
+        value = self.field(d, key, where)
+        if type(value) is not int:
+            raise PayloadError(f"{where}.{key} must be an integer, got {type(value).__name__}")
+        if not 0 <= value < 2**63:
+            raise PayloadError(f"{where}.{key} must be between 0 and 2^63-1")
+        return value
+
+    def number(self, d: Any, key: str, where: str) -> float:
+        value = self.field(d, key, where)
+        if type(value) not in (int, float):
+            raise PayloadError(f"{where}.{key} must be a number, got {type(value).__name__}")
+        number = float(value)
+        if not abs(number) <= self.limits.max_magnitude:
+            raise PayloadError(f"{where}.{key} {_show(value)} is beyond "
+                               f"±{self.limits.max_magnitude:g}")
+        return number
+
+    def time(self, d: Any, key: str, where: str) -> datetime:
+        text = self.text(d, key, where, max_chars=40)
+        try:
+            ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if ts.utcoffset() is None:
+                raise PayloadError(f"{where}.{key} {text!r} has no UTC offset")
+            ts = ts.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise PayloadError(f"{where}.{key} {text!r} is not an ISO 8601 time") from None
+        if not self.earliest <= ts <= self.latest:
+            raise PayloadError(f"{where}.{key} {text!r} is outside the accepted window "
+                               f"{codec_json.ts_text(self.earliest)} … "
+                               f"{codec_json.ts_text(self.latest)}")
+        return ts
+
+    def details(self, d: Any, where: str) -> dict[str, Any]:
+        details = d.get("details", {}) if isinstance(d, dict) else {}
+        if not isinstance(details, dict):
+            raise PayloadError(f"{where}.details must be an object")
+        # Iteratively, so the walk itself cannot be driven into a RecursionError.
+        stack: list[tuple[Any, int, str]] = [(details, 1, f"{where}.details")]
+        while stack:
+            node, depth, path = stack.pop()
+            if depth > self.limits.max_depth:
+                raise PayloadError(f"{path} nests deeper than {self.limits.max_depth}")
+            if isinstance(node, dict):
+                if len(node) > self.limits.max_details_keys:
+                    raise PayloadError(f"{path} has {len(node)} keys, at most "
+                                       f"{self.limits.max_details_keys}")
+                for key, value in node.items():
+                    self.text({"k": key}, "k", f"{path} key", max_chars=self.limits.max_id_chars)
+                    stack.append((value, depth + 1, f"{path}.{key}"))
+            elif isinstance(node, list):
+                if len(node) > self.limits.max_details_keys:
+                    raise PayloadError(f"{path} has {len(node)} items, at most "
+                                       f"{self.limits.max_details_keys}")
+                stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(node))
+            elif isinstance(node, str):
+                self.text({"s": node}, "s", path)
+            elif type(node) in (int, float):
+                self.number({"n": node}, "n", path)
+        return details
+
+    def reading(self, r: Any, i: int, gateway: str) -> Reading:
+        where = f"readings[{i}]"
+        meter = self.ident(r, "meter", where)
+        quantity = self.text(r, "quantity", where, max_chars=20)
+        if not _OBIS.fullmatch(quantity):
+            raise PayloadError(f"{where}.quantity {quantity!r} is not an OBIS code")
+        value = self.number(r, "value", where)
+        quality = r.get("quality", "A")
+        if not isinstance(quality, str) or quality not in Quality._value2member_map_:
+            raise PayloadError(f"{where}.quality {_show(quality)} is not one of A E F S N V")
+        source = self.text(r, "source", where, max_chars=128, default="")
+        return Reading(meter, quantity, self.time(r, "ts", where), value,
+                       self.text(r, "unit", where, max_chars=16), Quality(quality),
+                       source=f"mqtt:{gateway}" + (f":{source}" if source else ""),
+                       method=self.text(r, "method", where, max_chars=16, default=""))
+
+    def event(self, e: Any, i: int) -> Event:
+        where = f"events[{i}]"
+        return Event(self.ident(e, "meter", where), self.time(e, "ts", where),
+                     self.ident(e, "kind", where), self.details(e, where))
+
+    def attempt(self, a: Any, i: int, gateway: str) -> CollectionAttempt:
+        where = f"attempts[{i}]"
+        outcome = self.field(a, "outcome", where)
+        if not isinstance(outcome, str) or outcome not in Outcome._value2member_map_:
+            raise PayloadError(f"{where}.outcome {_show(outcome)} is not ok, timeout or error")
+        latency = self.number(a, "latency_ms", where)
+        if latency < 0:
+            raise PayloadError(f"{where}.latency_ms must not be negative")
+        return CollectionAttempt(self.ident(a, "meter", where), self.ident(a, "bus", where),
+                                 self.time(a, "ts", where), Outcome(outcome), latency,
+                                 self.text(a, "error", where, default=""), gateway)
 
 
 # --- commands --------------------------------------------------------------------------
@@ -174,6 +301,8 @@ class Command:
     command: str
     meter: str = ""
     quantities: tuple[str, ...] = ()
+    force: bool = False
+    """For time_sync: send it even where the offset looks like a time-zone mistake."""
 
 
 def encode_command(cmd: Command) -> bytes:
@@ -182,27 +311,30 @@ def encode_command(cmd: Command) -> bytes:
         body["meter"] = cmd.meter
     if cmd.quantities:
         body["quantities"] = list(cmd.quantities)
+    if cmd.force:
+        body["force"] = True
     return json.dumps(body).encode()
 
 
-def decode_command(payload: bytes) -> Command:
-    try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise PayloadError("command is not UTF-8 JSON") from None
-    if not isinstance(body, dict) or body.get("v") != VERSION:
+def decode_command(payload: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Command:
+    check = _Checker(limits, datetime.now(UTC))
+    body = check.json(payload)
+    if not isinstance(body, dict) or type(body.get("v")) is not int or body["v"] != VERSION:
         raise PayloadError(f"command must be a v{VERSION} JSON object")
-    command = _field(body, "command", str, "command")
+    command = check.text(body, "command", "command", max_chars=32)
     if command not in COMMANDS:
         raise PayloadError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
     quantities = body.get("quantities", [])
-    if not isinstance(quantities, list) or not all(isinstance(q, str) and _OBIS.match(q)
-                                                   for q in quantities):
+    if not isinstance(quantities, list) or len(quantities) > 64 or not all(
+            isinstance(q, str) and _OBIS.fullmatch(q) for q in quantities):
         raise PayloadError("command.quantities must list OBIS codes")
-    meter = body.get("meter", "")
+    meter = check.text(body, "meter", "command", max_chars=limits.max_id_chars, default="")
     if command == "read" and not meter:
         raise PayloadError("a read command needs a meter")
-    return Command(_field(body, "id", str, "command"), command, str(meter), tuple(quantities))
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise PayloadError("command.force must be true or false")
+    return Command(check.ident(body, "id", "command"), command, meter, tuple(quantities), force)
 
 
 def encode_reply(cmd_id: str, ok: bool, detail: str, readings: Sequence[Reading] = ()) -> bytes:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 PREFIX = "mc/v1"
 KINDS = ("readings", "events", "attempts", "status", "cmd", "cmd/reply")
-_GATEWAY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_GATEWAY = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class TopicError(ValueError):
@@ -15,7 +15,7 @@ class TopicError(ValueError):
 
 
 def check_gateway(gateway: str) -> str:
-    if not _GATEWAY.match(gateway):
+    if not _GATEWAY.fullmatch(gateway):
         raise TopicError(f"gateway id {gateway!r}: use 1-64 letters, digits, '.', '_' or '-'")
     return gateway
 
