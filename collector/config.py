@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from collector.errors import ConfigError
 from collector.flags.thresholds import Thresholds
 from collector.model import Meter
+from protocols.mqtt import schema
 
 PROTOCOLS = ("dlt645", "modbus-rtu", "modbus-tcp")
 PARITIES = ("N", "E", "O")
@@ -27,6 +28,8 @@ class CollectorSettings:
     timezone: str = "UTC"
     gateway: str = ""
     log_level: str = "INFO"
+    catch_up: timedelta = timedelta(days=2)
+    """After downtime, slots missed within this horizon are re-read from meter memory."""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -99,6 +102,14 @@ class MqttSettings:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
+    allow_insecure: bool = False
+    """Allow a non-loopback broker without TLS or credentials (warned at every start)."""
+    accept_past: timedelta = timedelta(days=400)
+    accept_future: timedelta = timedelta(days=1)
+
+    @property
+    def limits(self) -> schema.Limits:
+        return schema.Limits(max_age=self.accept_past, max_ahead=self.accept_future)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,13 @@ class FlagSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OpsSettings:
+    listen: str = ""
+    """host:port for /metrics, /healthz and /readyz; empty = off."""
+    log_format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: str
     collector: CollectorSettings = field(default_factory=CollectorSettings)
@@ -122,6 +140,7 @@ class Settings:
     modbus: ModbusSettings = field(default_factory=ModbusSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     flags: FlagSettings = field(default_factory=FlagSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -195,6 +214,11 @@ _COLLECTOR_KEYS = {
     "timezone": 'timezone = "Asia/Shanghai"',
     "gateway": 'gateway = "gw-017"',
     "log_level": 'log_level = "INFO"',
+    "catch_up": 'catch_up = "2d"  # re-read slots missed while down, from meter memory',
+}
+_OPS_KEYS = {
+    "listen": 'listen = "127.0.0.1:9108"  # /metrics, /healthz, /readyz',
+    "log_format": 'log_format = "json"  # or "text"',
 }
 _STORAGE_KEYS = {
     "url": 'url = "sqlite:///var/lib/meter-collector/collector.db"',
@@ -256,6 +280,9 @@ _MQTT_KEYS = {
     "ca_file": 'ca_file = "/etc/ssl/certs/ca-certificates.crt"',
     "cert_file": 'cert_file = "/etc/meter-collector/client.crt"',
     "key_file": 'key_file = "/etc/meter-collector/client.key"',
+    "allow_insecure": "allow_insecure = true  # only on a network you trust",
+    "accept_past": 'accept_past = "400d"  # oldest timestamp a payload may carry',
+    "accept_future": 'accept_future = "1d"  # how far ahead of now a timestamp may lie',
 }
 _FLAG_KEYS = {
     "enabled": "enabled = true",
@@ -265,6 +292,7 @@ _FLAG_KEYS = {
 }
 _TOP_KEYS = {
     "flags": "[flags]",
+    "ops": "[ops]",
     "mqtt": "[mqtt]",
     "collector": "[collector]",
     "storage": "[storage]",
@@ -298,6 +326,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     modbus = _parse_modbus(_Section(file, "modbus", data.get("modbus", {}), _MODBUS_KEYS))
     mqtt = _parse_mqtt(_Section(file, "mqtt", data.get("mqtt", {}), _MQTT_KEYS))
     flags = _parse_flags(_Section(file, "flags", data.get("flags", {}), _FLAG_KEYS))
+    ops = _parse_ops(_Section(file, "ops", data.get("ops", {}), _OPS_KEYS))
     buses = [
         _parse_bus(_Section(file, f"bus[{i}]", b, _BUS_KEYS))
         for i, b in enumerate(_array(top, "bus"))
@@ -331,7 +360,17 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         raise ConfigError(file, "storage.url", "a gateway keeps its outbox in SQLite",
                           'url = "sqlite:///var/lib/meter-collector/collector.db"')
     return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules),
-                    modbus, mqtt, flags)
+                    modbus, mqtt, flags, ops)
+
+
+def _parse_ops(s: _Section) -> OpsSettings:
+    listen = s.get("listen", str, "")
+    if listen and not _HOSTPORT.match(listen):
+        raise s.error("listen", f"{listen!r} is not host:port")
+    fmt = s.get("log_format", str, "text")
+    if fmt not in ("text", "json"):
+        raise s.error("log_format", f"{fmt!r} must be text or json")
+    return OpsSettings(listen, fmt)
 
 
 def _parse_flags(s: _Section) -> FlagSettings:
@@ -375,12 +414,32 @@ def _parse_mqtt(s: _Section) -> MqttSettings:
         path = s.get(key, str, "")
         if path and not Path(path).exists():
             raise s.error(key, f"{path} does not exist")
-    return MqttSettings(
+    windows: dict[str, timedelta] = {}
+    for key, default in (("accept_past", "400d"), ("accept_future", "1d")):
+        raw = s.get(key, (str, int), default)
+        window = parse_duration(raw)
+        if window is None:
+            raise s.error(key, f"{raw!r} is not a duration like 1d or 400d")
+        windows[key] = window
+    settings = MqttSettings(
         role, s.get("host", str, "127.0.0.1"), port, s.get("username", str, ""),
         s.get("password_env", str, ""), s.get("client_id", str, ""), prefix,
         s.get("share_group", str, "headend"), expiry, batch, outbox,
         float(s.get("heartbeat_s", (int, float), 60)), tls, s.get("ca_file", str, ""),
-        s.get("cert_file", str, ""), s.get("key_file", str, ""))
+        s.get("cert_file", str, ""), s.get("key_file", str, ""),
+        s.get("allow_insecure", bool, False), windows["accept_past"],
+        windows["accept_future"])
+    from collector.mqtt_link import insecure_reasons
+
+    insecure = insecure_reasons(settings)
+    if role and insecure and not settings.allow_insecure:
+        raise ConfigError(
+            s.file, "mqtt.host",
+            f"connecting to {settings.host} {' and '.join(insecure)} is refused: anyone on "
+            "the network could read or forge meter data",
+            'tls = true, username = "gw-001" and password_env = "COLLECTOR_MQTT_PASSWORD"; '
+            "or allow_insecure = true on a network you trust")
+    return settings
 
 
 def _parse_modbus(s: _Section) -> ModbusSettings:
@@ -424,7 +483,11 @@ def _parse_collector(s: _Section) -> CollectorSettings:
     level = s.get("log_level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise s.error("log_level", f"{level!r} is not DEBUG, INFO, WARNING or ERROR")
-    return CollectorSettings(tz, s.get("gateway", str, ""), level)
+    raw = s.get("catch_up", (str, int), "2d")
+    catch_up = parse_duration(raw) if raw not in ("0", 0) else timedelta(0)
+    if catch_up is None:
+        raise s.error("catch_up", f"{raw!r} is not a duration like 2d (or \"0\" for none)")
+    return CollectorSettings(tz, s.get("gateway", str, ""), level, catch_up)
 
 
 def _parse_storage(s: _Section) -> StorageSettings:

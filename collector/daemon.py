@@ -8,16 +8,21 @@ import functools
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from collector.catch_up import catch_up
 from collector.clock import Clock, RealClock
 from collector.config import BusConfig, Schedule, Settings
-from collector.errors import ConfigError
+from collector.errors import CollectorError, ConfigError
 from collector.fieldtools import sync_clock
 from collector.flags.service import FlagService, build_engine
 from collector.model import Meter, Outcome, Reading
+from collector.mqtt_link import insecure_reasons
+from collector.ops.endpoint import Check, OpsEndpoint
+from collector.ops.metrics import Metrics
+from collector.ops.supervise import Supervisor
 from collector.pipeline import (
     CollectionResult,
     Dlt645Reader,
@@ -33,8 +38,10 @@ from protocols.modbus.profile import find_profile
 from protocols.mqtt import schema
 from protocols.serial import LineSettings, SerialBus
 from storage import Store, open_store
+from storage.base import StorageError
 
 log = logging.getLogger(__name__)
+STOP_GRACE_S = 5.0
 
 
 def store_for(settings: Settings) -> Store:
@@ -103,7 +110,8 @@ class Service(Protocol):
 
 
 def mqtt_services(
-    settings: Settings, store: Store, readers: dict[str, MeterReader], clock: Clock
+    settings: Settings, store: Store, readers: dict[str, MeterReader], clock: Clock,
+    metrics: Metrics | None = None,
 ) -> list[Service]:
     from storage.sqlite import SqliteStore
 
@@ -119,7 +127,7 @@ def mqtt_services(
     if role == "headend":
         from collector.headend import HeadEnd
 
-        return [HeadEnd(settings.mqtt, store)]
+        return [HeadEnd(settings.mqtt, store, metrics=metrics)]
     return []
 
 
@@ -245,6 +253,63 @@ def build_readers(
     return readers, {lane: mb.host_concurrency for lane in tcp_hosts}, tcp_hosts
 
 
+async def _logged(work: Awaitable[object]) -> None:
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("catch-up after downtime failed; the schedule goes on")
+
+
+def readiness_checks(store: Store, services: list[Service], supervisor: Supervisor
+                     ) -> dict[str, Check]:
+    async def store_ok() -> tuple[bool, str]:
+        await store.ping()
+        return True, "reachable"
+
+    async def tasks_ok() -> tuple[bool, str]:
+        loops = supervisor.restart_loops()
+        if loops:
+            return False, "; ".join(f"{name} keeps failing: {err}" for name, err in loops.items())
+        return True, "no task in a restart loop"
+
+    checks: dict[str, Check] = {"store": store_ok, "tasks": tasks_ok}
+    for service in services:
+        ready = getattr(service, "ready", None)
+        if isinstance(ready, asyncio.Event):
+            async def broker_ok(ready: asyncio.Event = ready) -> tuple[bool, str]:
+                return ready.is_set(), "connected" if ready.is_set() else "not connected"
+
+            checks["broker"] = broker_ok
+    return checks
+
+
+async def gauges(store: Store, metrics: Metrics, every_s: float = 5.0) -> None:
+    """Refresh the gauges that need a query: the outbox's depth and the age of its head."""
+    from storage.sqlite import SqliteStore
+
+    if not isinstance(store, SqliteStore) or not store.outbox:
+        return
+    while True:
+        metrics.outbox_rows.set(await store.outbox_size())
+        metrics.outbox_oldest.set(await store.outbox_oldest_age())
+        await asyncio.sleep(every_s)
+
+
+async def open_store_checked(settings: Settings, store: Store | None) -> Store:
+    """The configured store, migrated; a store that cannot be opened is a clear error."""
+    url = settings.storage.url
+    try:
+        store = store or store_for(settings)
+        await store.migrate()
+    except StorageError as exc:
+        raise CollectorError(f"{settings.source}: [storage] url = {url!r}: {exc}\n  fix: check "
+                             "the path is writable or the database reachable, then start "
+                             "again") from None
+    return store
+
+
 async def run_collector(
     settings: Settings,
     *,
@@ -253,11 +318,16 @@ async def run_collector(
     store: Store | None = None,
     on_result: Callable[[CollectionResult], None] | None = None,
     handle_signals: bool = True,
+    metrics: Metrics | None = None,
 ) -> RunStats:
     clock = clock or RealClock()
+    metrics = metrics or Metrics()
     own_store = store is None
-    store = store or store_for(settings)
-    await store.migrate()
+    store = await open_store_checked(settings, store)
+    insecure = insecure_reasons(settings.mqtt) if settings.mqtt.role else []
+    if insecure:
+        log.warning("MQTT to %s %s (allow_insecure = true): anyone on that network can read "
+                    "or forge meter data", settings.mqtt.host, " and ".join(insecure))
     await store.upsert_meters(settings.meters)
     buses = await open_buses(settings)
     readers, workers, tcp_hosts = build_readers(settings, buses, clock)
@@ -270,15 +340,18 @@ async def run_collector(
         tz=settings.collector.tz,
         on_result=on_result,
         workers=workers,
+        metrics=metrics,
     )
-    services = mqtt_services(settings, store, readers, clock)
+    services = mqtt_services(settings, store, readers, clock, metrics)
     if settings.flags.enabled and settings.mqtt.role != "gateway":
         # Flags belong where the data is whole: the head-end, or a standalone collector.
         engine = build_engine(settings, store)
         if engine is not None:
             fixer = ClockSync(settings, readers, clock) if settings.flags.auto_time_sync else None
-            services.append(FlagService(settings, engine, clock, fixer))
-    stoppers = [scheduler.stop, *(s.stop for s in services)]
+            services.append(FlagService(settings, engine, clock, fixer, metrics))
+    supervisor = Supervisor(metrics)
+    stoppers: list[Callable[[], object]] = [scheduler.stop, supervisor.stop,
+                                            *(s.stop for s in services)]
 
     def stop_all() -> None:
         for stop in stoppers:
@@ -288,26 +361,55 @@ async def run_collector(
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_all)
-    service_tasks = [asyncio.create_task(s.run()) for s in services]
+    service_tasks = [supervisor.start(type(s).__name__, s.run) for s in services]
+    gauge_task = supervisor.start("gauges", lambda: gauges(store, metrics))
+    endpoint = None
+    if settings.ops.listen:
+        host, _, port = settings.ops.listen.rpartition(":")
+        endpoint = OpsEndpoint(metrics, readiness_checks(store, services, supervisor))
+        try:
+            await endpoint.start(host.strip("[]"), int(port))
+        except OSError as exc:
+            log.error("[ops] listen = %r: cannot listen (%s); running without metrics",
+                      settings.ops.listen, exc)
+            endpoint = None
     try:
         log.info(
             "collecting %d meters on %d buses into %s",
             len(settings.meters), len(buses), settings.storage.url,
         )
+        if settings.collector.catch_up > timedelta(0):
+            # Beside the schedule, not before it: the bus lock interleaves their requests,
+            # so days of backlog never hold up the current slot.
+            recovery = asyncio.create_task(_logged(catch_up(
+                settings, [m for m in settings.meters if m.bus in readers], store, clock,
+                lambda m: dlt645_client(readers, m.bus), scheduler.persist, metrics)))
+            stoppers.append(functools.partial(recovery.cancel, "stopping"))
         stats = await scheduler.run(until)
         if until is not None:
             await drain_outbox(store, services)
         return stats
     finally:
         stop_all()
-        await asyncio.gather(*service_tasks, return_exceptions=True)
+        if endpoint is not None:
+            await endpoint.close()
+        gauge_task.cancel()
+        # Services finish what is in flight (a head-end its write and acks, an uplink its
+        # goodbye); whatever has not finished within the bound is cancelled, unacknowledged.
+        if service_tasks:
+            _, late = await asyncio.wait(service_tasks, timeout=STOP_GRACE_S)
+            for task in late:
+                log.warning("%s did not stop within %.0f s; cancelled", task.get_name(),
+                            STOP_GRACE_S)
+                task.cancel()
+        await asyncio.gather(gauge_task, *service_tasks, return_exceptions=True)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         for bus in buses.values():
             await bus.close()
-        for host in tcp_hosts.values():
-            await host.close()
+        for lane in tcp_hosts.values():
+            await lane.close()
         if own_store:
             with contextlib.suppress(Exception):
                 await store.close()

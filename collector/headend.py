@@ -13,14 +13,19 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiomqtt
 
 from collector import mqtt_link
 from collector.config import MqttSettings
+from collector.ops.metrics import Metrics
 from protocols.mqtt import schema, topics
 from storage.base import StorageError, Store
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 MAX_MESSAGES_PER_WRITE = 50
@@ -33,14 +38,32 @@ class HeadEndStats:
     new: int = 0
     dead_letters: int = 0
     connects: int = 0
+    storage_retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source: str
+    payload: bytes
+    reason: str
+    kind: str
+    """payload | topic | storage | validator: the metric label, a bounded set."""
+
+
+class Stopping(Exception):
+    """Storage is down and the daemon is stopping: leave the messages unacknowledged so
+    the broker redelivers them to the next run."""
 
 
 class HeadEnd:
-    def __init__(self, settings: MqttSettings, store: Store, *, client_id: str = "") -> None:
+    def __init__(self, settings: MqttSettings, store: Store, *, client_id: str = "",
+                 metrics: Metrics | None = None, limits: schema.Limits | None = None) -> None:
         self.settings = settings
         self.store = store
         self.client_id = client_id or settings.client_id or f"mc-headend-{socket.gethostname()}"
         self.stats = HeadEndStats()
+        self.metrics = metrics or Metrics()
+        self.limits = limits or settings.limits
         self.first_message_at: float | None = None
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
@@ -54,7 +77,7 @@ class HeadEnd:
             try:
                 client = mqtt_link.client(self.settings, self.client_id, persistent=True)
                 # Acknowledge by hand, after storage: see the module docstring.
-                client._client.manual_ack_set(True)
+                mqtt_link.manual_acks(client)
                 async with client:
                     self.stats.connects += 1
                     delay = 0.5
@@ -68,11 +91,14 @@ class HeadEnd:
                 if mqtt_link.is_auth_failure(exc):
                     raise mqtt_link.MqttAuthError(
                         f"broker {self.settings.host}:{self.settings.port} refused "
-                        f"user {self.settings.username!r}: {exc}") from None
+                        f"user {self.settings.username!r}: {exc}; fix [mqtt] username and "
+                        "the password in password_env") from None
                 log.warning("broker connection lost (%s); reconnecting in %.1f s", exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
                 delay = min(delay * 2, 30.0)
+            finally:
+                self.ready.clear()
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         stop = asyncio.create_task(self._stop.wait())
@@ -91,44 +117,131 @@ class HeadEnd:
                 # round trip for many messages, then every one of them is acknowledged.
                 while len(client.messages) and len(batch) < MAX_MESSAGES_PER_WRITE:
                     batch.append(await anext(messages))
-                await self.handle_many([(m.topic.value, _bytes(m.payload)) for m in batch])
+                try:
+                    await self.handle_many([(m.topic.value, _bytes(m.payload)) for m in batch])
+                except Stopping:
+                    return
                 for m in batch:
-                    client._client.ack(m.mid, m.qos)
+                    mqtt_link.ack(client, m)
         finally:
             stop.cancel()
 
     async def handle_many(self, messages: list[tuple[str, bytes]]) -> None:
-        """Store the messages' batches, or their raw bytes as dead letters; retry storage
-        until it succeeds, because the messages are acknowledged only afterwards."""
-        batches: list[schema.Batch] = []
-        dead: list[tuple[str, bytes, str]] = []
+        """Store every message's batch, or keep it as a dead letter with its reason.
+
+        Each message is judged alone: a payload the validator refuses, or rows storage
+        refuses, end as one dead letter (keyed, so a redelivery adds none) and the rest
+        are stored. Only an outage is retried, because the messages are acknowledged
+        only afterwards; raises Stopping if the daemon stops during an outage.
+        """
+        decoded: list[tuple[str, bytes, schema.Batch]] = []
+        dead: list[DeadLetter] = []
         for topic, payload in messages:
+            source = f"mqtt:{topic}"
             try:
                 parsed = topics.parse(topic, self.settings.topic_prefix)
-                batches.append(schema.decode_batch(payload, parsed.gateway))
-            except (schema.PayloadError, topics.TopicError) as exc:
-                log.warning("dead letter from %s: %s", topic, exc)
-                dead.append((f"mqtt:{topic}", payload, str(exc)))
+                decoded.append((source, payload, schema.decode_batch(
+                    payload, parsed.gateway, limits=self.limits)))
+            except topics.TopicError as exc:
+                dead.append(DeadLetter(source, payload, str(exc), "topic"))
+            except schema.PayloadError as exc:
+                dead.append(DeadLetter(source, payload, str(exc), "payload"))
+            except Exception as exc:  # a validator bug must not stop the stream
+                log.exception("validator failed on a message from %s", topic,
+                              extra={"topic": topic})
+                dead.append(DeadLetter(source, payload,
+                                       f"validator failed: {type(exc).__name__}: {exc}",
+                                       "validator"))
+        dead += await self._retrying(lambda: self._store_isolated(decoded))
+        for letter in dead:
+            log.warning("dead letter from %s: %s", letter.source, letter.reason,
+                        extra={"topic": letter.source, "reason": letter.kind})
+            await self._retrying(lambda letter=letter: self._keep(letter))  # type: ignore[misc]
+            self.metrics.dead_letters.labels(letter.kind).inc()
+        self.stats.dead_letters += len(dead)
+        self.stats.batches += len(decoded)
+
+    async def _retrying(self, write: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.5
         while True:
             try:
-                await self._store(batches, dead)
-                break
+                return await write()
             except StorageError as exc:
-                log.error("storing %d messages failed (%s); retrying before acknowledging",
-                          len(messages), exc)
-                await asyncio.sleep(1.0)
-        self.stats.dead_letters += len(dead)
-        self.stats.batches += len(batches)
+                if not exc.transient:
+                    raise
+                self.stats.storage_retries += 1
+                log.error("storage unavailable (%s); retrying before acknowledging", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                raise Stopping
+            delay = min(delay * 2, 10.0)
 
-    async def _store(self, batches: list[schema.Batch],
-                     dead: list[tuple[str, bytes, str]]) -> None:
-        for source, payload, reason in dead:
-            await self.store.write_dead_letter(source, payload, reason)
+    async def _keep(self, letter: DeadLetter) -> None:
+        try:
+            await self.store.write_dead_letter(_safe(letter.source), letter.payload,
+                                               _safe(letter.reason))
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            # Nothing more can be done with it: log it whole rather than wedge the stream.
+            log.error("dead letter could not be kept (%s); payload %s", exc,
+                      letter.payload[:2048].hex())
+
+    async def _store_isolated(self, decoded: list[tuple[str, bytes, schema.Batch]]
+                              ) -> list[DeadLetter]:
+        """One write for all; if storage refuses it, message by message, then row by row."""
+        if not decoded:
+            return []
+        try:
+            await self._store([b for _, _, b in decoded])
+            return []
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            if len(decoded) > 1:
+                dead: list[DeadLetter] = []
+                for one in decoded:
+                    dead += await self._store_isolated([one])
+                return dead
+            source, payload, batch = decoded[0]
+            refused = await self._store_rows(batch)
+            reasons = "; ".join(refused[:3]) + ("; …" if len(refused) > 3 else "")
+            total = len(batch.readings) + len(batch.events) + len(batch.attempts)
+            return [DeadLetter(source, payload, f"storage refused {len(refused)} of {total} "
+                               f"rows, the rest are stored: {reasons}", "storage")]
+
+    async def _store_rows(self, batch: schema.Batch) -> list[str]:
+        """Bisect each kind of row to find the ones storage refuses; store the others."""
+        refused: list[str] = []
+
+        async def bisect(kind: str, rows: Sequence[Any], offset: int) -> None:
+            try:
+                await self._store([schema.Batch(batch.gateway, batch.seq,
+                                                **{kind: tuple(rows)})])
+            except StorageError as exc:
+                if exc.transient:
+                    raise
+                if len(rows) == 1:
+                    refused.append(f"{kind}[{offset}]: {exc}")
+                    return
+                half = len(rows) // 2
+                await bisect(kind, rows[:half], offset)
+                await bisect(kind, rows[half:], offset + half)
+
+        for kind in ("readings", "events", "attempts"):
+            rows = getattr(batch, kind)
+            if rows:
+                await bisect(kind, rows, 0)
+        return refused
+
+    async def _store(self, batches: Sequence[schema.Batch]) -> None:
         readings = [r for b in batches for r in b.readings]
         if readings:
             result = await self.store.write_readings(readings)
             self.stats.new += result.new
             self.stats.readings += len(readings)
+            self.metrics.ingest_rows.labels("mqtt").inc(len(readings))
         events = [e for b in batches for e in b.events]
         if events:
             await self.store.write_events(events)
@@ -137,9 +250,14 @@ class HeadEnd:
             await self.store.write_attempts(attempts)
 
 
+def _safe(text: str) -> str:
+    """Text any store accepts: no NUL, no lone surrogate."""
+    return text.replace("\0", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _bytes(payload: object) -> bytes:
     if isinstance(payload, bytes | bytearray):
         return bytes(payload)
     if isinstance(payload, str):
-        return payload.encode()
-    return b"" if payload is None else str(payload).encode()
+        return payload.encode("utf-8", "surrogatepass")
+    return b"" if payload is None else str(payload).encode("utf-8", "backslashreplace")

@@ -7,6 +7,7 @@ the CT×PT multiplier applied once and recorded in the reading's source.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,10 +85,18 @@ async def run_collection(
     except ProtocolError as exc:
         outcome = Outcome.ERROR
         result.errors.append(str(exc.with_context(meter=meter.id, bus=meter.bus)))
+    except Exception as exc:
+        # Whatever one meter's answer makes our code raise costs that meter's read,
+        # recorded with its reason, and never the bus worker that reads the next meter.
+        outcome = Outcome.ERROR
+        log.exception("meter %s on bus %s: reading it failed", meter.id, meter.bus,
+                      extra={"meter": meter.id, "bus": meter.bus})
+        result.errors.append(f"internal error: {type(exc).__name__}: {exc}")
     if outcome is Outcome.OK and result.errors and not result.readings:
         outcome = Outcome.ERROR
     for error in result.errors:
-        log.warning("meter %s on bus %s: %s", meter.id, meter.bus, error)
+        log.warning("meter %s on bus %s: %s", meter.id, meter.bus, error,
+                    extra={"meter": meter.id, "bus": meter.bus, "gateway": gateway})
     result.attempt = CollectionAttempt(
         meter_id=meter.id,
         bus=meter.bus,
@@ -147,6 +156,10 @@ class ModbusReader:
                     result.errors.append(f"registers {block.start}+{block.count}: {exc.message}")
                     continue
                 for spec, value in block.values(registers):
+                    if not math.isfinite(value):
+                        result.errors.append(f"{spec.obis} at register {spec.address} decodes "
+                                             f"to {value}: not stored")
+                        continue
                     result.readings.append(Reading(
                         meter.id, spec.obis, slot, scaled(meter, spec.unit, value), spec.unit,
                         source=source))

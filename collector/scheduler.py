@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from collector.clock import Clock, align_up
 from collector.config import Schedule
 from collector.model import CollectionAttempt, Meter, Outcome
+from collector.ops.metrics import Metrics
 from collector.pipeline import CollectionResult, MeterReader
 from storage.base import StorageError, Store
 
@@ -122,6 +124,7 @@ class Scheduler:
         stats: RunStats | None = None,
         on_result: Callable[[CollectionResult], None] | None = None,
         workers: Mapping[str, int] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`readers` has one entry per lane: a serial bus (one worker: one request on the
         wire at a time) or a TCP host (`workers[lane]` requests in flight)."""
@@ -132,6 +135,7 @@ class Scheduler:
         self.clock = clock
         self.tz = tz
         self.stats = stats or RunStats()
+        self.metrics = metrics or Metrics()
         self.on_result = on_result
         self.queues: dict[str, asyncio.Queue[Job | None]] = {
             bus: asyncio.Queue() for bus in readers
@@ -193,6 +197,11 @@ class Scheduler:
                 if self._stopping.is_set():
                     continue
                 await self._run_job(reader, job)
+            except Exception:
+                # A worker that died would leave every other meter on its lane unread.
+                self.metrics.task_failures.labels(f"bus {bus}").inc()
+                log.exception("bus %s: the job for meter %s failed; the bus goes on", bus,
+                              job.meter.id if job else "?", extra={"bus": bus})
             finally:
                 queue.task_done()
 
@@ -215,6 +224,7 @@ class Scheduler:
             # The bus cannot keep up; a value stamped at a slot it was not read near
             # would be a lie, so record the miss instead.
             self.stats.overruns += 1
+            self.metrics.overruns.labels(job.meter.bus).inc()
             result = CollectionResult(job.meter, job.slot, errors=["bus overrun: read skipped"])
             result.attempt = CollectionAttempt(
                 job.meter.id, job.meter.bus, job.slot, Outcome.ERROR, 0.0,
@@ -224,27 +234,76 @@ class Scheduler:
             result = await reader.collect(job.meter, job.schedule, job.slot)
             assert result.attempt is not None
             health.note(result.attempt.outcome, job.slot, job.schedule.every)
-        await self._persist(result)
+            self.metrics.read_latency.labels(job.meter.bus).observe(
+                result.attempt.latency_ms / 1000)
+        await self.persist(result)
         self.stats.record(result)
+        assert result.attempt is not None
+        self.metrics.reads.labels(job.meter.bus, result.attempt.outcome.value).inc()
+        if result.readings:
+            self.metrics.last_cycle.set(time.time())
         if self.on_result is not None:
             self.on_result(result)
 
-    async def _persist(self, result: CollectionResult) -> None:
+    async def persist(self, result: CollectionResult) -> None:
         assert result.attempt is not None
         while True:
             try:
-                if result.readings:
-                    ingest = await self.store.write_readings(result.readings)
-                    self.stats.new += ingest.new
-                if result.events:
-                    await self.store.write_events(result.events)
-                await self.store.write_attempts([result.attempt])
+                await self._write(result)
                 return
             except StorageError as exc:
+                if not exc.transient:
+                    await self._write_isolating(result, exc)
+                    return
                 # Keep the reads in memory and retry: the bus waits rather than lose them.
                 self.stats.storage_errors[type(exc).__name__] += 1
-                log.error("storage failed for meter %s: %s; retrying", result.meter.id, exc)
-                if self._stopping.is_set() and not getattr(exc, "transient", False):
+                log.error("storage failed for meter %s: %s; retrying", result.meter.id, exc,
+                          extra={"meter": result.meter.id, "bus": result.meter.bus})
+                if self._stopping.is_set():
                     raise
                 await asyncio.sleep(1.0)
 
+    async def _write(self, result: CollectionResult) -> None:
+        assert result.attempt is not None
+        if result.readings:
+            ingest = await self.store.write_readings(result.readings)
+            self.stats.new += ingest.new
+            self.metrics.ingest_rows.labels("collection").inc(len(result.readings))
+        if result.events:
+            await self.store.write_events(result.events)
+        await self.store.write_attempts([result.attempt])
+
+    async def _write_isolating(self, result: CollectionResult, first: StorageError) -> None:
+        """Storage refused part of this result for what it holds: store it row by row so
+        one bad value costs that value, and say which in the attempt."""
+        assert result.attempt is not None
+        self.stats.storage_errors[type(first).__name__] += 1
+        refused: list[str] = []
+        for reading in result.readings:
+            try:
+                self.stats.new += (await self.store.write_readings([reading])).new
+            except StorageError as exc:
+                if exc.transient:
+                    raise
+                refused.append(f"{reading.quantity}: {exc}")
+        for event in result.events:
+            try:
+                await self.store.write_events([event])
+            except StorageError as exc:
+                if exc.transient:
+                    raise
+                refused.append(f"event {event.kind}: {exc}")
+        attempt = result.attempt
+        if refused:
+            note = f"storage refused {len(refused)} row(s): {'; '.join(refused)}"
+            log.error("meter %s: %s", result.meter.id, note,
+                      extra={"meter": result.meter.id, "bus": result.meter.bus})
+            attempt = replace(attempt, error="; ".join(filter(None, [attempt.error, note]))[:500])
+            result.attempt = attempt
+        try:
+            await self.store.write_attempts([attempt])
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            log.error("meter %s: the collection attempt could not be stored: %s",
+                      result.meter.id, exc, extra={"meter": result.meter.id})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from collector.clock import Clock
 from collector.config import Schedule, Settings
 from collector.flags.engine import ENERGY, FlagEngine
 from collector.model import Meter
+from collector.ops.metrics import Metrics
 from collector.scheduler import next_slot
 from storage.base import StorageError, Store
 
@@ -50,8 +52,9 @@ ClockFixer = Callable[[Meter, float], Awaitable[bool]]
 
 class FlagService:
     def __init__(self, settings: Settings, engine: FlagEngine, clock: Clock,
-                 fix_clock: ClockFixer | None = None) -> None:
+                 fix_clock: ClockFixer | None = None, metrics: Metrics | None = None) -> None:
         """`fix_clock`, when given, broadcasts a time sync for a meter found drifting."""
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self.engine = engine
         self.clock = clock
@@ -94,6 +97,11 @@ class FlagService:
             return
         self.passes += 1
         self.raised += run.raised
+        open_now = Counter(row.flag.kind for row in await self.engine.store.list_flags(
+            open_only=True))
+        self.metrics.open_flags.clear()
+        for kind, count in open_now.items():
+            self.metrics.open_flags.labels(kind).set(count)
         if self.fix_clock is not None:
             drifting = {f.subject: float(str(f.evidence.get("max_offset_s", 0)))
                         for f in run.findings if f.kind == "clock_drift"}

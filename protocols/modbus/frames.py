@@ -30,6 +30,9 @@ EXCEPTIONS = {
 }
 
 
+MBAP_HEADER_LEN = 7
+
+
 class ModbusFrameError(ProtocolError):
     """Bytes that are not a valid Modbus frame or reply."""
 
@@ -155,6 +158,9 @@ MBAP_HEADER = 7
 
 def mbap_unwrap_header(header: bytes) -> tuple[int, int, int]:
     """(transaction id, unit, PDU length) from the 7-byte MBAP header."""
+    if len(header) != MBAP_HEADER_LEN:
+        raise ModbusFrameError(f"MBAP header has {len(header)} bytes, needs "
+                               f"{MBAP_HEADER_LEN}", raw=header)
     transaction, protocol, length, unit = struct.unpack(">HHHB", header)
     if protocol != 0:
         raise ModbusFrameError(f"MBAP protocol id {protocol} is not Modbus (0)", raw=header)
