@@ -59,6 +59,9 @@ class SimulatedDlt645Meter:
     phases: int = 1
     faults: MeterFaults = field(default_factory=MeterFaults)
     max_payload: int = 200
+    profile_every: timedelta = timedelta(minutes=15)
+    """The load-profile record interval the meter keeps in memory."""
+    profile_keep: timedelta = timedelta(days=10)
     """Payloads longer than this go out as B1H + follow-up frames."""
     cover_opens: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     replies: int = 0
@@ -100,7 +103,10 @@ class SimulatedDlt645Meter:
             return None
         if fn == codec.FN_READ and len(request.data) >= 4:
             di = int.from_bytes(request.data[:4], "little")
-            payload = self._payload(di, now)
+            if di == data_ids.DI_LOAD_PROFILE:
+                payload = self._profile(request.data[4:], now)
+            else:
+                payload = self._payload(di, now)
             if payload is None:
                 return codec.error_reply(self.address, NO_SUCH_DATA)
             size = self.max_payload
@@ -125,6 +131,31 @@ class SimulatedDlt645Meter:
         self.faults.clock_offset_s = round((target - now).total_seconds())
 
     # --- values ------------------------------------------------------------------------
+
+    def _profile(self, params: bytes, now: datetime) -> bytes | None:
+        """Energy records at each profile interval's end, as far as memory reaches: from
+        when the meter started to its own clock's now, and no more than it keeps."""
+        if data_ids.DI_LOAD_PROFILE in self.faults.error_dis:
+            return None
+        try:
+            count, first = data_ids.decode_profile_request(params, self.tz)
+        except (codec.FrameError, ValueError):
+            return None
+        every = self.profile_every.total_seconds()
+        offset = self.faults.clock_offset_s  # records carry the meter's own (wrong) time
+        t = -(-first.timestamp() // every) * every
+        oldest = max(self.registers.start_epoch,
+                     now.timestamp() - self.profile_keep.total_seconds())
+        records: list[data_ids.ProfileRecord] = []
+        while len(records) < count and t - offset <= now.timestamp():
+            if t - offset >= oldest:
+                fwd = self.registers.forward(t - offset)[0]
+                rev = self.registers.reverse(t - offset)[0]
+                records.append(data_ids.ProfileRecord(
+                    datetime.fromtimestamp(t, self.tz), round(fwd % 1_000_000, 2),
+                    round(rev % 1_000_000, 2)))
+            t += every
+        return data_ids.encode_profile_records(records) if records else None
 
     def clock(self, now: datetime) -> datetime:
         return (now + timedelta(seconds=self.faults.clock_offset_s)).astimezone(self.tz)

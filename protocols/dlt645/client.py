@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from protocols.dlt645 import codec, data_ids
 from protocols.dlt645.codec import Frame, FrameError, FrameReader, MeterErrorReply
@@ -16,6 +16,7 @@ from protocols.serial import SerialBus
 log = logging.getLogger(__name__)
 
 MAX_FOLLOWUPS = 32
+NO_SUCH_DATA = 0x02
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +89,11 @@ class Dlt645Client:
                 attempt += 1
                 await asyncio.sleep(delay)
 
-    async def read(self, address: str, di: int) -> bytes:
+    async def read(self, address: str, di: int, extra: bytes = b"",
+                   expected: int | None = None) -> bytes:
         """Read one DI, following B1H continuation frames until the last one."""
-        expected = _expected_payload(di)
-        reply = await self._transact(codec.read_request(address, di), 4 + expected)
+        expected = expected if expected is not None else _expected_payload(di)
+        reply = await self._transact(codec.read_request(address, di, extra), 4 + expected)
         parsed = self._parse(reply, di, address)
         payload = bytearray(parsed.payload)
         seq = 0
@@ -130,6 +132,31 @@ class Dlt645Client:
         date_raw = await self.read(address, data_ids.DI_DATE)
         time_raw = await self.read(address, data_ids.DI_TIME)
         return data_ids.meter_clock(date_raw, time_raw, tz)
+
+    async def read_load_profile(self, address: str, first: datetime, last: datetime,
+                                every: timedelta, tz: tzinfo) -> list[data_ids.ProfileRecord]:
+        """The meter's energy records stamped first…last (interval ends), in requests of a
+        frame's worth each; stops early where the meter's memory ends. Records come back
+        in the meter's local time; the arithmetic is done in UTC, so DST is no trap."""
+        records: list[data_ids.ProfileRecord] = []
+        start, last = first.astimezone(UTC), last.astimezone(UTC)
+        while start <= last:
+            count = min(data_ids.PROFILE_MAX_RECORDS, int((last - start) / every) + 1)
+            try:
+                raw = await self.read(address, data_ids.DI_LOAD_PROFILE,
+                                      data_ids.encode_profile_request(count, start.astimezone(tz)),
+                                      count * data_ids.PROFILE_RECORD_LEN)
+            except MeterErrorReply as exc:
+                if exc.code == NO_SUCH_DATA and records:
+                    break  # the memory holds nothing newer
+                raise
+            batch = [r for r in data_ids.decode_profile_records(raw, tz)
+                     if start <= r.ts.astimezone(UTC) <= last]
+            if not batch:
+                break
+            records += batch
+            start = batch[-1].ts.astimezone(UTC) + every
+        return records
 
     async def read_address(self, pattern: str = codec.WILDCARD_ADDRESS) -> str:
         reply = await self._transact(codec.read_address_request(pattern), 6)

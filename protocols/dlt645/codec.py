@@ -259,8 +259,9 @@ def di_bytes(di: int) -> bytes:
     return di.to_bytes(4, "little")
 
 
-def read_request(address: str, di: int) -> Frame:
-    return Frame(address, FN_READ, di_bytes(di))
+def read_request(address: str, di: int, extra: bytes = b"") -> Frame:
+    """`extra` follows the DI for items that take parameters (a load-profile block)."""
+    return Frame(address, FN_READ, di_bytes(di) + extra)
 
 
 def read_followup_request(address: str, di: int, seq: int) -> Frame:

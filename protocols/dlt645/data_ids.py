@@ -369,6 +369,62 @@ def encode_cover_record(rec: CoverOpenRecord) -> bytes:
     return out
 
 
+# --- load profile ----------------------------------------------------------------------
+#
+# The meter's own memory of interval energy, read after downtime so that a slot the
+# collector missed is still filled with what the meter measured. We read the energy class
+# of the load-profile records, "given time" block (DI 06040001): the request carries, after
+# the DI, a record count NN (BCD) and the first record's local time mmhhDDMMYY; each record
+# in the reply is its local time YYMMDDhhmm followed by forward and reverse active energy
+# totals (XXXXXX.XX kWh). Meters vary in what else a record holds; we ask for this class
+# only.
+
+DI_LOAD_PROFILE = 0x06040001
+LOAD_PROFILE_OBIS = ("1-0:1.8.0", "1-0:2.8.0")
+PROFILE_RECORD_LEN = 5 + 2 * ENERGY.size
+PROFILE_MAX_RECORDS = 12
+"""Records per request: twelve keep a reply (160 data bytes) inside one frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRecord:
+    ts: datetime
+    """Local time of the interval's end, as the meter stamps it."""
+    forward_kwh: float
+    reverse_kwh: float
+
+
+def encode_profile_request(count: int, first: datetime) -> bytes:
+    if not 1 <= count <= 99:
+        raise ValueError(f"a load-profile request asks for 1..99 records, not {count}")
+    return bytes([to_bcd_byte(count)]) + encode_frozen_time(first)
+
+
+def decode_profile_request(raw: bytes, tz: tzinfo) -> tuple[int, datetime]:
+    if len(raw) != 6:
+        raise FrameError(f"load-profile request needs 6 bytes after the DI, got {len(raw)}",
+                         raw=raw)
+    (count,) = _bcd_fields(raw[:1], 1, "record count")
+    return count, decode_frozen_time(raw[1:], tz)
+
+
+def encode_profile_records(records: Sequence[ProfileRecord]) -> bytes:
+    return b"".join(encode_frozen_time(r.ts) + ENERGY.encode(r.forward_kwh)
+                    + ENERGY.encode(r.reverse_kwh) for r in records)
+
+
+def decode_profile_records(raw: bytes, tz: tzinfo) -> list[ProfileRecord]:
+    if len(raw) % PROFILE_RECORD_LEN:
+        raise FrameError(f"load-profile reply of {len(raw)} bytes is not whole records of "
+                         f"{PROFILE_RECORD_LEN}", raw=raw)
+    out = []
+    for i in range(0, len(raw), PROFILE_RECORD_LEN):
+        rec = raw[i:i + PROFILE_RECORD_LEN]
+        out.append(ProfileRecord(decode_frozen_time(rec[:5], tz), ENERGY.decode(rec[5:9]),
+                                 ENERGY.decode(rec[9:13])))
+    return out
+
+
 # --- read planning ---------------------------------------------------------------------
 
 OBIS_TO_DI: dict[str, int] = {
