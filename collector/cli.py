@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 import tempfile
 from collections.abc import Coroutine
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from collector import config as config_mod
@@ -23,39 +23,43 @@ from collector.tables import values_table
 from protocols.dlt645.client import ClientSettings
 from protocols.errors import ProtocolError
 from protocols.serial import LineSettings
+from storage.base import StorageError
 
 T = TypeVar("T")
 console = Console(width=None if sys.stdout.isatty() else 140)
 EXIT_CONFIG = 2
 EXIT_DEVICE = 3
+EXIT_STORAGE = 4
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except ConfigError as exc:
-        console.print(f"[red]config error:[/] {exc}", highlight=False)
+        console.print(f"[red]config error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_CONFIG)
     except ProtocolError as exc:
-        console.print(f"[red]device error:[/] {exc}", highlight=False)
+        console.print(f"[red]device error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_DEVICE)
     except CollectorError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
+    except StorageError as exc:
+        console.print(f"[red]storage error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_STORAGE)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from collector.ops import logs
+
+    logs.setup(level, fmt)
 
 
 def _load_settings(path: str) -> config_mod.Settings:
     try:
         return config_mod.load(path)
     except ConfigError as exc:
-        console.print(f"[red]config error:[/] {exc}", highlight=False)
+        console.print(f"[red]config error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_CONFIG)
 
 
@@ -71,12 +75,14 @@ def main() -> None:
 @main.command()
 @click.option("-c", "--config", "config_path", default="collector.toml", show_default=True,
               help="Path to collector.toml.")
-def run(config_path: str) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="One event per line as text or JSON (default: [ops] log_format).")
+def run(config_path: str, log_format: str | None) -> None:
     """Run the collector daemon until SIGTERM or Ctrl-C."""
     from collector.daemon import run_collector
 
     settings = _load_settings(config_path)
-    _setup_logging(settings.collector.log_level)
+    _setup_logging(settings.collector.log_level, log_format or settings.ops.log_format)
     stats = _run(run_collector(settings))
     console.print(
         f"stopped: {stats.readings} readings collected, {stats.new} new rows, "
@@ -246,7 +252,7 @@ def _read_modbus(url: str, unit: int | None, profile_name: str | None,
     try:
         profile = find_profile(profile_name, profile_dirs)
     except ProfileError as exc:
-        console.print(f"[red]profile error:[/] {exc}", highlight=False)
+        console.print(f"[red]profile error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_CONFIG)
 
     async def go() -> None:
@@ -336,10 +342,17 @@ def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
 @click.option("--timezone", "tz_name", default="Asia/Shanghai", show_default=True,
               help="The meter's local time zone.")
 @click.option("--sync", is_flag=True, help="Broadcast a time sync, then check again.")
+@click.option("--force", is_flag=True,
+              help="Sync even when the offset is whole hours (a likely time-zone mistake).")
 def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
-          latency_ms: float, address: str, tz_name: str, sync: bool) -> None:
+          latency_ms: float, address: str, tz_name: str, sync: bool, force: bool) -> None:
     """Show a DL/T 645 meter clock's offset from this machine, and optionally sync it."""
-    from collector.fieldtools import check_clock, dlt645_session, sync_clock
+    from collector.fieldtools import (
+        check_clock,
+        dlt645_session,
+        looks_like_zone_error,
+        sync_clock,
+    )
 
     if modbus_url:
         raise click.UsageError("clock checks are for DL/T 645 meters (--port)")
@@ -357,6 +370,14 @@ def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
                 f"server {before.server_time.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}, "
                 f"offset {before.offset_s:+.0f} s"
             )
+            if sync and looks_like_zone_error(before.offset_s) and not force:
+                console.print(
+                    f"[yellow]not synced:[/] the offset is {before.offset_s / 3600:+.1f} h, "
+                    f"a whole number of hours: a time-zone mismatch (is the meter on "
+                    f"{tz_name}?) is likelier than drift, and a sync would set the meter "
+                    "wrong for time-of-use billing. Check --timezone, or add --force.",
+                    highlight=False)
+                sys.exit(1)
             if sync:
                 await sync_clock(client, tz)
                 after = await check_clock(client, addr, tz)
@@ -401,9 +422,10 @@ def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float
 
 def _register() -> None:
     from collector.cli_flags import flags, plot, screen
+    from collector.cli_ops import service
     from collector.cli_reports import db, report
 
-    for command in (db, report, flags, screen, plot):
+    for command in (db, report, flags, screen, plot, service):
         main.add_command(command)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from collector import config as config_mod
@@ -96,17 +98,39 @@ def flags_run(ctx: click.Context, full: bool, at: datetime | None) -> None:
 @click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write id,score,reasons here (default: print the top 20).")
-def screen(csv_path: str, out_path: str | None) -> None:
+@click.option("--encoding", default=None,
+              help="The file's text encoding, e.g. gbk or utf-16 (default: detected).")
+def screen(csv_path: str, out_path: str | None, encoding: str | None) -> None:
     """Screen a wide CSV of daily kWh (id, then one column per date) for theft and faults."""
+    import codecs
+
     from rich.progress import Progress
 
-    from collector.screening import screen_file
+    from collector.screening import ScreenError, screen_file
 
-    with Progress(console=console(), transient=True) as progress:
-        task = progress.add_task("screening", total=None)
-        result = screen_file(Path(csv_path), Path(out_path) if out_path else None,
-                             on_progress=lambda done, total: progress.update(
-                                 task, completed=done, total=total))
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise click.BadParameter(f"{encoding!r} is not a known encoding",
+                                     param_hint="--encoding") from None
+    try:
+        with Progress(console=console(), transient=True) as progress:
+            task = progress.add_task("screening", total=None)
+            result = screen_file(Path(csv_path), Path(out_path) if out_path else None,
+                                 on_progress=lambda done, total: progress.update(
+                                     task, completed=done, total=total), encoding=encoding)
+    except ScreenError as exc:
+        console().print(f"[red]cannot screen:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    if result.encoding not in ("utf-8", "utf-8-sig"):
+        console().print(f"read as {result.encoding}; if the ids look wrong, give --encoding")
+    if result.bad_cells:
+        console().print(f"[yellow]{result.bad_cells} cells were not numbers and count as "
+                        "missing days[/]")
+    if result.long_rows:
+        console().print(f"[yellow]{result.long_rows} rows had more cells than the header; "
+                        "the extra cells were ignored[/]")
     console().print(f"{result.rows} customers × {result.days} days "
                     f"({result.first_day} … {result.last_day}); "
                     f"{result.flagged} scored at or above the flag threshold")

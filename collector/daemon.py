@@ -16,7 +16,7 @@ from collector.catch_up import catch_up
 from collector.clock import Clock, RealClock
 from collector.config import BusConfig, Schedule, Settings
 from collector.errors import CollectorError, ConfigError
-from collector.fieldtools import sync_clock
+from collector.fieldtools import check_clock, looks_like_zone_error, sync_clock
 from collector.flags.service import FlagService, build_engine
 from collector.model import Meter, Outcome, Reading
 from collector.mqtt_link import insecure_reasons
@@ -32,7 +32,7 @@ from collector.pipeline import (
 )
 from collector.scheduler import RunStats, Scheduler
 from protocols.dlt645.client import ClientSettings, Dlt645Client
-from protocols.errors import TransportError
+from protocols.errors import ProtocolError, TransportError
 from protocols.modbus.client import ModbusRtuClient, ModbusTcpHost
 from protocols.modbus.profile import find_profile
 from protocols.mqtt import schema
@@ -143,13 +143,6 @@ async def drain_outbox(store: Store, services: list[Service], within_s: float = 
         await asyncio.sleep(0.1)
 
 
-def looks_like_zone_error(offset_s: float) -> bool:
-    """Whole hours (or half hours) of offset are a configuration error, not a clock drifting:
-    syncing would set every meter on the bus wrong for time-of-use billing."""
-    half_hours = offset_s / 1800
-    return abs(offset_s) >= 1800 and abs(half_hours - round(half_hours)) < 0.02
-
-
 def dlt645_client(readers: Mapping[str, MeterReader], bus: str) -> Dlt645Client | None:
     """The DL/T 645 client of a serial bus, if the bus has one (TCP lanes do not)."""
     router = readers.get(bus)
@@ -201,7 +194,7 @@ class CommandHandler:
 
     async def __call__(self, command: schema.Command) -> tuple[bool, str, list[Reading]]:
         if command.command == "time_sync":
-            return await self._time_sync()
+            return await self._time_sync(command.force)
         meter = next((m for m in self.settings.meters if m.id == command.meter), None)
         if meter is None or meter.bus not in self.readers:
             return False, f"meter {command.meter!r} is not on this gateway", []
@@ -214,14 +207,34 @@ class CommandHandler:
         ok = result.attempt is not None and result.attempt.outcome is Outcome.OK
         return ok, "; ".join(result.errors) or "read", result.readings
 
-    async def _time_sync(self) -> tuple[bool, str, list[Reading]]:
-        synced = []
+    async def _time_sync(self, force: bool) -> tuple[bool, str, list[Reading]]:
+        """A broadcast per bus; a bus whose first meter is off by whole hours is left
+        alone unless forced, since that is a time-zone mistake more often than drift."""
+        synced, refused = [], []
+        tz = self.settings.collector.tz
         for name in self.readers:
             client = dlt645_client(self.readers, name)
-            if client is not None:
-                await sync_clock(client, self.settings.collector.tz, self.clock.now())
-                synced.append(name)
-        return bool(synced), f"time sync broadcast on {', '.join(synced) or 'no bus'}", []
+            if client is None:
+                continue
+            probe = next((m for m in self.settings.meters
+                          if m.bus == name and m.protocol == "dlt645"), None)
+            if probe is not None and not force:
+                try:
+                    offset = (await check_clock(client, probe.address, tz)).offset_s
+                except ProtocolError as exc:
+                    refused.append(f"{name} (clock of {probe.id} unreadable: {exc})")
+                    continue
+                if looks_like_zone_error(offset):
+                    refused.append(f"{name} ({probe.id} is {offset / 3600:+.1f} h off: a "
+                                   "time-zone mismatch is likelier than drift; send with "
+                                   "force to sync anyway)")
+                    continue
+            await sync_clock(client, tz, self.clock.now())
+            synced.append(name)
+        detail = f"time sync broadcast on {', '.join(synced) or 'no bus'}"
+        if refused:
+            detail += "; not sent on " + "; ".join(refused)
+        return bool(synced), detail, []
 
 
 def build_readers(

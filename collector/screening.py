@@ -15,12 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
+from collector.errors import CollectorError
 from collector.flags.thresholds import Thresholds
 
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%d/%m/%Y", "%m/%d/%Y",
                 "%d.%m.%Y", "%d-%m-%Y", "%d-%b-%Y", "%d %b %Y", "%b %d %Y")
 CHUNK = 2000
 RECENT_DAYS = 30
+
+
+MAX_SPAN_DAYS = 40 * 366
+"""A header whose dates span more than this holds a mistyped year, not 40 years of data."""
+
+
+class ScreenError(CollectorError):
+    """A file screen cannot read, with what is wrong and how to fix it."""
 
 
 @dataclass
@@ -32,29 +41,94 @@ class ScreenResult:
     flagged: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     top: list[tuple[str, float, str]] = field(default_factory=list)
+    encoding: str = "utf-8"
+    bad_cells: int = 0
+    """Cells that were not numbers (counted as missing days)."""
+    long_rows: int = 0
+    """Rows with more cells than the header (the extra cells were ignored)."""
 
 
 def parse_dates(header: list[str]) -> tuple[list[int], list[date], list[str]]:
     """(column indices, dates, ignored names): one format must read every date column,
-    so 03/04/2016 is never read two ways within one file."""
-    best: tuple[list[int], list[date]] = ([], [])
-    for fmt in DATE_FORMATS:
-        cols, days = [], []
-        for i, name in enumerate(header[1:], start=1):
-            try:
-                days.append(datetime.strptime(name.strip(), fmt).date())
-                cols.append(i)
-            except ValueError:
-                continue
-        if len(cols) > len(best[0]):
-            best = (cols, days)
-    ignored = [header[i] for i in range(1, len(header)) if i not in set(best[0])]
-    return best[0], best[1], ignored
+    so 03/04/2016 is never read two ways within one file. The format is chosen on a
+    sample of columns, then applied once to each: linear in the number of columns."""
+    names = [(i, h.strip()) for i, h in enumerate(header[1:], start=1)]
+    sample = names[:64]
+    fmt = max(DATE_FORMATS, key=lambda f: sum(_as_date(n, f) is not None for _, n in sample))
+    cols, days, ignored = [], [], []
+    for i, name in names:
+        day = _as_date(name, fmt)
+        if day is None:
+            ignored.append(header[i])
+        else:
+            cols.append(i)
+            days.append(day)
+    return cols, days, ignored
 
 
-def _rows(path: Path) -> Iterator[list[str]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        yield from csv.reader(f)
+def _as_date(text: str, fmt: str) -> date | None:
+    try:
+        return datetime.strptime(text, fmt).date()
+    except ValueError:
+        return None
+
+
+BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+FALLBACKS = ("utf-8", "gb18030", "latin-1")
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM), UTF-16 by its BOM or its NULs, else GB18030 (a superset
+    of GBK, the usual export encoding in China), else Latin-1, which reads any bytes."""
+    with path.open("rb") as f:
+        head = f.read(1 << 20)
+    for bom, name in BOMS:
+        if head.startswith(bom):
+            return name
+    if head[1:200:2].count(0) > 50:
+        return "utf-16-le"
+    for name in FALLBACKS:
+        try:
+            head.decode(name)
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(head) - 4 and name != "latin-1":
+                return name  # a character cut at the sample's end, not a bad byte
+            continue
+        return name
+    return "latin-1"
+
+
+def _rows(path: Path, encoding: str) -> Iterator[list[str]]:
+    with path.open(newline="", encoding=encoding, errors="strict") as f:
+        reader = csv.reader(f)
+        try:
+            yield from reader
+        except csv.Error as exc:
+            raise ScreenError(f"{path}: line {reader.line_num}: {exc}; a quote left open "
+                              "swallows the rest of the file: check that line") from None
+        except UnicodeDecodeError as exc:
+            raise ScreenError(f"{path}: not {encoding} text ({exc.reason} at byte "
+                              f"{exc.start}); give the right one with --encoding") from None
+
+
+def _floats(raw: np.ndarray) -> tuple[np.ndarray, int]:
+    """Cells as numbers, NaN for blanks; cells that are not numbers count as missing."""
+    try:
+        values = raw.astype(float)
+        bad = 0
+    except ValueError:
+        flat = [_float(c) for c in raw.ravel()]
+        bad = sum(1 for v in flat if v is None)
+        values = np.array([np.nan if v is None else v for v in flat]).reshape(raw.shape)
+    values[~np.isfinite(values)] = np.nan
+    return values, bad
+
+
+def _float(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
 
 
 def score_matrix(x: np.ndarray, t: Thresholds) -> tuple[np.ndarray, list[str]]:
@@ -99,28 +173,46 @@ def score_matrix(x: np.ndarray, t: Thresholds) -> tuple[np.ndarray, list[str]]:
 
 
 def screen_file(path: Path, out: Path | None, thresholds: Thresholds | None = None,
-                on_progress: Callable[[int, int], None] | None = None) -> ScreenResult:
+                on_progress: Callable[[int, int], None] | None = None,
+                encoding: str | None = None) -> ScreenResult:
     t = thresholds or Thresholds()
-    rows = _rows(path)
-    header = next(rows)
+    enc = encoding or detect_encoding(path)
+    rows = _rows(path, enc)
+    header = next(rows, None)
+    if not header:
+        raise ScreenError(f"{path} is empty: expected a header row (id, then one column per "
+                          "date) and a row per customer")
     cols, days, ignored = parse_dates(header)
     if not cols:
-        raise ValueError(f"{path}: no column header reads as a date")
+        raise ScreenError(f"{path}: no column header reads as a date; expected the id column, "
+                          "then one column per day such as 2016-01-31")
+    if any(_as_date(header[0].strip(), f) for f in DATE_FORMATS):
+        raise ScreenError(f"{path}: the first column {header[0]!r} is a date, so there is no "
+                          "id column; put each customer's id in the first column")
+    span = (max(days) - min(days)).days
+    if span > MAX_SPAN_DAYS:
+        raise ScreenError(f"{path}: the header's dates run from {min(days)} to {max(days)} "
+                          f"({span} days); more than {MAX_SPAN_DAYS} days means a mistyped "
+                          "year in the header")
     order = np.argsort(np.array(days, dtype="datetime64[D]"))
     calendar = np.arange(np.datetime64(min(days)), np.datetime64(max(days)) + 1)
     position = (np.array(days, dtype="datetime64[D]") - calendar[0]).astype(int)
-    total = sum(1 for _ in _rows(path)) - 1
+    total = sum(1 for _ in _rows(path, enc)) - 1
+    result = ScreenResult(encoding=enc)
     ids: list[str] = []
     scores: list[np.ndarray] = []
     reasons: list[str] = []
     chunk: list[list[str]] = []
+    width = len(header)
 
     def flush() -> None:
         block = np.full((len(chunk), len(calendar)), np.nan)
         raw = np.array([[(r[c] if c < len(r) else "") for c in cols] for r in chunk],
                        dtype=object)
         raw[(raw == "") | (raw == "NA") | (raw == "NaN")] = "nan"
-        values = raw.astype(float)
+        values, bad = _floats(raw)
+        result.bad_cells += bad
+        result.long_rows += sum(1 for r in chunk if len(r) > width)
         block[:, position[order]] = values[:, order]
         s, why = score_matrix(block, t)
         scores.append(s)
@@ -131,13 +223,15 @@ def screen_file(path: Path, out: Path | None, thresholds: Thresholds | None = No
             on_progress(len(ids), total)
 
     for row in rows:
-        if row:
+        if row and any(cell.strip() for cell in row):
             chunk.append(row)
         if len(chunk) >= CHUNK:
             flush()
     if chunk:
         flush()
-    all_scores = np.concatenate(scores) if scores else np.array([])
+    if not ids:
+        raise ScreenError(f"{path} has a header but no customer rows")
+    all_scores = np.concatenate(scores)
     ranked = np.argsort(-all_scores, kind="mergesort")
     if out is not None:
         with out.open("w", newline="") as f:
@@ -145,8 +239,9 @@ def screen_file(path: Path, out: Path | None, thresholds: Thresholds | None = No
             w.writerow(["id", "score", "reasons"])
             for i in ranked:
                 w.writerow([ids[i], f"{all_scores[i]:.4f}", reasons[i]])
-    return ScreenResult(
-        rows=len(ids), days=len(calendar), first_day=str(calendar[0]),
-        last_day=str(calendar[-1]), flagged=int((all_scores >= t.theft_score).sum()),
-        ignored_columns=ignored,
-        top=[(ids[i], float(all_scores[i]), reasons[i]) for i in ranked[:20]])
+    result.rows, result.days = len(ids), len(calendar)
+    result.first_day, result.last_day = str(calendar[0]), str(calendar[-1])
+    result.flagged = int((all_scores >= t.theft_score).sum())
+    result.ignored_columns = ignored
+    result.top = [(ids[i], float(all_scores[i]), reasons[i]) for i in ranked[:20]]
+    return result

@@ -6,6 +6,7 @@ decodes with, so a profile's type, scale and word order are exercised end to end
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,6 +24,8 @@ class ModbusFaults:
     exception_at: frozenset[int] = frozenset()
     """Raise illegal data address (2) for reads touching these addresses."""
     silent: bool = False
+    nan_obis: frozenset[str] = frozenset()
+    """Quantities whose registers read as NaN (a float register a meter never filled)."""
     wrong_length: bool = False
     """Reply with one register fewer than asked."""
 
@@ -54,6 +57,8 @@ class SimulatedModbusMeter:
         out["1-0:1.8.0"] = self.registers.forward(epoch)[0]
         out["1-0:2.8.0"] = self.registers.reverse(epoch)[0]
         out["1-0:15.8.0"] = out["1-0:1.8.0"] + out["1-0:2.8.0"]
+        for obis in self.faults.nan_obis:
+            out[obis] = math.nan
         return out
 
     def read(self, function: int, start: int, count: int, now: datetime) -> list[int] | int:
