@@ -12,6 +12,7 @@ the validation costs over parsing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import time
@@ -73,10 +74,8 @@ def main() -> None:
 
     started = time.perf_counter()
     for item in data:
-        try:
+        with contextlib.suppress(Exception):  # the baseline only parses
             json.loads(item)
-        except Exception:  # the baseline only parses; any failure is fine here
-            pass
     baseline = time.perf_counter() - started
 
     outcomes: Counter[str] = Counter()

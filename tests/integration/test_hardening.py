@@ -17,11 +17,10 @@ import psycopg
 import pytest
 
 from collector.clock import SimulatedClock
-from collector.config import MqttSettings, Schedule, Settings, StorageSettings
-from collector.config import ModbusSettings
+from collector.config import ModbusSettings, MqttSettings, Schedule, Settings, StorageSettings
 from collector.daemon import run_collector
 from collector.headend import HeadEnd
-from collector.model import Meter, Outcome
+from collector.model import Meter
 from collector.ops.metrics import Metrics
 from collector.ops.supervise import Supervisor
 from protocols.errors import TransportError
@@ -51,17 +50,20 @@ def message(seq: int, readings: list[dict[str, object]], gateway: str = "gw1",
     return f"mc/v1/{gateway}/readings", json.dumps(body).encode()
 
 
+def poison(seq: int, old: bytes, new: bytes) -> tuple[str, bytes]:
+    """A good message with `old` swapped for `new` in its bytes."""
+    topic, payload = message(seq, [reading()])
+    assert old in payload
+    return topic, payload.replace(old, new)
+
+
 POISON = [
     ("mc/v1/gw1/readings", b'{"v":1,"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
     ("mc/v1/gw1/readings", b'{"v":1,"gateway":"gw1","seq":' + b"9" * 5000 + b"}"),
-    message(2, [reading(value=1)])[0:1] + (message(2, [reading()])[1].replace(
-        b"1.5", b"1" + b"0" * 400),),
-    message(3, [reading(ts=datetime(1, 1, 1, tzinfo=UTC))])[0:1]
-    + (message(3, [reading()])[1].replace(NOW_TS.isoformat().encode(),
-                                         b"0001-01-01T00:30:00+01:00"),),
-    message(4, [reading(meter="m\ud800")])[0:1]
-    + (message(4, [reading()])[1].replace(b'"m1"', b'"m\\ud800"'),),
-    message(5, [reading(meter="m\x00")]),
+    poison(2, b"1.5", b"1" + b"0" * 400),
+    poison(3, NOW_TS.isoformat().encode(), b"0001-01-01T00:30:00+01:00"),
+    poison(4, b'"m1"', b'"m\\ud800"'),
+    poison(5, b'"m1"', b'"m\\u0000"'),
     ("mc/v1/gw1/readings", json.dumps({"v": 1, "gateway": "gw1", "seq": 6, "attempts": [
         {"meter": "m1", "bus": "b", "ts": NOW_TS.isoformat(), "outcome": "ok",
          "latency_ms": 1}]}).encode().replace(b'"latency_ms": 1', b'"latency_ms": NaN')),
@@ -81,7 +83,8 @@ def refuse_meter(store: Store, meter: str) -> None:
     else:
         assert isinstance(store, PostgresStore)
         with psycopg.connect(store.url) as conn:
-            conn.execute(f"ALTER TABLE readings ADD CONSTRAINT refuse CHECK (meter_id <> '{meter}')")
+            conn.execute(f"ALTER TABLE readings ADD CONSTRAINT refuse "
+                         f"CHECK (meter_id <> '{meter}')")
 
 
 async def test_poison_messages_end_as_one_dead_letter_each_and_the_rest_are_stored(
