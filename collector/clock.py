@@ -31,14 +31,16 @@ class RealClock:
 
 
 class SimulatedClock:
-    def __init__(self, start: datetime, speed: float) -> None:
+    def __init__(self, start: datetime, speed: float, t0: float | None = None) -> None:
+        """`t0` (time.monotonic(), which all processes on a machine share) lets a second
+        process run the same simulated time, as a restarted daemon must."""
         if start.utcoffset() != timedelta(0):
             raise ValueError("SimulatedClock.start must be UTC")
         if speed <= 0:
             raise ValueError("SimulatedClock.speed must be positive")
         self.start = start
         self.speed = speed
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() if t0 is None else t0
 
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)

@@ -39,6 +39,7 @@ from protocols.mqtt import schema
 from protocols.serial import LineSettings, SerialBus
 from storage import Store, open_store
 from storage.base import StorageError
+from storage.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
@@ -61,7 +62,7 @@ def store_for(settings: Settings) -> Store:
     url = settings.storage.url
     if url.startswith("sqlite://"):
         if settings.mqtt.role == "gateway":
-            from storage.sqlite import SqliteStore, path_from_url
+            from storage.sqlite import path_from_url
 
             return SqliteStore(path_from_url(url), outbox=True,
                                outbox_max_rows=settings.mqtt.outbox_max_rows)
@@ -113,7 +114,6 @@ def mqtt_services(
     settings: Settings, store: Store, readers: dict[str, MeterReader], clock: Clock,
     metrics: Metrics | None = None,
 ) -> list[Service]:
-    from storage.sqlite import SqliteStore
 
     role = settings.mqtt.role
     if role == "gateway":
@@ -133,7 +133,6 @@ def mqtt_services(
 
 async def drain_outbox(store: Store, services: list[Service], within_s: float = 30.0) -> None:
     """A bounded run (demo, tests) ends only once the gateway has forwarded what it read."""
-    from storage.sqlite import SqliteStore
 
     if not services or not isinstance(store, SqliteStore) or not store.outbox:
         return
@@ -298,12 +297,8 @@ def readiness_checks(store: Store, services: list[Service], supervisor: Supervis
     return checks
 
 
-async def gauges(store: Store, metrics: Metrics, every_s: float = 5.0) -> None:
+async def gauges(store: SqliteStore, metrics: Metrics, every_s: float = 5.0) -> None:
     """Refresh the gauges that need a query: the outbox's depth and the age of its head."""
-    from storage.sqlite import SqliteStore
-
-    if not isinstance(store, SqliteStore) or not store.outbox:
-        return
     while True:
         metrics.outbox_rows.set(await store.outbox_size())
         metrics.outbox_oldest.set(await store.outbox_oldest_age())
@@ -375,7 +370,8 @@ async def run_collector(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_all)
     service_tasks = [supervisor.start(type(s).__name__, s.run) for s in services]
-    gauge_task = supervisor.start("gauges", lambda: gauges(store, metrics))
+    gauge_task = (supervisor.start("gauges", lambda: gauges(store, metrics))
+                  if isinstance(store, SqliteStore) and store.outbox else None)
     endpoint = None
     if settings.ops.listen:
         host, _, port = settings.ops.listen.rpartition(":")
@@ -406,7 +402,8 @@ async def run_collector(
         stop_all()
         if endpoint is not None:
             await endpoint.close()
-        gauge_task.cancel()
+        if gauge_task is not None:
+            gauge_task.cancel()
         # Services finish what is in flight (a head-end its write and acks, an uplink its
         # goodbye); whatever has not finished within the bound is cancelled, unacknowledged.
         if service_tasks:
@@ -415,7 +412,8 @@ async def run_collector(
                 log.warning("%s did not stop within %.0f s; cancelled", task.get_name(),
                             STOP_GRACE_S)
                 task.cancel()
-        await asyncio.gather(gauge_task, *service_tasks, return_exceptions=True)
+        await asyncio.gather(*filter(None, [gauge_task, *service_tasks]),
+                             return_exceptions=True)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

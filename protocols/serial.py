@@ -37,6 +37,17 @@ class LineSettings:
         return nbytes * self.bits_per_byte / self.baud
 
 
+PTY_MAJORS = range(136, 144)
+"""Linux's Unix98 pseudo-terminal slaves (/dev/pts/N)."""
+
+
+def is_pty(port: str) -> bool:
+    try:
+        return os.major(os.stat(port).st_rdev) in PTY_MAJORS
+    except OSError:
+        return False
+
+
 class SerialPort:
     """A thin asyncio adapter over a pyserial port: the loop watches the fd, no threads."""
 
@@ -49,11 +60,15 @@ class SerialPort:
         self._error: BaseException | None = None
 
     async def open(self) -> None:
+        # A pseudo-terminal has no line to carry parity: Linux clears PARENB, and glibc's
+        # tcsetattr then reports EINVAL once the pty has been configured before (every
+        # open after the first). The simulator's buses are ptys, so open those plain.
+        parity = "N" if is_pty(self.port) else self.settings.parity
         try:
             self._serial = serial.Serial(
                 self.port,
                 baudrate=self.settings.baud,
-                parity=PARITIES[self.settings.parity],
+                parity=PARITIES[parity],
                 bytesize=self.settings.bytesize,
                 stopbits=self.settings.stopbits,
                 timeout=0,

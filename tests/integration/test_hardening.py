@@ -201,18 +201,33 @@ async def test_a_wrong_mqtt_password_is_reported_and_retried_not_silently_droppe
     assert supervisor.metrics.task_restarts.labels("headend")._value.get() >= 3
 
 
+async def test_a_pty_bus_reopens_with_even_parity_any_number_of_times() -> None:
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        for _ in range(3):
+            bus = await SerialBus.open("bus1", os.ttyname(slave), LineSettings(9600, "E"))
+            await bus.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 async def test_a_port_that_refuses_its_line_settings_is_a_clear_transport_error() -> None:
     import tty
 
     master, slave = os.openpty()
     tty.setraw(slave)
     path = os.ttyname(slave)
+    seven_bits = LineSettings(9600, "N", bytesize=7)
     try:
-        first = await SerialBus.open("bus1", path, LineSettings(9600, "E"))
+        first = await SerialBus.open("bus1", path, seven_bits)
         await first.close()
-        # A pty reopened with even parity: termios refuses it (EINVAL).
-        with pytest.raises(TransportError, match=f"cannot open {path} at 9600 baud 8E1"):
-            await SerialBus.open("bus1", path, LineSettings(9600, "E"))
+        # A pty carries 8-bit bytes only: once configured, termios refuses 7 bits (EINVAL).
+        with pytest.raises(TransportError, match=f"cannot open {path} at 9600 baud 7N1"):
+            await SerialBus.open("bus1", path, seven_bits)
     finally:
         os.close(master)
         os.close(slave)

@@ -1,0 +1,130 @@
+"""A daemon killed mid-slot re-reads what it missed from the meters' memory on restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from collector.clock import SimulatedClock, align_up
+from simulator.bus import WireTiming
+from simulator.fleet import FleetSpec, build_fleet, meter_address
+from tests.integration.conftest import TZ
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEED = 300.0  # a 15-minute slot every 3 s
+EVERY = timedelta(minutes=15)
+METERS = 6
+
+DAEMON = textwrap.dedent("""
+    import asyncio, json, sys
+    from datetime import datetime, timedelta
+    from collector.clock import SimulatedClock
+    from collector.config import (BusConfig, CollectorSettings, FlagSettings, Schedule,
+                                  Settings, StorageSettings)
+    from collector.daemon import run_collector
+    from collector.model import Meter
+
+    args = json.loads(sys.argv[1])
+    clock = SimulatedClock(datetime.fromisoformat(args["start"]), args["speed"], args["t0"])
+    settings = Settings(
+        source="(test)", collector=CollectorSettings(timezone="Asia/Shanghai"),
+        storage=StorageSettings(url="sqlite:///" + args["db"]),
+        buses=(BusConfig("bus1", args["port"], baud=38400, latency_ms=300, retries=1),),
+        meters=tuple(Meter(f"m{n}", "dlt645", "bus1", f"{n:012d}")
+                     for n in range(1, args["meters"] + 1)),
+        schedules=(Schedule("i", timedelta(minutes=15), ("1-0:1.8.0", "1-0:32.7.0")),),
+        flags=FlagSettings(enabled=False))
+    asyncio.run(run_collector(settings, clock=clock))
+""")
+
+
+def rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            return []  # not migrated yet
+
+
+async def wait_for(check: object, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_slot_interrupted_by_sigkill_is_re_read_from_meter_memory(
+        tmp_path: Path) -> None:
+    start = datetime.now(UTC).replace(second=0, microsecond=0)
+    t0 = time.monotonic()
+    clock = SimulatedClock(start, SPEED, t0)
+    fleet = build_fleet(FleetSpec(meters=METERS, buses=1, tz=TZ,
+                                  timing=WireTiming(latency_s=0.06)),
+                        clock.now, start - timedelta(days=1))
+    (port,) = await fleet.start()
+    db = tmp_path / "gw.db"
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON)
+    args = json.dumps({"start": start.isoformat(), "speed": SPEED, "t0": t0, "db": str(db),
+                       "port": port, "meters": METERS})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(script), args], env=env)
+
+    def attempts_at(slot: datetime) -> set[str]:
+        return {r[0] for r in rows(db, "SELECT meter_id FROM collection_attempts WHERE ts = ?",
+                                   slot.timestamp())}  # type: ignore[misc]
+
+    daemon = spawn()
+    try:
+        first = align_up(clock.now() + timedelta(seconds=1), EVERY)
+        second = first + EVERY
+        await wait_for(lambda: len(attempts_at(first)) == METERS)
+        await wait_for(lambda: len(attempts_at(second)) >= 1)
+        daemon.send_signal(signal.SIGKILL)  # mid-slot: some meters of `second` are unread
+        daemon.wait()
+        unread = {f"m{n}" for n in range(1, METERS + 1)} - attempts_at(second)
+        assert unread, "the kill came after the slot was complete"
+        third = second + EVERY
+        await wait_for(lambda: clock.now() > third + EVERY / 2)  # `third` passes while down
+
+        daemon = spawn()
+        wanted = {(f"m{n}", slot.timestamp()) for n in range(1, METERS + 1)
+                  for slot in (first, second, third)}
+
+        def stored() -> dict[tuple[str, float], tuple[float, str]]:
+            found = rows(db, "SELECT meter_id, ts, value, source FROM readings WHERE "
+                         "quantity = '1-0:1.8.0' AND ts IN (?, ?, ?)", first.timestamp(),
+                         second.timestamp(), third.timestamp())
+            return {(str(m), float(ts)): (float(v), str(s))  # type: ignore[arg-type]
+                    for m, ts, v, s in found}
+
+        await wait_for(lambda: wanted <= stored().keys())
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+        await fleet.stop()
+    readings = stored()
+    recovered = {key for key, (_, source) in readings.items() if source.endswith(":memory")}
+    assert {(m, second.timestamp()) for m in unread} <= recovered
+    assert {(f"m{n}", third.timestamp()) for n in range(1, METERS + 1)} <= recovered
+    for n, meter in fleet.meters.items():
+        for slot in (second, third):
+            if (f"m{n}", slot.timestamp()) in recovered:
+                # What the meter measured at the slot's end, to the register's resolution.
+                expect = round(meter.registers.forward(slot.timestamp())[0], 2)
+                assert readings[(f"m{n}", slot.timestamp())][0] == expect
+    notes = rows(db, "SELECT count(*) FROM collection_attempts WHERE outcome = 'ok' AND "
+                 "error = 'recovered from meter memory after downtime'")
+    assert notes[0][0] >= len(recovered)
+    assert meter_address(1) == "000000000001"
