@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.clock import SimulatedClock, align_up
+from collector.clock import SimulatedClock
 from simulator.bus import WireTiming
 from simulator.fleet import FleetSpec, build_fleet, meter_address
 from tests.integration.conftest import TZ
@@ -68,7 +68,7 @@ async def test_a_slot_interrupted_by_sigkill_is_re_read_from_meter_memory(
     t0 = time.monotonic()
     clock = SimulatedClock(start, SPEED, t0)
     fleet = build_fleet(FleetSpec(meters=METERS, buses=1, tz=TZ,
-                                  timing=WireTiming(latency_s=0.06)),
+                                  timing=WireTiming(latency_s=0.15)),
                         clock.now, start - timedelta(days=1))
     (port,) = await fleet.start()
     db = tmp_path / "gw.db"
@@ -85,11 +85,17 @@ async def test_a_slot_interrupted_by_sigkill_is_re_read_from_meter_memory(
         return {r[0] for r in rows(db, "SELECT meter_id FROM collection_attempts WHERE ts = ?",
                                    slot.timestamp())}  # type: ignore[misc]
 
+    def complete_slots() -> list[datetime]:
+        found = rows(db, "SELECT ts FROM collection_attempts GROUP BY ts HAVING count(*) = ?",
+                     METERS)
+        return sorted(datetime.fromtimestamp(float(r[0]), UTC) for r in found)  # type: ignore[arg-type]
+
     daemon = spawn()
     try:
-        first = align_up(clock.now() + timedelta(seconds=1), EVERY)
+        # The first slot the daemon reads whole, however long it took to start.
+        await wait_for(complete_slots)
+        first = complete_slots()[0]
         second = first + EVERY
-        await wait_for(lambda: len(attempts_at(first)) == METERS)
         await wait_for(lambda: len(attempts_at(second)) >= 1)
         daemon.send_signal(signal.SIGKILL)  # mid-slot: some meters of `second` are unread
         daemon.wait()
