@@ -8,6 +8,7 @@ Rows are scored in chunks as arrays, so 50,000 customers × 1,000 days fits in m
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -136,7 +137,8 @@ def score_matrix(x: np.ndarray, t: Thresholds) -> tuple[np.ndarray, list[str]]:
     n_days = x.shape[1]
     recent_n = min(RECENT_DAYS, max(1, n_days // 4))
     base, recent = x[:, :-recent_n], x[:, -recent_n:]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing row is NaN, not noise
         base_mean = np.nanmean(base, axis=1) if base.shape[1] else np.full(len(x), np.nan)
         recent_mean = np.nanmean(recent, axis=1)
         ratio = recent_mean / base_mean
