@@ -180,10 +180,15 @@ class Dlt645Client:
 
 
 def _answers(request: Frame, reply: Frame) -> bool:
-    """Echoes of our own request and stray replies from other meters are not answers."""
+    """Echoes of our own request, stray replies from other meters and a late reply to our
+    previous read (another data ID) are not answers: we keep listening until the deadline."""
     if not reply.is_reply or reply.function != request.function:
         return False
-    return codec.address_matches(request.address, reply.address)
+    if not codec.address_matches(request.address, reply.address):
+        return False
+    if request.function in (codec.FN_READ, codec.FN_READ_FOLLOWUP) and not reply.is_abnormal:
+        return reply.data[:4] == request.data[:4]
+    return True
 
 
 def _expected_payload(di: int) -> int:

@@ -190,3 +190,13 @@ def test_wildcard_address_matching_is_per_byte() -> None:
     assert codec.address_matches("AAAAAAAAAA12", "000000000012")
     assert not codec.address_matches("AAAAAAAAAA12", "000000000013")
     assert codec.address_matches(codec.WILDCARD_ADDRESS, "123456789012")
+
+
+def test_a_late_reply_to_the_previous_data_id_is_not_taken_as_the_answer() -> None:
+    from protocols.dlt645.client import _answers
+
+    request = codec.read_request("000000000001", 0x02010100)
+    stale = codec.read_reply("000000000001", 0x00010000, b"\x00\x00\x00\x00")
+    fresh = codec.read_reply("000000000001", 0x02010100, b"\x00\x22")
+    assert not _answers(request, stale)
+    assert _answers(request, fresh)
