@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -9,11 +10,23 @@ import pytest
 
 from protocols.dlt645.client import ClientSettings, Dlt645Client
 from protocols.serial import LineSettings, SerialBus
+from simulator.broker import Mosquitto
 from simulator.bus import WireTiming
 from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import Fleet, FleetSpec, build_fleet
 
 TZ = ZoneInfo("Asia/Shanghai")
+PASSWORD_ENV = "COLLECTOR_TEST_MQTT_PASSWORD"
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    """A throwaway mosquitto with one user, collector/secret (password in PASSWORD_ENV)."""
+    os.environ[PASSWORD_ENV] = "secret"
+    b = Mosquitto({"collector": "secret"})
+    b.start()
+    yield b
+    b.destroy()
 
 
 @dataclass

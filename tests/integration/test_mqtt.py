@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,20 +37,10 @@ from simulator.fleet import FleetSpec, build_fleet, meter_address
 from storage.base import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
-from tests.integration.conftest import TZ
+from tests.integration.conftest import PASSWORD_ENV, TZ
 from tests.support.services import PgCluster
 
-PASSWORD_ENV = "COLLECTOR_TEST_MQTT_PASSWORD"
 START = datetime(2026, 11, 21, 16, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    os.environ[PASSWORD_ENV] = "secret"
-    b = Mosquitto({"collector": "secret"})
-    b.start()
-    yield b
-    b.destroy()
 
 
 def mqtt(broker: Mosquitto, role: str, **kw: object) -> MqttSettings:

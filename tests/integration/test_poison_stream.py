@@ -5,31 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
-import pytest
 
 from collector.config import MqttSettings
 from collector.headend import HeadEnd
 from simulator.broker import Mosquitto
 from storage.sqlite import SqliteStore
+from tests.integration.conftest import PASSWORD_ENV
 from tests.integration.test_hardening import POISON
 
-PASSWORD_ENV = "COLLECTOR_TEST_MQTT_PASSWORD"
 T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
-
-
-@pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    os.environ[PASSWORD_ENV] = "secret"
-    b = Mosquitto({"collector": "secret"})
-    b.start()
-    yield b
-    b.destroy()
 
 
 def good(seq: int) -> bytes:
