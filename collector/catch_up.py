@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from collector.clock import Clock, align_down, align_up
@@ -51,7 +51,7 @@ def missed_slots(last: datetime, now: datetime, every: timedelta,
 
 async def catch_up(settings: Settings, meters: Sequence[Meter], store: Store, clock: Clock,
                    client_for: Callable[[Meter], Dlt645Client | None],
-                   persist: Callable[[CollectionResult], object],
+                   persist: Callable[[CollectionResult], Awaitable[None]],
                    metrics: Metrics | None = None) -> int:
     """Recover what was missed; returns how many slots were filled from memory."""
     metrics = metrics or Metrics()
@@ -80,9 +80,7 @@ async def catch_up(settings: Settings, meters: Sequence[Meter], store: Store, cl
         for meter, schedule, slots in jobs:
             results = await _recover(settings, meter, schedule, slots, client_for(meter))
             for result in results:
-                persist_result = persist(result)
-                if asyncio.iscoroutine(persist_result):
-                    await persist_result
+                await persist(result)
                 if result.readings:
                     recovered += 1
                     metrics.recovered.labels(meter.bus).inc()

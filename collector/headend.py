@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -156,7 +157,7 @@ class HeadEnd:
         for letter in dead:
             log.warning("dead letter from %s: %s", letter.source, letter.reason,
                         extra={"topic": letter.source, "reason": letter.kind})
-            await self._retrying(lambda letter=letter: self._keep(letter))  # type: ignore[misc]
+            await self._retrying(functools.partial(self._keep, letter))
             self.metrics.dead_letters.labels(letter.kind).inc()
         self.stats.dead_letters += len(dead)
         self.stats.batches += len(decoded)

@@ -59,10 +59,10 @@ class SimulatedDlt645Meter:
     phases: int = 1
     faults: MeterFaults = field(default_factory=MeterFaults)
     max_payload: int = 200
+    """Payloads longer than this go out as B1H + follow-up frames."""
     profile_every: timedelta = timedelta(minutes=15)
     """The load-profile record interval the meter keeps in memory."""
     profile_keep: timedelta = timedelta(days=10)
-    """Payloads longer than this go out as B1H + follow-up frames."""
     cover_opens: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     replies: int = 0
     _pending: dict[int, list[bytes]] = field(default_factory=dict)
@@ -149,11 +149,10 @@ class SimulatedDlt645Meter:
         records: list[data_ids.ProfileRecord] = []
         while len(records) < count and t - offset <= now.timestamp():
             if t - offset >= oldest:
-                fwd = self.registers.forward(t - offset)[0]
-                rev = self.registers.reverse(t - offset)[0]
-                records.append(data_ids.ProfileRecord(
-                    datetime.fromtimestamp(t, self.tz), round(fwd % 1_000_000, 2),
-                    round(rev % 1_000_000, 2)))
+                fwd, rev = _wrap([self.registers.forward(t - offset)[0],
+                                  self.registers.reverse(t - offset)[0]])
+                records.append(data_ids.ProfileRecord(datetime.fromtimestamp(t, self.tz),
+                                                      fwd, rev))
             t += every
         return data_ids.encode_profile_records(records) if records else None
 
