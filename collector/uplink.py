@@ -56,6 +56,8 @@ class Uplink:
         self.stats = UplinkStats()
         self._warned = 0.0
         self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        """Set while connected: the daemon's /readyz reports it as the broker check."""
 
     def topic(self, kind: str) -> str:
         return topics.topic(self.gateway, kind, self.settings.topic_prefix)
@@ -91,6 +93,7 @@ class Uplink:
         await client.publish(self.topic("status"), schema.encode_status(self.gateway, "online"),
                              qos=1, retain=True)
         await client.subscribe(self.topic("cmd"), qos=1)
+        self.ready.set()
         tasks = [asyncio.create_task(self._drain(client, receipts)),
                  asyncio.create_task(self._heartbeat(client)),
                  asyncio.create_task(self._commands(client)),
@@ -104,6 +107,7 @@ class Uplink:
                                      schema.encode_status(self.gateway, "offline"),
                                      qos=1, retain=True)
         finally:
+            self.ready.clear()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -123,6 +123,7 @@ async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     up = Uplink(mqtt(broker, "gateway", batch_size=100), "gw-r", gw)
     up_task = asyncio.create_task(up.run())
     await wait_for_count(head_store, 2000)
+    assert up.ready.is_set()  # what the gateway's /readyz reports as "broker"
     await asyncio.to_thread(broker.stop)           # mid-stream
     await asyncio.sleep(1.0)
     await asyncio.to_thread(broker.start)
