@@ -7,7 +7,12 @@ intervals can be exercised in seconds without any of them knowing it is not real
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -19,6 +24,21 @@ class Clock(Protocol):
 
     async def sleep_until(self, when: datetime) -> None: ...
 
+    def hold(self) -> None:
+        """Work is in progress that a stepped clock must not jump over (see SteppedClock)."""
+
+    def release(self) -> None:
+        """The work a `hold()` announced is done."""
+
+
+@contextmanager
+def holding(clock: Clock) -> Iterator[None]:
+    clock.hold()
+    try:
+        yield
+    finally:
+        clock.release()
+
 
 class RealClock:
     speed = 1.0
@@ -28,6 +48,12 @@ class RealClock:
 
     async def sleep_until(self, when: datetime) -> None:
         await asyncio.sleep(max(0.0, (when - self.now()).total_seconds()))
+
+    def hold(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
 
 
 class SimulatedClock:
@@ -48,6 +74,97 @@ class SimulatedClock:
     async def sleep_until(self, when: datetime) -> None:
         delay = (when - self.now()).total_seconds() / self.speed
         await asyncio.sleep(max(0.0, delay))
+
+    def hold(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+SETTLE_TICKS = 16
+"""Loop iterations a stepped clock lets pass before it jumps. A task woken at a slot
+reaches its `hold()` within a few callbacks (wake → task → asyncio.wait → caller); this
+counts iterations, not seconds, so a loaded machine cannot shorten it."""
+
+
+class SteppedClock:
+    """Simulated time that stands still while work holds it and jumps to the next
+    wake-up as soon as nothing does.
+
+    A test that runs a day of 15-minute slots on a clock 3600× faster than real time
+    fails whenever the machine stalls: 250 ms of real time is 15 simulated minutes, the
+    bus "overruns" and a slot goes unread. Here a read takes no simulated time at all,
+    so the outcome depends on the code under test, never on how busy the machine is.
+    Single-process only: a second process cannot see when this one is idle.
+    """
+
+    speed = math.inf
+
+    def __init__(self, start: datetime) -> None:
+        if start.utcoffset() != timedelta(0):
+            raise ValueError("SteppedClock.start must be UTC")
+        self._now = start
+        self._holds = 0
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._changed: asyncio.Event | None = None
+        self._stepper: asyncio.Task[None] | None = None
+
+    def now(self) -> datetime:
+        return self._now
+
+    def hold(self) -> None:
+        self._holds += 1
+
+    def release(self) -> None:
+        if self._holds <= 0:
+            raise RuntimeError("SteppedClock.release() without a hold()")
+        self._holds -= 1
+        self._poke()
+
+    async def sleep_until(self, when: datetime) -> None:
+        if when <= self._now:
+            await asyncio.sleep(0)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (when, next(self._order), waiter))
+        if self._stepper is None or self._stepper.done():
+            self._changed = asyncio.Event()
+            self._stepper = asyncio.create_task(self._step(), name="stepped-clock")
+        self._poke()
+        try:
+            await waiter
+        finally:
+            if waiter.cancelled():
+                self._poke()
+
+    def _poke(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def _drop_cancelled(self) -> None:
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+
+    async def _step(self) -> None:
+        assert self._changed is not None
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            for _ in range(SETTLE_TICKS):
+                await asyncio.sleep(0)
+            self._drop_cancelled()
+            if not self._sleepers:
+                return  # the next sleep_until starts a new stepper
+            if self._holds or self._changed.is_set():
+                continue  # a release() or a new sleeper pokes us again
+            self._now = self._sleepers[0][0]
+            while self._sleepers and self._sleepers[0][0] <= self._now:
+                _, _, waiter = heapq.heappop(self._sleepers)
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._changed.set()  # look again once the woken tasks have settled
 
 
 def align_up(ts: datetime, every: timedelta, offset: timedelta = timedelta(0)) -> datetime:

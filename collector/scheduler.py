@@ -183,6 +183,7 @@ class Scheduler:
             if self._stopping.is_set():
                 return
             for meter in targets:
+                self.clock.hold()  # released when the job is done: see SteppedClock
                 self.queues[meter.bus].put_nowait(Job(meter, schedule, slot))
             slot = next_slot(schedule, slot, self.tz)
 
@@ -203,6 +204,8 @@ class Scheduler:
                 log.exception("bus %s: the job for meter %s failed; the bus goes on", bus,
                               job.meter.id if job else "?", extra={"bus": bus})
             finally:
+                if job is not None:
+                    self.clock.release()
                 queue.task_done()
 
     async def _run_job(self, reader: MeterReader, job: Job) -> None:

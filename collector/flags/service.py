@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from collector.clock import Clock
+from collector.clock import Clock, holding
 from collector.config import Schedule, Settings
 from collector.flags.engine import ENERGY, FlagEngine
 from collector.model import Meter
@@ -83,7 +83,8 @@ class FlagService:
             stopper.cancel()
             if self._stop.is_set():
                 return
-            await self._pass(when, full)
+            with holding(self.clock):
+                await self._pass(when, full)
             if full:
                 daily = next_slot(self._daily, when, tz)
             else:

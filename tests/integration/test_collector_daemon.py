@@ -9,7 +9,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.clock import SimulatedClock
+from collector.clock import SteppedClock
 from collector.config import BusConfig, CollectorSettings, Schedule, Settings, StorageSettings
 from collector.daemon import run_collector
 from collector.model import Meter
@@ -37,7 +37,7 @@ def settings_for(fleet: Fleet, db: Path, meters: int) -> Settings:
 
 async def run_window(db: Path, start: datetime, hours: float, meters: int = 4,
                      faults: dict[int, MeterFaults] | None = None) -> tuple[int, int]:
-    clock = SimulatedClock(start - timedelta(minutes=10), speed=3600)
+    clock = SteppedClock(start - timedelta(minutes=10))
     spec = FleetSpec(meters=meters, buses=2, tz=TZ, faults=faults or {})
     fleet = build_fleet(spec, clock.now, START - timedelta(days=1))
     await fleet.start()
@@ -95,7 +95,7 @@ async def test_a_silent_meter_is_logged_and_counted_and_the_rest_are_read(
 
 async def test_sigterm_stops_after_the_in_flight_read_and_keeps_it(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
-    clock = SimulatedClock(START - timedelta(seconds=1), speed=900)
+    clock = SteppedClock(START - timedelta(seconds=1))
     spec = FleetSpec(meters=4, buses=2, tz=TZ)
     fleet = build_fleet(spec, clock.now, START - timedelta(days=1))
     await fleet.start()
@@ -127,7 +127,7 @@ async def test_a_drifting_clock_is_flagged_and_a_time_sync_fixes_it(tmp_path: Pa
     from storage.sqlite import SqliteStore
 
     db = tmp_path / "c.db"
-    clock = SimulatedClock(START - timedelta(minutes=10), speed=1800)
+    clock = SteppedClock(START - timedelta(minutes=10))
     spec = FleetSpec(meters=3, buses=1, tz=TZ, faults={2: MeterFaults(clock_offset_s=300.0)})
     fleet = build_fleet(spec, clock.now, START - timedelta(days=1))
     await fleet.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector.clock import SimulatedClock
+from collector.clock import SteppedClock
 from collector.config import ModbusSettings, MqttSettings, Schedule, Settings, StorageSettings
 from collector.daemon import run_collector
 from collector.headend import HeadEnd
@@ -141,7 +141,7 @@ class _Unavailable:
 async def test_a_modbus_register_decoding_to_nan_costs_that_value_not_the_bus(
         tmp_path: Path) -> None:
     start = datetime(2026, 11, 21, 16, 0, tzinfo=UTC)
-    clock = SimulatedClock(start - timedelta(minutes=10), speed=3600)
+    clock = SteppedClock(start - timedelta(minutes=10))
     meters = modbus_meters(find_profile("dtsu666"), range(1, 5))
     meters[2].faults = ModbusFaults(nan_obis=frozenset({"1-0:1.8.0", "1-0:16.7.0"}))
     meters[3].faults = ModbusFaults(nan_obis=frozenset({"1-0:1.8.0"}))

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from collector.cli import main
-from collector.clock import SimulatedClock
+from collector.clock import SteppedClock
 from collector.config import (
     BusConfig,
     CollectorSettings,
@@ -103,7 +103,7 @@ async def test_tcp_reads_reconnect_after_the_server_restarts() -> None:
 
 async def test_dlt645_and_modbus_rtu_meters_share_one_pty_bus(tmp_path: Path) -> None:
     start = datetime(2026, 11, 21, 16, 0, tzinfo=UTC)
-    clock = SimulatedClock(start - timedelta(minutes=10), speed=3600)
+    clock = SteppedClock(start - timedelta(minutes=10))
     fleet = build_fleet(FleetSpec(meters=3, buses=1, tz=TZ), clock.now, start - timedelta(days=1))
     profile = find_profile("sdm120")
     rtu_meters = modbus_meters(profile, [5, 6], start=start - timedelta(days=1))
@@ -136,7 +136,7 @@ async def test_dlt645_and_modbus_rtu_meters_share_one_pty_bus(tmp_path: Path) ->
 
 async def test_modbus_tcp_meters_are_polled_by_the_daemon_concurrently(tmp_path: Path) -> None:
     start = datetime(2026, 11, 21, 16, 0, tzinfo=UTC)
-    clock = SimulatedClock(start - timedelta(minutes=10), speed=3600)
+    clock = SteppedClock(start - timedelta(minutes=10))
     profile = find_profile("dtsu666")
     sim = ModbusTcpSimulator(modbus_meters(profile, range(1, 21)), clock.now, latency_s=0.005)
     port = await sim.start()

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from collector import mqtt_link
-from collector.clock import SimulatedClock, align_down
+from collector.clock import SimulatedClock, SteppedClock, align_down
 from collector.config import (
     BusConfig,
     CollectorSettings,
@@ -73,7 +73,7 @@ async def test_meters_to_gateway_to_broker_to_headend_to_postgres_match_exactly(
     pg = PostgresStore(pg_cluster.create_database("mqtt_e2e"))
     await pg.migrate()
     head, head_task = await started_headend(mqtt(broker, "headend"), pg, "he-e2e")
-    clock = SimulatedClock(START - timedelta(minutes=10), speed=3600)
+    clock = SteppedClock(START - timedelta(minutes=10))
     fleet = build_fleet(FleetSpec(meters=6, buses=2, tz=TZ), clock.now, START - timedelta(days=1))
     await fleet.start()
     settings = Settings(
