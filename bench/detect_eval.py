@@ -16,8 +16,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from collector.config.thresholds import Thresholds
 from collector.flags import detect
-from collector.flags.thresholds import Thresholds
 from simulator.population import (
     METER_KINDS,
     SLOTS,

@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DAEMON = """
 import asyncio, json, sys
 from datetime import datetime, timedelta
-from collector.clock import SimulatedClock
-from collector.config import (BusConfig, CollectorSettings, FlagSettings, MqttSettings,
+from collector.acquisition.clock import SimulatedClock
+from collector.config.settings import (BusConfig, CollectorSettings, FlagSettings, MqttSettings,
                               Schedule, Settings, StorageSettings)
-from collector.daemon import run_collector
-from collector.model import Meter
+from collector.runtime.daemon import run_collector
+from model import Meter
 
 a = json.loads(sys.argv[1])
 clock = SimulatedClock(datetime.fromisoformat(a["start"]), a["speed"], a["t0"])
@@ -57,7 +57,7 @@ SIMULATOR = """
 import asyncio, json, sys
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
-from collector.clock import SimulatedClock
+from collector.acquisition.clock import SimulatedClock
 from simulator.fleet import FleetSpec, build_fleet
 
 a = json.loads(sys.argv[1])
@@ -72,7 +72,8 @@ async def main():
 
 asyncio.run(main())
 """
-BASELINE = "import collector.daemon, sys; print(open('/proc/self/status').read(), flush=True)"
+BASELINE = ("import collector.runtime.daemon, sys; print"
+            "(open('/proc/self/status').read(), flush=True)")
 
 
 def rss_mb(status: str) -> float:
@@ -96,7 +97,7 @@ def main() -> None:
                               text=True, check=True)
     from datetime import UTC, datetime, timedelta
 
-    from collector.clock import align_up
+    from collector.acquisition.clock import align_up
 
     start = datetime.now(UTC)
     t0 = time.monotonic()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 
-from collector.model import Reading
+from model import Reading
 from storage.postgres import PostgresStore
 from tests.support.services import PgCluster
 

@@ -17,9 +17,9 @@ import os
 import sys
 import time
 
-from collector import mqtt_link
-from collector.config import MqttSettings
-from collector.headend import HeadEnd
+from collector.acquisition import mqtt_link
+from collector.acquisition.headend import HeadEnd
+from collector.config.settings import MqttSettings
 from simulator.broker import Mosquitto
 from simulator.concentrator import ConcentratorSpec, publish, readings
 from storage.postgres import PostgresStore

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiomqtt
 
-from collector.model import Reading
+from model import Reading
 from protocols.mqtt import schema, topics
 from simulator.load import LoadModel
 

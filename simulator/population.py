@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from collector.model import Event, Meter, Reading
+from model import Event, Meter, Reading
 
 SLOTS = 96
 SNAPSHOTS = 4  # instantaneous samples per day (03:00, 09:00, 15:00, 21:00 local)

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from collector.model import CollectionAttempt, Event, Flag, IngestResult, Meter, Quality, Reading
+from model import (
+    CollectionAttempt,
+    Event,
+    Flag,
+    IngestResult,
+    Meter,
+    Quality,
+    Reading,
+    ReadKind,
+)
 
 
 class StorageError(Exception):
@@ -84,7 +93,8 @@ class Store(Protocol):
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]: ...
 
     async def series(
-        self, meter_id: str, quantity: str, start: datetime, end: datetime
+        self, meter_id: str, quantity: str, start: datetime, end: datetime,
+        kind: ReadKind = ReadKind.INTERVAL,
     ) -> list[Reading]: ...
 
     async def collection_summary(
@@ -123,6 +133,24 @@ def dead_letter_digest(source: str, payload: bytes) -> str:
     h.update(b"\0")
     h.update(payload)
     return h.hexdigest()
+
+
+QUALITY_CODES: dict[Quality, int] = {
+    Quality.ACTUAL: 1, Quality.ESTIMATED: 2, Quality.SUBSTITUTED: 3,
+    Quality.FINAL_SUBSTITUTED: 4, Quality.NULL: 5, Quality.VARIABLE: 6,
+}
+"""Quality as stored: a small code per row (the `qualities` table holds the same map)."""
+QUALITY_OF_CODE = {code: q for q, code in QUALITY_CODES.items()}
+
+
+def quality_code_rank_sql(column: str) -> str:
+    """SQL for Quality.rank over the stored code."""
+    cases = " ".join(f"WHEN {QUALITY_CODES[q]} THEN {q.rank}" for q in Quality)
+    return f"(CASE {column} {cases} ELSE 0 END)"
+
+
+class UnitMismatch(StorageError):
+    """A reading whose unit differs from its series': storing it would mix units."""
 
 
 def quality_rank_sql(column: str) -> str:

@@ -20,8 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from collector import codec_json
-from collector.model import CollectionAttempt, Event, Flag, IngestResult, Meter, Reading
+from model import (
+    CollectionAttempt,
+    Event,
+    Flag,
+    IngestResult,
+    Meter,
+    Reading,
+    ReadKind,
+    codec_json,
+)
 from storage.base import CollectionRow, DailyConsumption, FlagRow, StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -274,9 +282,10 @@ class BufferedStore:
         return await self.inner.latest_readings(meter_ids)
 
     async def series(
-        self, meter_id: str, quantity: str, start: datetime, end: datetime
+        self, meter_id: str, quantity: str, start: datetime, end: datetime,
+        kind: ReadKind = ReadKind.INTERVAL,
     ) -> list[Reading]:
-        return await self.inner.series(meter_id, quantity, start, end)
+        return await self.inner.series(meter_id, quantity, start, end, kind)
 
     async def collection_summary(
         self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from collector.model import (
+from model import (
     CollectionAttempt,
     Event,
     Flag,
@@ -29,55 +29,58 @@ from collector.model import (
     Meter,
     Quality,
     Reading,
+    ReadKind,
 )
 from storage import migrate
 from storage.base import (
     GROUPINGS,
+    QUALITY_CODES,
     CollectionRow,
     DailyConsumption,
     FlagRow,
     StorageError,
     StorageUnavailable,
+    UnitMismatch,
     dead_letter_digest,
+    quality_code_rank_sql,
 )
 from storage.daily import daily_from_boundaries
 
 FORWARD_ACTIVE = "1-0:1.8.0"
 PARALLEL_MIN_ROWS = 20_000
 
+COLUMNS = "series_id, ts, value, quality, method_id, source_id"
+COPY_TYPES = ["int4", "timestamptz", "float8", "int2", "int2", "int4"]
+COPY_DIRECT = f"COPY readings ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
 STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS readings_staging (
-    meter_id text, quantity text, ts timestamptz, value double precision, unit text,
-    quality text, method text, source text, seq bigint
+CREATE TEMP TABLE IF NOT EXISTS series_staging (
+    series_id int4, ts timestamptz, value float8, quality int2, method_id int2,
+    source_id int4, seq int8
 ) ON COMMIT DELETE ROWS
 """
-COPY_STAGING = (
-    "COPY readings_staging (meter_id, quantity, ts, value, unit, quality, method, source, seq) "
-    "FROM STDIN (FORMAT BINARY)"
-)
-COPY_TYPES = ["text", "text", "timestamptz", "float8", "text", "text", "text", "text", "int8"]
+COPY_STAGING = f"COPY series_staging ({COLUMNS}, seq) FROM STDIN (FORMAT BINARY)"
 # The last row for a key within one batch wins, as if the rows had arrived one by one.
-# Sorting by key also makes the index inserts walk the primary key page by page instead
-# of scattering across it (the reason for the larger work_mem set with it).
-UPSERT = """
+# Sorting by key also makes the index inserts walk the primary key page by page.
+UPSERT = f"""
 WITH batch AS (
-    SELECT DISTINCT ON (meter_id, quantity, ts)
-           meter_id, quantity, ts, value, unit, quality, method, source
-    FROM readings_staging
-    ORDER BY meter_id, quantity, ts, seq DESC
+    SELECT DISTINCT ON (series_id, ts) {COLUMNS}
+    FROM series_staging
+    ORDER BY series_id, ts, seq DESC
 ), written AS (
-    INSERT INTO readings AS r (meter_id, quantity, ts, value, unit, quality, method, source)
+    INSERT INTO readings AS r ({COLUMNS})
     SELECT * FROM batch
-    ON CONFLICT (meter_id, quantity, ts) DO UPDATE
-       SET value = EXCLUDED.value, unit = EXCLUDED.unit, quality = EXCLUDED.quality,
-           method = EXCLUDED.method, source = EXCLUDED.source, received_at = now()
-     WHERE quality_rank(EXCLUDED.quality) >= quality_rank(r.quality)
-       AND (r.value, r.quality, r.unit, r.method)
-           IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.quality, EXCLUDED.unit, EXCLUDED.method)
+    ON CONFLICT (series_id, ts) DO UPDATE
+       SET value = EXCLUDED.value, quality = EXCLUDED.quality,
+           method_id = EXCLUDED.method_id, source_id = EXCLUDED.source_id
+     WHERE {quality_code_rank_sql("EXCLUDED.quality")} >= {quality_code_rank_sql("r.quality")}
+       AND (r.value, r.quality, r.method_id)
+           IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.quality, EXCLUDED.method_id)
     RETURNING (xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
 """
+VALUES_SELECT = ("SELECT meter_id, quantity, ts, value, unit, quality, source, method, kind "
+                 "FROM reading_values")
 
 _GROUP_SQL = {
     "meter": "a.meter_id",
@@ -118,6 +121,9 @@ class PostgresStore:
             check=AsyncConnectionPool.check_connection,
         )
         self._opened = False
+        self._ids = SeriesIds()
+        self.direct_batches = 0
+        self.upsert_batches = 0
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
@@ -181,7 +187,7 @@ class PostgresStore:
             return [Meter(*row) for row in await cur.fetchall()]
 
     async def write_readings(self, readings: Sequence[Reading]) -> IngestResult:
-        """Large batches are split by meter and upserted on parallel connections.
+        """Large batches are split by meter and written on parallel connections.
 
         The server's index maintenance, not the COPY, is the bottleneck of an upsert, and
         one backend uses one core. Parts never share a key (a meter's rows stay in one
@@ -190,34 +196,48 @@ class PostgresStore:
         """
         if not readings:
             return IngestResult()
-        parts = self.parallel_ingest if len(readings) >= PARALLEL_MIN_ROWS else 1
+        async with self._conn() as conn:
+            rows = await self._ids.rows(conn, readings)
+        parts = self.parallel_ingest if len(rows) >= PARALLEL_MIN_ROWS else 1
         if parts == 1:
-            return await self._upsert(readings)
-        buckets: list[list[Reading]] = [[] for _ in range(parts)]
-        for r in readings:
-            buckets[zlib.crc32(r.meter_id.encode()) % parts].append(r)
-        results = await asyncio.gather(*(self._upsert(b) for b in buckets if b))
+            return await self._write(rows)
+        buckets: list[list[tuple[Any, ...]]] = [[] for _ in range(parts)]
+        for row, r in zip(rows, readings, strict=True):
+            buckets[zlib.crc32(r.meter_id.encode()) % parts].append(row)
+        results = await asyncio.gather(*(self._write(b) for b in buckets if b))
         total = IngestResult()
         for result in results:
             total += result
         return total
 
-    async def _upsert(self, readings: Sequence[Reading]) -> IngestResult:
-        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(STAGING)
-            async with cur.copy(COPY_STAGING) as copy:
-                copy.set_types(COPY_TYPES)
-                for seq, r in enumerate(readings):
-                    await copy.write_row(
-                        (r.meter_id, r.quantity, r.ts, r.value, r.unit, r.quality.value,
-                         r.method, r.source, seq)
-                    )
-            await cur.execute("SET LOCAL work_mem = '64MB'")
-            await cur.execute(UPSERT)
-            row = await cur.fetchone()
-        assert row is not None
-        new, updated = int(row[0]), int(row[1])
-        return IngestResult(new=new, updated=updated, unchanged=len(readings) - new - updated)
+    async def _write(self, rows: Sequence[tuple[Any, ...]]) -> IngestResult:
+        """Optimistically: a batch of only new keys (a gateway's latest slot, the common
+        case) goes straight into the table by COPY. The first key that exists makes the
+        COPY fail as a whole, and the batch takes the staging + upsert path instead."""
+        async with self._conn() as conn:
+            try:
+                async with conn.transaction(), conn.cursor() as cur, \
+                        cur.copy(COPY_DIRECT) as copy:
+                    copy.set_types(COPY_TYPES)
+                    for row in rows:
+                        await copy.write_row(row)
+                self.direct_batches += 1
+                return IngestResult(new=len(rows))
+            except psycopg.errors.UniqueViolation:
+                pass
+            self.upsert_batches += 1
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.execute(STAGING)
+                async with cur.copy(COPY_STAGING) as copy:
+                    copy.set_types([*COPY_TYPES, "int8"])
+                    for seq, row in enumerate(rows):
+                        await copy.write_row((*row, seq))
+                await cur.execute("SET LOCAL work_mem = '64MB'")
+                await cur.execute(UPSERT)
+                counts = await cur.fetchone()
+        assert counts is not None
+        new, updated = int(counts[0]), int(counts[1])
+        return IngestResult(new=new, updated=updated, unchanged=len(rows) - new - updated)
 
     async def write_events(self, events: Sequence[Event]) -> int:
         if not events:
@@ -280,9 +300,8 @@ class PostgresStore:
     ) -> list[Reading]:
         async with self._conn() as conn:
             cur = await conn.execute(
-                "SELECT meter_id, quantity, ts, value, unit, quality, source, method "
-                "FROM readings WHERE ts >= %s AND ts <= %s AND quantity = ANY(%s) "
-                "ORDER BY meter_id, quantity, ts", (start, end, list(quantities)))
+                f"{VALUES_SELECT} WHERE ts >= %s AND ts <= %s AND quantity = ANY(%s) "
+                "ORDER BY meter_id, quantity, kind, ts", (start, end, list(quantities)))
             return [_reading(r) for r in await cur.fetchall()]
 
     async def events_in(self, start: datetime, end: datetime) -> list[Event]:
@@ -338,25 +357,29 @@ class PostgresStore:
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
         where, params = "", []
         if meter_ids is not None:
-            where, params = "WHERE meter_id = ANY(%s)", [list(meter_ids)]
+            where, params = "WHERE s.meter_id = ANY(%s)", [list(meter_ids)]
         async with self._conn() as conn:
+            # One index probe per series for its newest row, not a scan of every read.
             cur = await conn.execute(
-                "SELECT DISTINCT ON (meter_id, quantity) meter_id, quantity, ts, value, unit, "
-                f"quality, source, method FROM readings {where} "
-                "ORDER BY meter_id, quantity, ts DESC",
+                "SELECT s.meter_id, s.quantity, r.ts, r.value, s.unit, q.letter, src.name, "
+                "m.name, s.kind FROM series s CROSS JOIN LATERAL (SELECT * FROM readings "
+                "WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) r "
+                "JOIN qualities q ON q.code = r.quality JOIN methods m ON m.id = r.method_id "
+                f"JOIN sources src ON src.id = r.source_id {where} "
+                "ORDER BY s.meter_id, s.quantity, s.kind = 'interval', s.kind",
                 params,
             )
             return [_reading(r) for r in await cur.fetchall()]
 
     async def series(
-        self, meter_id: str, quantity: str, start: datetime, end: datetime
+        self, meter_id: str, quantity: str, start: datetime, end: datetime,
+        kind: ReadKind = ReadKind.INTERVAL,
     ) -> list[Reading]:
         async with self._conn() as conn:
             cur = await conn.execute(
-                "SELECT meter_id, quantity, ts, value, unit, quality, source, method "
-                "FROM readings WHERE meter_id = %s AND quantity = %s AND ts >= %s AND ts <= %s "
-                "ORDER BY ts",
-                (meter_id, quantity, start, end),
+                f"{VALUES_SELECT} WHERE meter_id = %s AND quantity = %s AND kind = %s "
+                "AND ts >= %s AND ts <= %s ORDER BY ts",
+                (meter_id, quantity, kind.value, start, end),
             )
             return [_reading(r) for r in await cur.fetchall()]
 
@@ -415,8 +438,9 @@ class PostgresStore:
         async with self._conn() as conn:
             cur = await conn.execute(
                 "SELECT r.meter_id, coalesce(m.area, ''), coalesce(m.area_meter, false), r.ts, "
-                "r.value FROM readings r LEFT JOIN meters m ON m.id = r.meter_id "
-                "WHERE r.quantity = %s AND r.ts >= %s AND r.ts <= %s",
+                "r.value FROM reading_values r LEFT JOIN meters m ON m.id = r.meter_id "
+                "WHERE r.quantity = %s AND r.kind IN ('interval', 'daily') "
+                "AND r.ts >= %s AND r.ts <= %s ORDER BY r.kind = 'interval'",
                 (FORWARD_ACTIVE, start, end + timedelta(days=1)),
             )
             rows = await cur.fetchall()
@@ -432,5 +456,65 @@ def _reading(r: Sequence[Any]) -> Reading:
     ts: datetime = r[2]
     return Reading(
         meter_id=r[0], quantity=r[1], ts=ts.astimezone(UTC), value=r[3], unit=r[4],
-        quality=Quality(r[5]), source=r[6], method=r[7],
+        quality=Quality(r[5]), source=r[6], method=r[7], kind=ReadKind(r[8]),
     )
+
+
+class SeriesIds:
+    """Series, source and method ids by name, cached for the life of the store.
+
+    A reading row holds only these integers; the names are resolved once, in their own
+    short transaction, so two head-ends creating the same series at once both succeed.
+    """
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, str, str], tuple[int, str]] = {}
+        self.sources: dict[str, int] = {"": 0}
+        self.methods: dict[str, int] = {"": 0}
+
+    async def rows(self, conn: psycopg.AsyncConnection[TupleRow],
+                   readings: Sequence[Reading]) -> list[tuple[Any, ...]]:
+        await self._resolve(conn, readings)
+        rows, wrong = [], []
+        for r in readings:
+            series_id, unit = self.series[(r.meter_id, r.quantity, r.kind.value)]
+            if unit != r.unit:
+                wrong.append(f"{r.meter_id} {r.quantity} ({r.kind}) is in {unit}, "
+                             f"got {r.unit}")
+            rows.append((series_id, r.ts, r.value, QUALITY_CODES[r.quality],
+                         self.methods[r.method], self.sources[r.source]))
+        if wrong:
+            raise UnitMismatch("readings refused, a series keeps one unit: "
+                               + "; ".join(sorted(set(wrong))[:5]))
+        return rows
+
+    async def _resolve(self, conn: psycopg.AsyncConnection[TupleRow],
+                       readings: Sequence[Reading]) -> None:
+        series = {(r.meter_id, r.quantity, r.kind.value): r.unit for r in readings}
+        missing = [(*k, unit) for k, unit in series.items() if k not in self.series]
+        sources = sorted({r.source for r in readings} - self.sources.keys())
+        methods = sorted({r.method for r in readings} - self.methods.keys())
+        if not (missing or sources or methods):
+            return
+        async with conn.transaction():
+            if missing:
+                cols = [list(c) for c in zip(*missing, strict=True)]
+                await conn.execute(
+                    "INSERT INTO series (meter_id, quantity, kind, unit) SELECT * FROM "
+                    "unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+                    "ON CONFLICT DO NOTHING", cols)
+                cur = await conn.execute(
+                    "SELECT s.id, s.meter_id, s.quantity, s.kind, s.unit FROM series s "
+                    "JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(m, q, kd) "
+                    "ON s.meter_id = k.m AND s.quantity = k.q AND s.kind = k.kd", cols[:3])
+                for sid, meter, quantity, kind, unit in await cur.fetchall():
+                    self.series[(meter, quantity, kind)] = (sid, unit)
+            for table, names, cache in (("sources", sources, self.sources),
+                                        ("methods", methods, self.methods)):
+                if not names:
+                    continue
+                await conn.execute(f"INSERT INTO {table} (name) SELECT unnest(%s::text[]) "
+                                   "ON CONFLICT DO NOTHING", (names,))
+                cur = await conn.execute(f"SELECT id, name FROM {table} WHERE name = ANY(%s)",
+                                         (names,))
+                cache.update({name: int(i) for i, name in await cur.fetchall()})

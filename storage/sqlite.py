@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from collector import codec_json
-from collector.model import (
+from model import (
     CollectionAttempt,
     Event,
     Flag,
@@ -28,16 +27,20 @@ from collector.model import (
     Meter,
     Quality,
     Reading,
+    ReadKind,
+    codec_json,
 )
 from storage.base import (
     GROUPINGS,
+    QUALITY_CODES,
     CollectionRow,
     DailyConsumption,
     FlagRow,
     StorageError,
     StorageUnavailable,
+    UnitMismatch,
     dead_letter_digest,
-    quality_rank_sql,
+    quality_code_rank_sql,
 )
 from storage.daily import daily_from_boundaries
 
@@ -108,10 +111,82 @@ _SCHEMA.append((
     """,
 ))
 
-_RANK_NEW = quality_rank_sql("excluded.quality")
-_RANK_OLD = quality_rank_sql("readings.quality")
-_RANK_STAGED = quality_rank_sql("s.quality")
-_RANK_STORED = quality_rank_sql("r.quality")
+_QUALITY_ROWS = ", ".join(f"({code}, '{q.value}', {q.rank})" for q, code in QUALITY_CODES.items())
+_SCHEMA.append((
+    "0004_series_readings",
+    # The same logical schema as PostgreSQL's 0004: see its comments. An existing file is
+    # converted in the migration's transaction and the counts compared before the drop.
+    f"""
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY, meter_id TEXT NOT NULL, quantity TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'interval', unit TEXT NOT NULL,
+        UNIQUE (meter_id, quantity, kind)
+    );
+    CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    INSERT INTO sources VALUES (0, '');
+    CREATE TABLE methods (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    INSERT INTO methods VALUES (0, '');
+    CREATE TABLE qualities (code INTEGER PRIMARY KEY, letter TEXT NOT NULL UNIQUE,
+                            rank INTEGER NOT NULL);
+    INSERT INTO qualities VALUES {_QUALITY_ROWS};
+    ALTER TABLE readings RENAME TO readings_wide;
+    CREATE TABLE readings (
+        series_id INTEGER NOT NULL, ts REAL NOT NULL, value REAL NOT NULL,
+        quality INTEGER NOT NULL, method_id INTEGER NOT NULL DEFAULT 0,
+        source_id INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (series_id, ts)
+    ) WITHOUT ROWID;
+    CREATE TABLE reading_versions (
+        series_id INTEGER NOT NULL, ts REAL NOT NULL, version INTEGER NOT NULL
+        CHECK (version > 0), value REAL, quality INTEGER NOT NULL,
+        method_id INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
+        actor TEXT NOT NULL, created_at REAL NOT NULL, note TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (series_id, ts, version)
+    ) WITHOUT ROWID;
+    INSERT INTO series (meter_id, quantity, kind, unit)
+        SELECT meter_id, quantity, kind, min(unit) FROM (
+            SELECT meter_id, quantity, unit, CASE WHEN source LIKE '%:frozen%'
+                   THEN 'daily' ELSE 'interval' END AS kind FROM readings_wide)
+        GROUP BY meter_id, quantity, kind;
+    INSERT INTO sources (name) SELECT DISTINCT source FROM readings_wide WHERE source <> '';
+    INSERT INTO methods (name) SELECT DISTINCT method FROM readings_wide WHERE method <> '';
+    INSERT INTO readings
+        SELECT s.id, w.ts, w.value, q.code, m.id, src.id FROM readings_wide w
+        JOIN series s ON s.meter_id = w.meter_id AND s.quantity = w.quantity
+             AND s.kind = CASE WHEN w.source LIKE '%:frozen%' THEN 'daily' ELSE 'interval' END
+        JOIN qualities q ON q.letter = w.quality
+        JOIN methods m ON m.name = w.method
+        JOIN sources src ON src.name = w.source;
+    CREATE VIEW reading_values AS
+        SELECT s.meter_id, s.quantity, s.kind, r.ts, r.value, s.unit, q.letter AS quality,
+               m.name AS method, src.name AS source, r.series_id
+        FROM readings r JOIN series s ON s.id = r.series_id
+        JOIN qualities q ON q.code = r.quality JOIN methods m ON m.id = r.method_id
+        JOIN sources src ON src.id = r.source_id
+    """,
+))
+_CONVERTED_CHECK = "0004_series_readings"
+
+
+def _finish_conversion(db: sqlite3.Connection) -> None:
+    """Drop the wide table only once every row is in the narrow one, in one unit."""
+    mixed = db.execute(
+        "SELECT meter_id || ' ' || quantity FROM readings_wide GROUP BY meter_id, quantity "
+        "HAVING count(DISTINCT unit) > 1 LIMIT 5").fetchall()
+    if mixed:
+        raise StorageError(
+            f"readings of {', '.join(m for (m,) in mixed)} are stored in more than one "
+            "unit; a series has one unit. Convert them to one unit, then migrate again.")
+    wide = db.execute("SELECT count(*) FROM readings_wide").fetchone()[0]
+    narrow = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+    if wide != narrow:
+        raise StorageError(f"conversion to series-keyed readings would lose {wide - narrow} "
+                           "rows; nothing was changed")
+    db.execute("DROP TABLE readings_wide")
+_RANK_NEW = quality_code_rank_sql("excluded.quality")
+_RANK_OLD = quality_code_rank_sql("readings.quality")
+_RANK_STAGED = quality_code_rank_sql("s.quality")
+_RANK_STORED = quality_code_rank_sql("r.quality")
 
 
 def create_private(path: str) -> None:
@@ -227,6 +302,8 @@ class SqliteStore:
                     for statement in sql.split(";"):
                         if statement.strip() and not statement.strip().startswith("--"):
                             db.execute(statement)
+                    if version == _CONVERTED_CHECK:
+                        _finish_conversion(db)
                     db.execute(
                         "INSERT INTO schema_migrations VALUES (?, ?)",
                         (version, datetime.now(UTC).timestamp()),
@@ -285,8 +362,8 @@ class SqliteStore:
             return IngestResult()
         received = datetime.now(UTC).timestamp()
         rows = [
-            (r.meter_id, r.quantity, r.ts.timestamp(), r.value, r.unit, r.quality.value,
-             r.method, r.source, received)
+            (r.meter_id, r.quantity, r.kind.value, r.unit, r.ts.timestamp(), r.value,
+             QUALITY_CODES[r.quality], r.quality.value, r.method, r.source, received)
             for r in readings
         ]
         def write(db: sqlite3.Connection) -> IngestResult:
@@ -437,9 +514,8 @@ class SqliteStore:
 
         def read(db: sqlite3.Connection) -> list[Reading]:
             rows = db.execute(
-                "SELECT meter_id, quantity, ts, value, unit, quality, source, method "
-                f"FROM readings WHERE ts >= ? AND ts <= ? AND quantity IN ({marks}) "
-                "ORDER BY meter_id, quantity, ts",
+                f"{_VALUES_SELECT} WHERE ts >= ? AND ts <= ? AND quantity IN ({marks}) "
+                "ORDER BY meter_id, quantity, kind, ts",
                 (start.timestamp(), end.timestamp(), *quantities),
             ).fetchall()
             return [_reading(r) for r in rows]
@@ -514,10 +590,10 @@ class SqliteStore:
         def read(db: sqlite3.Connection) -> list[Reading]:
             rows = db.execute(
                 "SELECT r.meter_id, r.quantity, r.ts, r.value, r.unit, r.quality, r.source, "
-                "r.method FROM readings r JOIN (SELECT meter_id, quantity, max(ts) AS ts "
-                "FROM readings GROUP BY meter_id, quantity) l "
-                "ON r.meter_id = l.meter_id AND r.quantity = l.quantity AND r.ts = l.ts "
-                "ORDER BY r.meter_id, r.quantity"
+                "r.method, r.kind FROM reading_values r JOIN (SELECT series_id, max(ts) AS ts "
+                "FROM readings GROUP BY series_id) l "
+                "ON r.series_id = l.series_id AND r.ts = l.ts "
+                "ORDER BY r.meter_id, r.quantity, r.kind = 'interval', r.kind"
             ).fetchall()
             wanted = set(meter_ids) if meter_ids is not None else None
             return [_reading(r) for r in rows if wanted is None or r[0] in wanted]
@@ -525,14 +601,14 @@ class SqliteStore:
         return await self._query(read)
 
     async def series(
-        self, meter_id: str, quantity: str, start: datetime, end: datetime
+        self, meter_id: str, quantity: str, start: datetime, end: datetime,
+        kind: ReadKind = ReadKind.INTERVAL,
     ) -> list[Reading]:
         def read(db: sqlite3.Connection) -> list[Reading]:
             rows = db.execute(
-                "SELECT meter_id, quantity, ts, value, unit, quality, source, method "
-                "FROM readings WHERE meter_id = ? AND quantity = ? AND ts >= ? AND ts <= ? "
-                "ORDER BY ts",
-                (meter_id, quantity, start.timestamp(), end.timestamp()),
+                f"{_VALUES_SELECT} WHERE meter_id = ? AND quantity = ? AND kind = ? "
+                "AND ts >= ? AND ts <= ? ORDER BY ts",
+                (meter_id, quantity, kind.value, start.timestamp(), end.timestamp()),
             ).fetchall()
             return [_reading(r) for r in rows]
 
@@ -585,8 +661,9 @@ class SqliteStore:
         def read(db: sqlite3.Connection) -> list[DailyConsumption]:
             rows = db.execute(
                 "SELECT r.meter_id, coalesce(m.area, ''), coalesce(m.area_meter, 0), r.ts, r.value "
-                "FROM readings r LEFT JOIN meters m ON m.id = r.meter_id "
-                "WHERE r.quantity = ? AND r.ts >= ? AND r.ts <= ? ORDER BY r.meter_id, r.ts",
+                "FROM reading_values r LEFT JOIN meters m ON m.id = r.meter_id "
+                "WHERE r.quantity = ? AND r.kind IN ('interval', 'daily') AND r.ts >= ? "
+                "AND r.ts <= ? ORDER BY r.meter_id, r.ts, r.kind = 'interval'",
                 (FORWARD_ACTIVE, start.timestamp(), (end + timedelta(days=1)).timestamp()),
             ).fetchall()
             per_meter: dict[str, dict[float, float]] = defaultdict(dict)
@@ -599,6 +676,10 @@ class SqliteStore:
         return await self._query(read)
 
 
+_VALUES_SELECT = ("SELECT meter_id, quantity, ts, value, unit, quality, source, method, kind "
+                  "FROM reading_values")
+
+
 def _reading(r: Sequence[Any]) -> Reading:
     return Reading(
         meter_id=r[0],
@@ -609,50 +690,70 @@ def _reading(r: Sequence[Any]) -> Reading:
         quality=Quality(r[5]),
         source=r[6],
         method=r[7],
+        kind=ReadKind(r[8]),
     )
+
+
+_CHANGED = (f"{_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
+            "s.quality != r.quality OR s.method_id != r.method_id)")
 
 
 def _ingest(
     db: sqlite3.Connection, rows: list[tuple[Any, ...]], *, outbox: bool = False
 ) -> IngestResult:
     db.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS staging (meter_id TEXT, quantity TEXT, ts REAL, "
-        "value REAL, unit TEXT, quality TEXT, method TEXT, source TEXT, received_at REAL, "
-        "PRIMARY KEY (meter_id, quantity, ts))"
+        "CREATE TEMP TABLE IF NOT EXISTS series_staging (meter_id TEXT, quantity TEXT, "
+        "kind TEXT, unit TEXT, ts REAL, value REAL, quality INTEGER, letter TEXT, method TEXT, "
+        "source TEXT, queued_at REAL, series_id INTEGER, method_id INTEGER, "
+        "source_id INTEGER, PRIMARY KEY (meter_id, quantity, kind, ts))"
     )
-    db.execute("DELETE FROM staging")
+    db.execute("DELETE FROM series_staging")
     # Within one batch the last value for a key wins, as it would arriving one by one.
-    db.executemany("INSERT OR REPLACE INTO staging VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    db.executemany(
+        "INSERT OR REPLACE INTO series_staging (meter_id, quantity, kind, unit, ts, value, "
+        "quality, letter, method, source, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.execute("INSERT OR IGNORE INTO series (meter_id, quantity, kind, unit) "
+               "SELECT DISTINCT meter_id, quantity, kind, unit FROM series_staging")
+    db.execute("INSERT OR IGNORE INTO sources (name) SELECT DISTINCT source FROM series_staging")
+    db.execute("INSERT OR IGNORE INTO methods (name) SELECT DISTINCT method FROM series_staging")
+    db.execute(
+        "UPDATE series_staging SET "
+        "series_id = (SELECT id FROM series x WHERE x.meter_id = series_staging.meter_id "
+        "AND x.quantity = series_staging.quantity AND x.kind = series_staging.kind), "
+        "source_id = (SELECT id FROM sources WHERE name = series_staging.source), "
+        "method_id = (SELECT id FROM methods WHERE name = series_staging.method)")
+    wrong = db.execute(
+        "SELECT s.meter_id, s.quantity, s.kind, x.unit, s.unit FROM series_staging s "
+        "JOIN series x ON x.id = s.series_id WHERE x.unit != s.unit LIMIT 5").fetchall()
+    if wrong:
+        raise UnitMismatch("readings refused, a series keeps one unit: " + "; ".join(
+            f"{m} {q} ({k}) is in {have}, got {got}" for m, q, k, have, got in wrong))
     new = db.execute(
-        "SELECT count(*) FROM staging s WHERE NOT EXISTS (SELECT 1 FROM readings r "
-        "WHERE r.meter_id = s.meter_id AND r.quantity = s.quantity AND r.ts = s.ts)"
+        "SELECT count(*) FROM series_staging s WHERE NOT EXISTS (SELECT 1 FROM readings r "
+        "WHERE r.series_id = s.series_id AND r.ts = s.ts)"
     ).fetchone()[0]
     updated = db.execute(
-        "SELECT count(*) FROM staging s JOIN readings r ON r.meter_id = s.meter_id "
-        "AND r.quantity = s.quantity AND r.ts = s.ts "
-        f"WHERE {_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
-        "s.quality != r.quality OR s.unit != r.unit OR s.method != r.method)"
+        "SELECT count(*) FROM series_staging s JOIN readings r ON r.series_id = s.series_id "
+        f"AND r.ts = s.ts WHERE {_CHANGED}"
     ).fetchone()[0]
     if outbox and new + updated:
         db.execute(
             "INSERT INTO outbox (kind, item, queued_at) SELECT 'reading', "
             "json_object('meter', s.meter_id, "
             "'quantity', s.quantity, 'ts', strftime('%Y-%m-%dT%H:%M:%fZ', s.ts, 'unixepoch'), "
-            "'value', s.value, 'unit', s.unit, 'quality', s.quality, 'method', s.method, "
-            "'source', s.source), s.received_at FROM staging s "
-            "LEFT JOIN readings r ON r.meter_id = s.meter_id "
-            "AND r.quantity = s.quantity AND r.ts = s.ts WHERE r.meter_id IS NULL OR "
-            f"({_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
-            "s.quality != r.quality OR s.unit != r.unit OR s.method != r.method)) "
+            "'value', s.value, 'unit', s.unit, 'quality', s.letter, 'method', s.method, "
+            "'source', s.source, 'kind', s.kind), s.queued_at FROM series_staging s "
+            "LEFT JOIN readings r ON r.series_id = s.series_id AND r.ts = s.ts "
+            f"WHERE r.series_id IS NULL OR ({_CHANGED}) "
             "ORDER BY s.ts, s.meter_id, s.quantity"
         )
     db.execute(
-        "INSERT INTO readings SELECT * FROM staging WHERE true "
-        "ON CONFLICT (meter_id, quantity, ts) DO UPDATE SET value = excluded.value, "
-        "unit = excluded.unit, quality = excluded.quality, method = excluded.method, "
-        "source = excluded.source, received_at = excluded.received_at "
+        "INSERT INTO readings SELECT series_id, ts, value, quality, method_id, source_id "
+        "FROM series_staging WHERE true "
+        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, "
+        "quality = excluded.quality, method_id = excluded.method_id, "
+        "source_id = excluded.source_id "
         f"WHERE {_RANK_NEW} >= {_RANK_OLD} AND (excluded.value != readings.value OR "
-        "excluded.quality != readings.quality OR excluded.unit != readings.unit OR "
-        "excluded.method != readings.method)"
+        "excluded.quality != readings.quality OR excluded.method_id != readings.method_id)"
     )
     return IngestResult(new=new, updated=updated, unchanged=len(rows) - new - updated)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from collector.flags.thresholds import Thresholds
+from collector.config.thresholds import Thresholds
 
 F64 = NDArray[np.float64]
 PHASES = "ABC"

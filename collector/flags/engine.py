@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from collector.clock import align_down
+from collector.acquisition.clock import align_down
+from collector.config.thresholds import Thresholds
 from collector.flags import detect
-from collector.flags.thresholds import Thresholds
-from collector.model import Flag, Meter
+from model import Flag, Meter, ReadKind
 from storage.base import Store
 
 ENERGY, REVERSE = "1-0:1.8.0", "1-0:2.8.0"
@@ -85,7 +85,10 @@ class FlagEngine:
         for r in await self.store.readings_in(start, end, QUANTITIES):
             # Daily frozen values are another channel: they fill the register series but
             # do not say when interval polling began.
-            quantity = FROZEN if r.quantity == ENERGY and "frozen" in r.source else r.quantity
+            if r.kind is ReadKind.INSTANT:
+                continue  # an on-demand read off the slot grid
+            frozen = r.kind is ReadKind.FROZEN_DAILY and r.quantity == ENERGY
+            quantity = FROZEN if frozen else r.quantity
             by_meter[r.meter_id][quantity][r.ts] = r.value
         run = FlagRun()
 

@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from collector.clock import Clock, holding
-from collector.config import Schedule, Settings
+from collector.acquisition.clock import Clock, holding
+from collector.acquisition.scheduler import next_slot
+from collector.config.settings import Schedule, Settings
 from collector.flags.engine import ENERGY, FlagEngine
-from collector.model import Meter
 from collector.ops.metrics import Metrics
-from collector.scheduler import next_slot
+from model import Meter
 from storage.base import StorageError, Store
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from collector import codec_json
-from collector.model import CollectionAttempt, Event, Outcome, Quality, Reading
+from model import CollectionAttempt, Event, Outcome, Quality, Reading, ReadKind, codec_json
 
 VERSION = 1
 MAX_ITEMS = 10_000
@@ -267,10 +266,15 @@ class _Checker:
         if not isinstance(quality, str) or quality not in Quality._value2member_map_:
             raise PayloadError(f"{where}.quality {_show(quality)} is not one of A E F S N V")
         source = self.text(r, "source", where, max_chars=128, default="")
+        kind = r.get("kind", "interval")
+        if not isinstance(kind, str) or kind not in ReadKind._value2member_map_:
+            raise PayloadError(f"{where}.kind {_show(kind)} is not one of "
+                               f"{' '.join(ReadKind)}")
         return Reading(meter, quantity, self.time(r, "ts", where), value,
                        self.text(r, "unit", where, max_chars=16), Quality(quality),
                        source=f"mqtt:{gateway}" + (f":{source}" if source else ""),
-                       method=self.text(r, "method", where, max_chars=16, default=""))
+                       method=self.text(r, "method", where, max_chars=16, default=""),
+                       kind=ReadKind(kind))
 
     def event(self, e: Any, i: int) -> Event:
         where = f"events[{i}]"

@@ -22,10 +22,11 @@ def test_demo_reads_twenty_meters_over_ptys_and_summarises(tmp_path: Path) -> No
     assert "Collection per meter" in out and "Collection success per bus" in out
     assert "silent" in out and "clock +95 s" in out
     with sqlite3.connect(db) as conn:
-        meters = conn.execute("SELECT count(DISTINCT meter_id) FROM readings").fetchone()[0]
+        meters = conn.execute(
+            "SELECT count(DISTINCT meter_id) FROM reading_values").fetchone()[0]
         dupes = conn.execute(
-            "SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT meter_id, quantity, ts "
-            "FROM readings)) FROM readings").fetchone()[0]
+            "SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT meter_id, quantity, kind, ts "
+            "FROM reading_values)) FROM reading_values").fetchone()[0]
     assert meters == 19  # m020 is dead in the demo
     assert dupes == 0
 

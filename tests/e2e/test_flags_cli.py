@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from collector.cli import main
+from collector.cli.main import main
 from simulator.population import PopulationSpec, as_stored, build_population
 from storage.sqlite import SqliteStore
 

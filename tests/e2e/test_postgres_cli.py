@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 from click.testing import CliRunner
 
-from collector.cli import main
+from collector.cli.main import main
 from tests.support.services import PgCluster
 
 
@@ -44,7 +44,7 @@ def test_the_demo_stores_its_reads_in_postgres_and_reports_read_them(
     with psycopg.connect(url) as conn:
         meters, rows, dupes = conn.execute(
             "SELECT count(DISTINCT meter_id), count(*), count(*) - count(DISTINCT "
-            "(meter_id, quantity, ts)) FROM readings").fetchone()
+            "(meter_id, quantity, kind, ts)) FROM reading_values").fetchone()
         attempts = conn.execute("SELECT count(*) FROM collection_attempts").fetchone()[0]
     assert meters == 6 and rows > 0 and dupes == 0 and attempts > 0
     assert f"{rows} rows stored" in result.stdout.replace("\n", " ")

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.clock import SimulatedClock
+from collector.acquisition.clock import SimulatedClock
 from simulator.bus import WireTiming
 from simulator.fleet import FleetSpec, build_fleet, meter_address
 from tests.integration.conftest import TZ
@@ -27,11 +27,11 @@ METERS = 6
 DAEMON = textwrap.dedent("""
     import asyncio, json, sys
     from datetime import datetime, timedelta
-    from collector.clock import SimulatedClock
-    from collector.config import (BusConfig, CollectorSettings, FlagSettings, Schedule,
+    from collector.acquisition.clock import SimulatedClock
+    from collector.config.settings import (BusConfig, CollectorSettings, FlagSettings, Schedule,
                                   Settings, StorageSettings)
-    from collector.daemon import run_collector
-    from collector.model import Meter
+    from collector.runtime.daemon import run_collector
+    from model import Meter
 
     args = json.loads(sys.argv[1])
     clock = SimulatedClock(datetime.fromisoformat(args["start"]), args["speed"], args["t0"])
@@ -109,7 +109,7 @@ async def test_a_slot_interrupted_by_sigkill_is_re_read_from_meter_memory(
                   for slot in (first, second, third)}
 
         def stored() -> dict[tuple[str, float], tuple[float, str]]:
-            found = rows(db, "SELECT meter_id, ts, value, source FROM readings WHERE "
+            found = rows(db, "SELECT meter_id, ts, value, source FROM reading_values WHERE "
                          "quantity = '1-0:1.8.0' AND ts IN (?, ?, ?)", first.timestamp(),
                          second.timestamp(), third.timestamp())
             return {(str(m), float(ts)): (float(v), str(s))  # type: ignore[arg-type]

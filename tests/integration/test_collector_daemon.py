@@ -9,11 +9,17 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.clock import SteppedClock
-from collector.config import BusConfig, CollectorSettings, Schedule, Settings, StorageSettings
-from collector.daemon import run_collector
-from collector.model import Meter
-from collector.pipeline import CollectionResult
+from collector.acquisition.clock import SteppedClock
+from collector.acquisition.pipeline import CollectionResult
+from collector.config.settings import (
+    BusConfig,
+    CollectorSettings,
+    Schedule,
+    Settings,
+    StorageSettings,
+)
+from collector.runtime.daemon import run_collector
+from model import Meter
 from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import Fleet, FleetSpec, build_fleet, meter_address
 from tests.integration.conftest import TZ
@@ -59,9 +65,10 @@ async def test_every_slot_of_every_meter_is_stored_once(tmp_path: Path) -> None:
     taken, new = await run_window(db, START, hours=2)
     slots = 2 * 4 + 1  # 00:00 through 02:00 inclusive
     assert taken == new == slots * 4 * len(QUANTITIES)
-    per_meter = rows(db, "SELECT meter_id, count(DISTINCT ts) FROM readings GROUP BY meter_id")
+    per_meter = rows(db, "SELECT meter_id, count(DISTINCT ts) FROM reading_values "
+                         "GROUP BY meter_id")
     assert per_meter == [(f"m{n}", slots) for n in range(1, 5)]
-    ts = rows(db, "SELECT DISTINCT ts FROM readings ORDER BY ts")
+    ts = rows(db, "SELECT DISTINCT ts FROM reading_values ORDER BY ts")
     assert [datetime.fromtimestamp(float(t), UTC) for (t,) in ts][:2] == [
         START, START + timedelta(minutes=15)]
 
@@ -74,9 +81,9 @@ async def test_restarting_over_an_existing_database_creates_no_duplicate_rows(
     # The daemon restarts half an hour "earlier": it re-reads slots it already stored.
     _, new = await run_window(db, START + timedelta(minutes=30), hours=1)
     assert new == 2 * 4 * len(QUANTITIES)  # only 01:15 and 01:30 are new
-    (count,) = rows(db, "SELECT count(*) FROM readings")[0]
+    (count,) = rows(db, "SELECT count(*) FROM reading_values")[0]
     (distinct,) = rows(db, "SELECT count(*) FROM (SELECT DISTINCT meter_id, quantity, ts "
-                           "FROM readings)")[0]
+                           "FROM reading_values)")[0]
     assert count == distinct == 7 * 4 * len(QUANTITIES)
 
 
@@ -117,13 +124,13 @@ async def test_sigterm_stops_after_the_in_flight_read_and_keeps_it(tmp_path: Pat
         await fleet.stop()
     attempts = rows(db, "SELECT count(*) FROM collection_attempts")[0][0]
     assert attempts == sum(s.attempts for s in stats.meters.values()) == len(seen)
-    assert rows(db, "SELECT count(*) FROM readings")[0][0] == stats.readings
+    assert rows(db, "SELECT count(*) FROM reading_values")[0][0] == stats.readings
 
 
 async def test_a_drifting_clock_is_flagged_and_a_time_sync_fixes_it(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from collector.config import FlagSettings
+    from collector.config.settings import FlagSettings
     from storage.sqlite import SqliteStore
 
     db = tmp_path / "c.db"

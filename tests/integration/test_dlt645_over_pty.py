@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from collector.fieldtools import check_clock, read_meter, scan_bus
+from collector.field.tools import check_clock, read_meter, scan_bus
 from protocols.dlt645 import data_ids
 from protocols.dlt645.codec import FrameError, MeterErrorReply
 from protocols.errors import ResponseTimeout

@@ -10,7 +10,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from collector.cli import main
+from collector.cli.main import main
 from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import FleetSpec, build_fleet
 from tests.integration.conftest import TZ

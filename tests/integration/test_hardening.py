@@ -16,13 +16,19 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector.clock import SteppedClock
-from collector.config import ModbusSettings, MqttSettings, Schedule, Settings, StorageSettings
-from collector.daemon import run_collector
-from collector.headend import HeadEnd
-from collector.model import Meter
+from collector.acquisition.clock import SteppedClock
+from collector.acquisition.headend import HeadEnd
+from collector.config.settings import (
+    ModbusSettings,
+    MqttSettings,
+    Schedule,
+    Settings,
+    StorageSettings,
+)
 from collector.ops.metrics import Metrics
 from collector.ops.supervise import Supervisor
+from collector.runtime.daemon import run_collector
+from model import Meter
 from protocols.errors import TransportError
 from protocols.modbus.frames import ModbusFrameError, mbap_unwrap_header
 from protocols.modbus.profile import find_profile
@@ -78,12 +84,12 @@ def refuse_meter(store: Store, meter: str) -> None:
     """A real refusal by the database itself (a constraint), for rows that pass validation."""
     if isinstance(store, SqliteStore):
         with sqlite3.connect(store.path) as db:
-            db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON readings WHEN NEW.meter_id = "
+            db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON series WHEN NEW.meter_id = "
                        f"'{meter}' BEGIN SELECT RAISE(ABORT, 'meter {meter} refused'); END")
     else:
         assert isinstance(store, PostgresStore)
         with psycopg.connect(store.url) as conn:
-            conn.execute(f"ALTER TABLE readings ADD CONSTRAINT refuse "
+            conn.execute(f"ALTER TABLE series ADD CONSTRAINT refuse "
                          f"CHECK (meter_id <> '{meter}')")
 
 
@@ -112,7 +118,7 @@ async def test_poison_messages_end_as_one_dead_letter_each_and_the_rest_are_stor
 
 async def test_storage_outage_is_retried_and_sigterm_ends_the_retry_unacknowledged(
         tmp_path: Path) -> None:
-    from collector.headend import Stopping
+    from collector.acquisition.headend import Stopping
 
     store = SqliteStore(str(tmp_path / "he.db"))
     await store.migrate()
@@ -273,7 +279,7 @@ def test_a_store_that_cannot_be_opened_is_a_clear_message_not_a_traceback(
 
 
 def test_an_insecure_remote_broker_is_refused_unless_allowed(tmp_path: Path) -> None:
-    from collector import config
+    from collector.config import settings as config
     from collector.errors import ConfigError
 
     base = {"collector": {"gateway": "gw1"}, "mqtt": {"role": "gateway", "host": "10.1.2.3"}}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from collector.cli import main
-from collector.clock import SteppedClock
-from collector.config import (
+from collector.acquisition.clock import SteppedClock
+from collector.cli.main import main
+from collector.config.settings import (
     BusConfig,
     CollectorSettings,
     ModbusSettings,
@@ -18,9 +18,9 @@ from collector.config import (
     Settings,
     StorageSettings,
 )
-from collector.daemon import run_collector
-from collector.fieldtools import ModbusTarget, modbus_session, read_modbus
-from collector.model import Meter
+from collector.field.tools import ModbusTarget, modbus_session, read_modbus
+from collector.runtime.daemon import run_collector
+from model import Meter
 from protocols.errors import ProtocolError, ResponseTimeout
 from protocols.modbus.client import ModbusTcpHost
 from protocols.modbus.frames import ModbusFrameError, ReadRequest

@@ -15,9 +15,11 @@ import aiomqtt
 import psycopg
 import pytest
 
-from collector import mqtt_link
-from collector.clock import SimulatedClock, SteppedClock, align_down
-from collector.config import (
+from collector.acquisition import mqtt_link
+from collector.acquisition.clock import SimulatedClock, SteppedClock, align_down
+from collector.acquisition.headend import HeadEnd
+from collector.acquisition.uplink import Uplink
+from collector.config.settings import (
     BusConfig,
     CollectorSettings,
     MqttSettings,
@@ -25,10 +27,8 @@ from collector.config import (
     Settings,
     StorageSettings,
 )
-from collector.daemon import run_collector, store_for
-from collector.headend import HeadEnd
-from collector.model import Meter, Reading
-from collector.uplink import Uplink
+from collector.runtime.daemon import run_collector, store_for
+from model import Meter, Reading
 from protocols.mqtt import schema, topics
 from simulator.broker import Mosquitto
 from simulator.concentrator import ConcentratorSpec, publish, readings
@@ -137,8 +137,8 @@ async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
 
 HEADEND_SCRIPT = textwrap.dedent("""
     import asyncio, sys
-    from collector.config import MqttSettings
-    from collector.headend import HeadEnd
+    from collector.config.settings import MqttSettings
+    from collector.acquisition.headend import HeadEnd
     from storage.postgres import PostgresStore
 
     async def main():
@@ -180,7 +180,7 @@ async def test_a_headend_killed_mid_stream_gets_every_message_again_exactly_once
         assert await wait_for_count(pg, 20_000, within=90) == 20_000
         with psycopg.connect(url) as conn:
             distinct = conn.execute("SELECT count(DISTINCT (meter_id, quantity, ts)) "
-                                    "FROM readings").fetchone()[0]
+                                    "FROM reading_values").fetchone()[0]
         assert distinct == 20_000
         assert stored_at_kill < 20_000
     finally:
@@ -195,11 +195,11 @@ GATEWAY_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
-    from collector.clock import SimulatedClock, align_down
-    from collector.config import (BusConfig, CollectorSettings, MqttSettings, Schedule,
+    from collector.acquisition.clock import SimulatedClock, align_down
+    from collector.config.settings import (BusConfig, CollectorSettings, MqttSettings, Schedule,
                                   Settings, StorageSettings)
-    from collector.daemon import run_collector
-    from collector.model import Meter
+    from collector.runtime.daemon import run_collector
+    from model import Meter
     from simulator.fleet import FleetSpec, build_fleet, meter_address
 
     async def main():

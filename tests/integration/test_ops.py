@@ -8,11 +8,11 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
-from collector.config import OpsSettings, Schedule, Settings, StorageSettings
-from collector.daemon import run_collector
-from collector.model import Meter
+from collector.config.settings import OpsSettings, Schedule, Settings, StorageSettings
 from collector.ops.logs import JsonFormatter, TextFormatter
 from collector.ops.metrics import Metrics
+from collector.runtime.daemon import run_collector
+from model import Meter
 from simulator.ports import free_port
 
 
@@ -58,7 +58,7 @@ async def test_a_running_daemon_serves_metrics_liveness_and_readiness(tmp_path: 
 
 
 def record(**fields: object) -> logging.LogRecord:
-    rec = logging.LogRecord("collector.pipeline", logging.WARNING, __file__, 1,
+    rec = logging.LogRecord("collector.acquisition.pipeline", logging.WARNING, __file__, 1,
                             "meter %s on bus %s: %s", ("m1", "bus1", "no reply"), None)
     for key, value in fields.items():
         setattr(rec, key, value)

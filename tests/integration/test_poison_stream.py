@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from collector.config import MqttSettings
-from collector.headend import HeadEnd
+from collector.acquisition.headend import HeadEnd
+from collector.config.settings import MqttSettings
 from simulator.broker import Mosquitto
 from storage.sqlite import SqliteStore
 from tests.integration.conftest import PASSWORD_ENV

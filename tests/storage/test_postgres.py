@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector.model import IngestResult, Reading
+from model import IngestResult, Reading
 from storage.buffered import BufferedStore
 from storage.postgres import PostgresStore
 from tests.storage.test_store_contract import load_dst_days
@@ -117,7 +117,8 @@ async def test_a_database_restart_mid_ingest_delivers_every_row_exactly_once(
     assert store.spill.rows() == 0
     with psycopg.connect(url) as conn:
         count, distinct = conn.execute(
-            "SELECT count(*), count(DISTINCT (meter_id, quantity, ts)) FROM readings").fetchone()
+            "SELECT count(*), count(DISTINCT (meter_id, quantity, ts)) "
+            "FROM reading_values").fetchone()
     assert count == distinct == 3000
     await store.close()
 

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.model import CollectionAttempt, Outcome, Reading
+from model import CollectionAttempt, Outcome, Reading
 from storage.sqlite import SqliteStore
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collector.model import (
+from model import (
     CollectionAttempt,
     Event,
     Flag,

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from collector import config
-from collector.cli import main
+from collector.cli.main import main
+from collector.config import settings as config
 from collector.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

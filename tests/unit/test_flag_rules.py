@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from collector.config.thresholds import Thresholds
 from collector.flags import detect
-from collector.flags.thresholds import Thresholds
 
 T = Thresholds()
 

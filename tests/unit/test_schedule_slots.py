@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from collector.clock import align_up
-from collector.config import Schedule
-from collector.model import Outcome
-from collector.scheduler import MeterHealth, next_slot
+from collector.acquisition.clock import align_up
+from collector.acquisition.scheduler import MeterHealth, next_slot
+from collector.config.settings import Schedule
+from model import Outcome
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -61,7 +61,7 @@ def test_a_meter_that_timed_out_is_not_tried_again_in_the_same_slot() -> None:
 
 
 def test_an_offset_of_whole_hours_is_taken_for_a_time_zone_mismatch() -> None:
-    from collector.daemon import looks_like_zone_error
+    from collector.runtime.daemon import looks_like_zone_error
 
     assert looks_like_zone_error(-28800.0)      # UTC configured, meters on UTC+8
     assert looks_like_zone_error(19800.4)       # +5:30

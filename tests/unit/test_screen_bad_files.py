@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.screening import ScreenError, parse_dates, screen_file
+from collector.flags.screening import ScreenError, parse_dates, screen_file
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "id,2016-01-01,2016-01-02,2016-01-03,2016-01-04\nc1,1,2,3,4\nc2,2,2,2,2\n"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.clock import SteppedClock, holding
+from collector.acquisition.clock import SteppedClock, holding
 
 T0 = datetime(2026, 11, 22, 16, tzinfo=UTC)
 

@@ -1,11 +1,4 @@
--- Interval data compresses well segmented by series: one segment per (meter, quantity).
-ALTER TABLE readings SET (
-    timescaledb.compress,
-    timescaledb.compress_segmentby = 'meter_id, quantity',
-    timescaledb.compress_orderby = 'ts DESC'
-);
-SELECT add_compression_policy('readings', INTERVAL '14 days', if_not_exists => TRUE);
-
+-- readings' compression moved to 0005 with the series-keyed table.
 ALTER TABLE collection_attempts SET (
     timescaledb.compress,
     timescaledb.compress_segmentby = 'meter_id',

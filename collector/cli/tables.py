@@ -8,8 +8,8 @@ from datetime import tzinfo
 
 from rich.table import Table
 
-from collector.model import Reading
-from collector.scheduler import MeterStats
+from collector.acquisition.scheduler import MeterStats
+from model import Reading
 from protocols.dlt645 import data_ids
 from storage.base import CollectionRow, DailyConsumption, FlagRow
 

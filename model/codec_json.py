@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.model import CollectionAttempt, Event, Outcome, Quality, Reading
+from model.records import CollectionAttempt, Event, Outcome, Quality, Reading, ReadKind
 
 
 def ts_text(ts: datetime) -> str:
@@ -29,6 +29,8 @@ def reading_to_json(r: Reading) -> dict[str, Any]:
         out["source"] = r.source
     if r.method:
         out["method"] = r.method
+    if r.kind is not ReadKind.INTERVAL:
+        out["kind"] = r.kind.value
     return out
 
 
@@ -37,6 +39,7 @@ def reading_from_json(d: dict[str, Any]) -> Reading:
         meter_id=d["meter"], quantity=d["quantity"], ts=parse_ts(d["ts"]),
         value=float(d["value"]), unit=d["unit"], quality=Quality(d.get("quality", "A")),
         source=d.get("source", ""), method=d.get("method", ""),
+        kind=ReadKind(d.get("kind", "interval")),
     )
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from collector.config.thresholds import Thresholds
 from collector.errors import CollectorError
-from collector.flags.thresholds import Thresholds
 
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%d/%m/%Y", "%m/%d/%Y",
                 "%d.%m.%Y", "%d-%m-%Y", "%d-%b-%Y", "%d %b %Y", "%b %d %Y")

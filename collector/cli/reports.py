@@ -2,56 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from collector import config as config_mod
-from collector.errors import ConfigError
-from collector.tables import collection_table, consumption_table, fmt_value, series_table
-from storage import Store, open_store
-
-T = TypeVar("T")
-CONFIG_OPTION = click.option("-c", "--config", "config_path", default="collector.toml",
-                             show_default=True, help="Path to collector.toml.")
-
-
-def plain_store(settings: config_mod.Settings) -> Store:
-    """The store itself, without the write buffer: reports only read."""
-    password = None
-    if settings.storage.password_env:
-        password = os.environ.get(settings.storage.password_env)
-        if password is None:
-            raise ConfigError(settings.source, "storage.password_env",
-                              f"environment variable {settings.storage.password_env} is not set")
-    return open_store(settings.storage.url, password=password,
-                      timezone=settings.collector.timezone)
-
-
-def with_store(config_path: str, use: Callable[[Store, config_mod.Settings], Awaitable[T]]) -> T:
-    from collector.cli import _load_settings, _run
-
-    settings = _load_settings(config_path)
-
-    async def go() -> T:
-        store = plain_store(settings)
-        try:
-            return await use(store, settings)
-        finally:
-            await store.close()
-
-    return _run(go())
-
-
-def console() -> Console:
-    from collector.cli import console as shared
-
-    return shared
+from collector.cli.context import CONFIG_OPTION, console, with_store
+from collector.cli.tables import collection_table, consumption_table, fmt_value, series_table
+from collector.config import settings as config_mod
+from storage import Store
 
 
 @click.group()
@@ -68,11 +27,11 @@ def db_migrate(config_path: str) -> None:
         applied = await store.migrate()
         timescale = getattr(store, "timescale", False)
         if applied:
-            console().print(f"applied: {', '.join(applied)}")
+            console.print(f"applied: {', '.join(applied)}")
         else:
-            console().print("schema is up to date")
+            console.print("schema is up to date")
         if settings.storage.url.startswith("postgres"):
-            console().print(
+            console.print(
                 "TimescaleDB: " + ("hypertables, compression and continuous aggregates in use"
                                    if timescale else "not installed; plain PostgreSQL tables "
                                    "and views")
@@ -105,7 +64,7 @@ def report_collection(config_path: str, by: str, days: int, worst: int) -> None:
         rows = await store.collection_summary(start, end, by=by, tz=settings.collector.timezone)
         if worst:
             rows = sorted(rows, key=lambda r: (r.success_rate, -r.attempts))[:worst]
-        console().print(collection_table(rows, by))
+        console.print(collection_table(rows, by))
 
     with_store(config_path, use)
 
@@ -125,7 +84,7 @@ def report_latest(config_path: str, meters: tuple[str, ...]) -> None:
         for r in rows:
             table.add_row(r.meter_id, r.quantity, f"{r.ts.astimezone(tz):%Y-%m-%d %H:%M}",
                           fmt_value(r.value, r.unit), r.unit, r.quality.value)
-        console().print(table)
+        console.print(table)
 
     with_store(config_path, use)
 
@@ -142,7 +101,7 @@ def report_series(config_path: str, meter: str, quantity: str, days: int) -> Non
         start, end = _window(days)
         rows = await store.series(meter, quantity, start, end)
         tz = settings.collector.tz
-        console().print(series_table(
+        console.print(series_table(
             f"{meter} {quantity}",
             [(f"{r.ts.astimezone(tz):%Y-%m-%d %H:%M}", r.value, r.unit, r.quality.value)
              for r in rows]))
@@ -160,6 +119,6 @@ def report_daily(config_path: str, by: str, days: int) -> None:
     async def use(store: Store, settings: config_mod.Settings) -> None:
         start, end = _window(days)
         rows = await store.daily_consumption(start, end, by=by, tz=settings.collector.timezone)
-        console().print(consumption_table(rows, by))
+        console.print(consumption_table(rows, by))
 
     with_store(config_path, use)

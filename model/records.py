@@ -40,6 +40,21 @@ _QUALITY_RANK = {
 }
 
 
+class ReadKind(enum.StrEnum):
+    """What a value is, which decides how VEE and billing may use it.
+
+    The same register read at the same instant means different things: a value taken on
+    the collection schedule (or recovered from the meter's load profile) belongs to the
+    interval series; a technician's or an on-demand read is a one-off; a frozen value is
+    what the meter itself latched at its day or month boundary, the billing reference.
+    """
+
+    INTERVAL = "interval"
+    INSTANT = "instant"
+    FROZEN_DAILY = "daily"
+    FROZEN_MONTHLY = "monthly"
+
+
 class Outcome(enum.StrEnum):
     OK = "ok"
     TIMEOUT = "timeout"
@@ -72,8 +87,8 @@ class Meter:
 class Reading:
     """One value of one quantity (an OBIS code) at one instant.
 
-    For interval data `ts` is the end of the interval; `(meter_id, quantity, ts)` is the
-    idempotency key every writer uses.
+    For interval data `ts` is the end of the interval. `(meter_id, quantity, kind)` names
+    a series and `(series, ts)` is the idempotency key every writer uses.
     """
 
     meter_id: str
@@ -84,6 +99,7 @@ class Reading:
     quality: Quality = Quality.ACTUAL
     source: str = ""
     method: str = ""
+    kind: ReadKind = ReadKind.INTERVAL
 
     def __post_init__(self) -> None:
         require_utc(self.ts, "Reading.ts")
@@ -91,8 +107,8 @@ class Reading:
             raise ValueError(f"Reading.value must be finite, got {self.value!r}")
 
     @property
-    def key(self) -> tuple[str, str, datetime]:
-        return (self.meter_id, self.quantity, self.ts)
+    def key(self) -> tuple[str, str, ReadKind, datetime]:
+        return (self.meter_id, self.quantity, self.kind, self.ts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from collector.config.thresholds import Thresholds
 from collector.errors import ConfigError
-from collector.flags.thresholds import Thresholds
-from collector.model import Meter
+from model import Meter
 from protocols.mqtt import schema
 
 PROTOCOLS = ("dlt645", "modbus-rtu", "modbus-tcp")
@@ -83,6 +84,15 @@ class ModbusSettings:
     retries: int = 1
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
     role: str = ""
@@ -106,6 +116,17 @@ class MqttSettings:
     """Allow a non-loopback broker without TLS or credentials (warned at every start)."""
     accept_past: timedelta = timedelta(days=400)
     accept_future: timedelta = timedelta(days=1)
+
+    def insecure_reasons(self) -> list[str]:
+        """What makes this connection readable or forgeable by others on the network."""
+        if is_loopback(self.host):
+            return []
+        reasons = []
+        if not self.tls:
+            reasons.append("without TLS")
+        if not self.username:
+            reasons.append("without credentials")
+        return reasons
 
     @property
     def limits(self) -> schema.Limits:
@@ -429,9 +450,7 @@ def _parse_mqtt(s: _Section) -> MqttSettings:
         s.get("cert_file", str, ""), s.get("key_file", str, ""),
         s.get("allow_insecure", bool, False), windows["accept_past"],
         windows["accept_future"])
-    from collector.mqtt_link import insecure_reasons
-
-    insecure = insecure_reasons(settings)
+    insecure = settings.insecure_reasons()
     if role and insecure and not settings.allow_insecure:
         raise ConfigError(
             s.file, "mqtt.host",

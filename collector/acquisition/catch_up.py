@@ -15,11 +15,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from collector.clock import Clock, align_down, align_up
-from collector.config import Schedule, Settings
-from collector.model import CollectionAttempt, Meter, Outcome, Reading
+from collector.acquisition.clock import Clock, align_down, align_up
+from collector.acquisition.pipeline import CollectionResult, scaled, source_tag
+from collector.config.settings import Schedule, Settings
 from collector.ops.metrics import Metrics
-from collector.pipeline import CollectionResult, scaled, source_tag
+from model import CollectionAttempt, Meter, Outcome, Reading
 from protocols.dlt645 import data_ids
 from protocols.dlt645.client import Dlt645Client
 from protocols.errors import ProtocolError, ResponseTimeout

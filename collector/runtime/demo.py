@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from collector.clock import SimulatedClock
-from collector.config import (
+from collector.acquisition.clock import SimulatedClock
+from collector.acquisition.scheduler import RunStats
+from collector.config.settings import (
     BusConfig,
     CollectorSettings,
     FlagSettings,
@@ -21,9 +22,8 @@ from collector.config import (
     Settings,
     StorageSettings,
 )
-from collector.daemon import run_collector, store_for
-from collector.model import Meter
-from collector.scheduler import RunStats
+from collector.runtime.daemon import run_collector, store_for
+from model import Meter
 from simulator.bus import WireTiming
 from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import Fleet, FleetSpec, build_fleet, meter_address
@@ -117,7 +117,7 @@ async def run_mqtt_demo(
     import asyncio
     import os
 
-    from collector.headend import HeadEnd
+    from collector.acquisition.headend import HeadEnd
     from simulator.broker import Mosquitto
 
     os.environ.setdefault("COLLECTOR_DEMO_MQTT_PASSWORD", "demo")

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import aiomqtt
 
-from collector import mqtt_link
-from collector.config import MqttSettings
+from collector.acquisition import mqtt_link
+from collector.config.settings import MqttSettings
 from collector.ops.metrics import Metrics
 from protocols.mqtt import schema, topics
 from storage.base import StorageError, Store

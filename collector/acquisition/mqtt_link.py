@@ -9,7 +9,6 @@ fails loudly if an aiomqtt release moves it.
 from __future__ import annotations
 
 import contextvars
-import ipaddress
 import logging
 import os
 import ssl
@@ -19,7 +18,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.config import MqttSettings
+from collector.config.settings import MqttSettings
 from collector.errors import CollectorError
 
 log = logging.getLogger(__name__)
@@ -83,27 +82,6 @@ def is_auth_failure(exc: aiomqtt.MqttError) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("not authorized", "bad user name or password",
                                          "bad username or password", "code:134", "code:135"))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def insecure_reasons(settings: MqttSettings) -> list[str]:
-    """What makes this connection readable or forgeable by others on the network."""
-    if is_loopback(settings.host):
-        return []
-    reasons = []
-    if not settings.tls:
-        reasons.append("without TLS")
-    if not settings.username:
-        reasons.append("without credentials")
-    return reasons
 
 
 def _paho(client: aiomqtt.Client) -> Any:

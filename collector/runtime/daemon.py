@@ -9,28 +9,28 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from collector.catch_up import catch_up
-from collector.clock import Clock, RealClock
-from collector.config import BusConfig, Schedule, Settings
-from collector.errors import CollectorError, ConfigError
-from collector.fieldtools import check_clock, looks_like_zone_error, sync_clock
-from collector.flags.service import FlagService, build_engine
-from collector.model import Meter, Outcome, Reading
-from collector.mqtt_link import insecure_reasons
-from collector.ops.endpoint import Check, OpsEndpoint
-from collector.ops.metrics import Metrics
-from collector.ops.supervise import Supervisor
-from collector.pipeline import (
+from collector.acquisition.catch_up import catch_up
+from collector.acquisition.clock import Clock, RealClock
+from collector.acquisition.pipeline import (
     CollectionResult,
     Dlt645Reader,
     MeterReader,
     ModbusReader,
     ProtocolRouter,
 )
-from collector.scheduler import RunStats, Scheduler
+from collector.acquisition.scheduler import RunStats, Scheduler
+from collector.config.settings import BusConfig, Schedule, Settings
+from collector.errors import CollectorError, ConfigError
+from collector.field.tools import check_clock, looks_like_zone_error, sync_clock
+from collector.flags.service import FlagService, build_engine
+from collector.ops.endpoint import Check, OpsEndpoint
+from collector.ops.metrics import Metrics
+from collector.ops.supervise import Supervisor
+from model import Meter, Outcome, Reading, ReadKind
 from protocols.dlt645.client import ClientSettings, Dlt645Client
 from protocols.errors import ProtocolError, TransportError
 from protocols.modbus.client import ModbusRtuClient, ModbusTcpHost
@@ -117,7 +117,7 @@ def mqtt_services(
 
     role = settings.mqtt.role
     if role == "gateway":
-        from collector.uplink import Uplink
+        from collector.acquisition.uplink import Uplink
 
         if not isinstance(store, SqliteStore) or not store.outbox:
             raise ConfigError(settings.source, "storage.url",
@@ -125,7 +125,7 @@ def mqtt_services(
         handler = CommandHandler(settings, readers, store, clock)
         return [Uplink(settings.mqtt, settings.collector.gateway, store, handler)]
     if role == "headend":
-        from collector.headend import HeadEnd
+        from collector.acquisition.headend import HeadEnd
 
         return [HeadEnd(settings.mqtt, store, metrics=metrics)]
     return []
@@ -201,10 +201,12 @@ class CommandHandler:
             dict.fromkeys(q for s in self.settings.schedules for q in s.quantities))
         schedule = Schedule("on-demand", timedelta(minutes=1), quantities)
         result = await self.readers[meter.bus].collect(meter, schedule, self.clock.now())
-        if result.readings:
-            await self.store.write_readings(result.readings)
+        # Read off the schedule's grid: a one-off, not a point of the interval series.
+        readings = [replace(r, kind=ReadKind.INSTANT) for r in result.readings]
+        if readings:
+            await self.store.write_readings(readings)
         ok = result.attempt is not None and result.attempt.outcome is Outcome.OK
-        return ok, "; ".join(result.errors) or "read", result.readings
+        return ok, "; ".join(result.errors) or "read", readings
 
     async def _time_sync(self, force: bool) -> tuple[bool, str, list[Reading]]:
         """A broadcast per bus; a bus whose first meter is off by whole hours is left
@@ -332,7 +334,7 @@ async def run_collector(
     metrics = metrics or Metrics()
     own_store = store is None
     store = await open_store_checked(settings, store)
-    insecure = insecure_reasons(settings.mqtt) if settings.mqtt.role else []
+    insecure = settings.mqtt.insecure_reasons() if settings.mqtt.role else []
     if insecure:
         log.warning("MQTT to %s %s (allow_insecure = true): anyone on that network can read "
                     "or forge meter data", settings.mqtt.host, " and ".join(insecure))

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
-from collector.clock import Clock
-from collector.config import Schedule
-from collector.model import CollectionAttempt, Event, Meter, Outcome, Reading
+from collector.acquisition.clock import Clock
+from collector.config.settings import Schedule
+from model import CollectionAttempt, Event, Meter, Outcome, Reading, ReadKind
 from protocols.dlt645 import data_ids
 from protocols.dlt645.client import Dlt645Client
 from protocols.dlt645.codec import MeterErrorReply
@@ -265,6 +265,7 @@ class Dlt645Reader:
             for value in data_ids.decode_values(data_ids.lookup(di), payload):
                 result.readings.append(
                     Reading(meter.id, value.obis, frozen_at,
-                            scaled(meter, value.unit, value.value), value.unit, source=source)
+                            scaled(meter, value.unit, value.value), value.unit, source=source,
+                            kind=ReadKind.FROZEN_DAILY)
                 )
 

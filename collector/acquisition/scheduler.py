@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from collector.clock import Clock, align_up
-from collector.config import Schedule
-from collector.model import CollectionAttempt, Meter, Outcome
+from collector.acquisition.clock import Clock, align_up
+from collector.acquisition.pipeline import CollectionResult, MeterReader
+from collector.config.settings import Schedule
 from collector.ops.metrics import Metrics
-from collector.pipeline import CollectionResult, MeterReader
+from model import CollectionAttempt, Meter, Outcome
 from storage.base import StorageError, Store
 
 log = logging.getLogger(__name__)

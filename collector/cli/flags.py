@@ -11,9 +11,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from collector import config as config_mod
-from collector.cli_reports import CONFIG_OPTION, console, with_store
-from collector.tables import flags_table
+from collector.cli.context import CONFIG_OPTION, console, with_store
+from collector.cli.tables import flags_table
+from collector.config import settings as config_mod
 from storage import Store
 
 
@@ -33,8 +33,8 @@ def flags(ctx: click.Context, config_path: str, kind: str | None, area: str | No
 
     async def use(store: Store, settings: config_mod.Settings) -> None:
         rows = await store.list_flags(kind, area, open_only)
-        console().print(flags_table(rows, settings.collector.tz, title="Flags"))
-        console().print(f"{len(rows)} flag(s)")
+        console.print(flags_table(rows, settings.collector.tz, title="Flags"))
+        console.print(f"{len(rows)} flag(s)")
 
     with_store(config_path, use)
 
@@ -50,11 +50,11 @@ def flags_show(ctx: click.Context, flag_id: int) -> None:
         if row is None:
             raise click.ClickException(f"no flag {flag_id}")
         f = row.flag
-        console().print(f"[bold]flag {row.id}[/]: {f.kind} ({f.severity}) on {f.subject}"
+        console.print(f"[bold]flag {row.id}[/]: {f.kind} ({f.severity}) on {f.subject}"
                         f"{' in area ' + f.area if f.area else ''}, {row.status}")
-        console().print(f"window: {f.start.isoformat()} → {f.end.isoformat()}; "
+        console.print(f"window: {f.start.isoformat()} → {f.end.isoformat()}; "
                         f"raised {row.raised_at.isoformat()}")
-        console().print_json(json.dumps(f.evidence))
+        console.print_json(json.dumps(f.evidence))
 
     with_store(ctx.obj["config"], use)
 
@@ -68,7 +68,7 @@ def flags_clear(ctx: click.Context, flag_id: int) -> None:
     async def use(store: Store, settings: config_mod.Settings) -> None:
         if not await store.clear_flag(flag_id):
             raise click.ClickException(f"flag {flag_id} is not open")
-        console().print(f"flag {flag_id} cleared")
+        console.print(f"flag {flag_id} cleared")
 
     with_store(ctx.obj["config"], use)
 
@@ -89,7 +89,7 @@ def flags_run(ctx: click.Context, full: bool, at: datetime | None) -> None:
             raise click.ClickException("no schedule reads 1-0:1.8.0: nothing to judge")
         now = at.replace(tzinfo=settings.collector.tz) if at else datetime.now(UTC)
         run = await engine.run(now, full=full)
-        console().print(f"{len(run.findings)} findings, {run.raised} new flags raised")
+        console.print(f"{len(run.findings)} findings, {run.raised} new flags raised")
 
     with_store(ctx.obj["config"], use)
 
@@ -106,7 +106,7 @@ def screen(csv_path: str, out_path: str | None, encoding: str | None) -> None:
 
     from rich.progress import Progress
 
-    from collector.screening import ScreenError, screen_file
+    from collector.flags.screening import ScreenError, screen_file
 
     if encoding is not None:
         try:
@@ -115,36 +115,36 @@ def screen(csv_path: str, out_path: str | None, encoding: str | None) -> None:
             raise click.BadParameter(f"{encoding!r} is not a known encoding",
                                      param_hint="--encoding") from None
     try:
-        with Progress(console=console(), transient=True) as progress:
+        with Progress(console=console, transient=True) as progress:
             task = progress.add_task("screening", total=None)
             result = screen_file(Path(csv_path), Path(out_path) if out_path else None,
                                  on_progress=lambda done, total: progress.update(
                                      task, completed=done, total=total), encoding=encoding)
     except ScreenError as exc:
-        console().print(f"[red]cannot screen:[/] {escape(str(exc))}", highlight=False)
+        console.print(f"[red]cannot screen:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     if result.encoding not in ("utf-8", "utf-8-sig"):
-        console().print(f"read as {result.encoding}; if the ids look wrong, give --encoding")
+        console.print(f"read as {result.encoding}; if the ids look wrong, give --encoding")
     if result.bad_cells:
-        console().print(f"[yellow]{result.bad_cells} cells were not numbers and count as "
+        console.print(f"[yellow]{result.bad_cells} cells were not numbers and count as "
                         "missing days[/]")
     if result.long_rows:
-        console().print(f"[yellow]{result.long_rows} rows had more cells than the header; "
+        console.print(f"[yellow]{result.long_rows} rows had more cells than the header; "
                         "the extra cells were ignored[/]")
-    console().print(f"{result.rows} customers × {result.days} days "
+    console.print(f"{result.rows} customers × {result.days} days "
                     f"({result.first_day} … {result.last_day}); "
                     f"{result.flagged} scored at or above the flag threshold")
     if result.ignored_columns:
-        console().print(f"ignored non-date columns: {', '.join(result.ignored_columns[:10])}")
+        console.print(f"ignored non-date columns: {', '.join(result.ignored_columns[:10])}")
     if out_path:
-        console().print(f"written to {out_path}, highest score first")
+        console.print(f"written to {out_path}, highest score first")
     else:
         table = Table(title="Highest scores")
         for col in ("id", "score", "reasons"):
             table.add_column(col)
         for row_id, score, reasons in result.top:
             table.add_row(row_id, f"{score:.3f}", reasons)
-        console().print(table)
+        console.print(table)
 
 
 @click.command()
@@ -156,7 +156,7 @@ def screen(csv_path: str, out_path: str | None, encoding: str | None) -> None:
 def plot(config_path: str, meter: str, start: datetime | None, end: datetime | None,
          out_path: str | None) -> None:
     """A PNG of a meter's load profile with its flag windows shaded."""
-    from collector.plotting import plot_meter
+    from collector.flags.plot import plot_meter
 
     async def use(store: Store, settings: config_mod.Settings) -> None:
         tz = settings.collector.tz
@@ -164,6 +164,6 @@ def plot(config_path: str, meter: str, start: datetime | None, end: datetime | N
         lo = start.replace(tzinfo=tz) if start else hi - timedelta(days=7)
         path = Path(out_path or f"{meter}.png")
         count = await plot_meter(store, meter, lo, hi, path, tz)
-        console().print(f"{path}: {count} intervals, flags shaded")
+        console.print(f"{path}: {count} intervals, flags shaded")
 
     with_store(config_path, use)

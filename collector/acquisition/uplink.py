@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import aiomqtt
 
-from collector import mqtt_link
-from collector.config import MqttSettings
-from collector.model import Reading
+from collector.acquisition import mqtt_link
+from collector.config.settings import MqttSettings
+from model import Reading
 from protocols.mqtt import schema, topics
 from storage.sqlite import OutboxRow, SqliteStore
 

@@ -1,0 +1,25 @@
+"""The `collector` command group: each command lives in the module for its group."""
+
+from __future__ import annotations
+
+import click
+
+from collector.cli.field import clock, read, scan
+from collector.cli.flags import flags, plot, screen
+from collector.cli.reports import db, report
+from collector.cli.run import demo, run, simulate
+from collector.cli.service import service
+
+
+@click.group()
+@click.version_option(package_name="meter-collector")
+def main() -> None:
+    """meter-collector: a head-end for electricity meters."""
+
+
+for command in (run, demo, read, scan, clock, simulate, db, report, flags, screen, plot,
+                service):
+    main.add_command(command)
+
+if __name__ == "__main__":
+    main()

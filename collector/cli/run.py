@@ -1,0 +1,145 @@
+"""`collector run`, `collector demo` and `collector simulate`: the long-running commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from collector.cli.context import CONFIG_OPTION, console, load_settings, run_async, setup_logging
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="One event per line as text or JSON (default: [ops] log_format).")
+def run(config_path: str, log_format: str | None) -> None:
+    """Run the collector daemon until SIGTERM or Ctrl-C."""
+    from collector.runtime.daemon import run_collector
+
+    settings = load_settings(config_path)
+    setup_logging(settings.collector.log_level, log_format or settings.ops.log_format)
+    stats = run_async(run_collector(settings))
+    console.print(
+        f"stopped: {stats.readings} readings collected, {stats.new} new rows, "
+        f"{stats.overruns} bus overruns"
+    )
+
+
+@click.command()
+@click.option("--meters", default=20, show_default=True, help="Simulated meters.")
+@click.option("--buses", default=2, show_default=True, help="Simulated RS-485 buses (ptys).")
+@click.option("--hours", default=24.0, show_default=True, help="Simulated hours to run.")
+@click.option("--seconds", default=40.0, show_default=True,
+              help="Wall-clock seconds the simulated period should take.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
+              help="SQLite file to keep (default: a temporary one).")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--storage-url", default=None,
+              help="Store into this database instead (e.g. postgresql://user@host/db).")
+@click.option("--mqtt", "use_mqtt", is_flag=True,
+              help="Run as deployed: gateway with outbox → mosquitto → head-end.")
+def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | None,
+         seed: int, storage_url: str | None, use_mqtt: bool) -> None:
+    """Simulated meters on pty buses, the real collector, an accelerated day, a summary."""
+    from collector.cli.context import plain_store
+    from collector.cli.tables import meter_summary_table
+    from collector.runtime.demo import run_demo
+
+    setup_logging("ERROR")
+    with tempfile.TemporaryDirectory(prefix="collector-demo-") as tmp:
+        path = Path(db_path) if db_path else Path(tmp) / "demo.db"
+        console.print(
+            f"[bold]meter-collector demo[/]: {meters} DL/T 645 meters on {buses} pty buses, "
+            f"{hours:g} simulated hours in ~{seconds:g} s, storing into {storage_url or path}"
+        )
+        with console.status("collecting…"):
+            result = run_async(run_demo(meters=meters, buses=buses, hours=hours, seconds=seconds,
+                                   db_path=path, seed=seed, storage_url=storage_url,
+                                   mqtt=use_mqtt))
+
+        async def summarise() -> tuple[Any, ...]:
+            store = plain_store(result.settings)
+            try:
+                latest = await store.latest_readings()
+                count = await store.count_readings()
+                rows = await store.collection_summary(
+                    result.start, result.end, by="bus", tz=result.settings.collector.timezone
+                )
+                daily = await store.daily_consumption(
+                    result.start, result.end + timedelta(days=1), by="area",
+                    tz=result.settings.collector.timezone,
+                )
+                open_flags = await store.list_flags(open_only=True)
+            finally:
+                await store.close()
+            return latest, count, rows, daily, open_flags
+
+        latest, count, bus_rows, daily, open_flags = asyncio.run(summarise())
+        injected = {
+            f"m{n:03d}": ", ".join(m.faults.describe())
+            for n, m in result.fleet.meters.items()
+            if m.faults.describe()
+        }
+        meters_list = [(m.id, m.bus) for m in result.settings.meters]
+        console.print(meter_summary_table(meters_list, result.stats.meters, latest, injected))
+        from collector.cli.tables import collection_table, consumption_table, flags_table
+
+        console.print(collection_table(bus_rows, "bus"))
+        if daily:
+            console.print(consumption_table(daily, "area"))
+        if open_flags:
+            console.print(flags_table(open_flags, result.settings.collector.tz))
+        stats = result.stats
+        total = sum(s.attempts for s in stats.meters.values())
+        ok = sum(s.ok for s in stats.meters.values())
+        console.print(
+            f"{total} collection attempts, {ok} ok ({ok / max(total, 1):.1%}); "
+            f"{stats.readings} readings taken, {count} rows stored; "
+            f"{stats.overruns} bus overruns; storage errors: {sum(stats.storage_errors.values())}"
+        )
+        if result.mqtt_note:
+            console.print(result.mqtt_note)
+        if db_path:
+            console.print(f"database kept at {path}")
+
+
+@click.command()
+@click.option("--meters", default=10, show_default=True)
+@click.option("--buses", default=1, show_default=True)
+@click.option("--baud", default=0, show_default=True, help="Emulate wire time at this baud.")
+@click.option("--latency-ms", default=0.0, show_default=True)
+@click.option("--speed", default=1.0, show_default=True, help="Simulated time runs N× faster.")
+@click.option("--seed", default=1, show_default=True)
+def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float,
+             seed: int) -> None:
+    """Run simulated DL/T 645 meters on pty buses and print the paths to open."""
+    from collector.acquisition.clock import SimulatedClock
+    from simulator.bus import WireTiming
+    from simulator.fleet import FleetSpec, build_fleet
+
+    async def go() -> None:
+        clock = SimulatedClock(datetime.now(UTC), speed)
+        spec = FleetSpec(meters=meters, buses=buses, seed=seed, tz=ZoneInfo("Asia/Shanghai"),
+                         timing=WireTiming(baud=baud, latency_s=latency_ms / 1000))
+        fleet = build_fleet(spec, clock.now, clock.now() - timedelta(days=2))
+        paths = await fleet.start()
+        for i, path in enumerate(paths):
+            addrs = [m.address for n, m in fleet.meters.items() if fleet.bus_of[n] == i]
+            console.print(f"bus{i + 1}: {path}  meters {addrs[0]}…{addrs[-1]} ({len(addrs)})")
+        console.print("Ctrl-C to stop", style="dim")
+        sys.stdout.flush()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await fleet.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(go())
