@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -190,7 +189,7 @@ class PostgresStore:
         """Large batches are split by meter and written on parallel connections.
 
         The server's index maintenance, not the COPY, is the bottleneck of an upsert, and
-        one backend uses one core. Parts never share a key (a meter's rows stay in one
+        one backend uses one core. Parts never share a key (a series' rows stay in one
         part), so they cannot conflict; if one part fails the whole batch is retried, and
         the part already committed replays as unchanged.
         """
@@ -202,8 +201,8 @@ class PostgresStore:
         if parts == 1:
             return await self._write(rows)
         buckets: list[list[tuple[Any, ...]]] = [[] for _ in range(parts)]
-        for row, r in zip(rows, readings, strict=True):
-            buckets[zlib.crc32(r.meter_id.encode()) % parts].append(row)
+        for row in rows:
+            buckets[row[0] % parts].append(row)
         results = await asyncio.gather(*(self._write(b) for b in buckets if b))
         total = IngestResult()
         for result in results:
@@ -474,15 +473,28 @@ class SeriesIds:
 
     async def rows(self, conn: psycopg.AsyncConnection[TupleRow],
                    readings: Sequence[Reading]) -> list[tuple[Any, ...]]:
-        await self._resolve(conn, readings)
-        rows, wrong = [], []
+        """The readings as table rows; names not seen before are resolved first.
+
+        This runs once per reading on the ingest's hot path, so it is a plain loop over
+        dict lookups (a ReadKind or Quality is a str and hashes like one).
+        """
+        try:
+            return self._rows(readings)
+        except KeyError:
+            await self._resolve(conn, readings)
+            return self._rows(readings)
+
+    def _rows(self, readings: Sequence[Reading]) -> list[tuple[Any, ...]]:
+        series, sources, methods, codes = self.series, self.sources, self.methods, QUALITY_CODES
+        rows: list[tuple[Any, ...]] = []
+        wrong = []
         for r in readings:
-            series_id, unit = self.series[(r.meter_id, r.quantity, r.kind.value)]
+            series_id, unit = series[(r.meter_id, r.quantity, r.kind)]
             if unit != r.unit:
                 wrong.append(f"{r.meter_id} {r.quantity} ({r.kind}) is in {unit}, "
                              f"got {r.unit}")
-            rows.append((series_id, r.ts, r.value, QUALITY_CODES[r.quality],
-                         self.methods[r.method], self.sources[r.source]))
+            rows.append((series_id, r.ts, r.value, codes[r.quality], methods[r.method],
+                         sources[r.source]))
         if wrong:
             raise UnitMismatch("readings refused, a series keeps one unit: "
                                + "; ".join(sorted(set(wrong))[:5]))
@@ -490,7 +502,7 @@ class SeriesIds:
 
     async def _resolve(self, conn: psycopg.AsyncConnection[TupleRow],
                        readings: Sequence[Reading]) -> None:
-        series = {(r.meter_id, r.quantity, r.kind.value): r.unit for r in readings}
+        series = {(r.meter_id, r.quantity, str(r.kind)): r.unit for r in readings}
         missing = [(*k, unit) for k, unit in series.items() if k not in self.series]
         sources = sorted({r.source for r in readings} - self.sources.keys())
         methods = sorted({r.method for r in readings} - self.methods.keys())
