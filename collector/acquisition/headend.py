@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import aiomqtt
 
-from collector.acquisition import mqtt_link
+from collector.acquisition import mqtt_link, paho_adapter
 from collector.config.settings import MqttSettings
 from collector.ops.metrics import Metrics
 from protocols.mqtt import schema, topics
@@ -78,7 +78,7 @@ class HeadEnd:
             try:
                 client = mqtt_link.client(self.settings, self.client_id, persistent=True)
                 # Acknowledge by hand, after storage: see the module docstring.
-                mqtt_link.manual_acks(client)
+                paho_adapter.manual_acks(client)
                 async with client:
                     self.stats.connects += 1
                     delay = 0.5
@@ -123,7 +123,7 @@ class HeadEnd:
                 except Stopping:
                     return
                 for m in batch:
-                    mqtt_link.ack(client, m)
+                    paho_adapter.ack(client, m)
         finally:
             stop.cancel()
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 
-from collector.acquisition import mqtt_link
+from collector.acquisition import mqtt_link, paho_adapter
 from collector.config.settings import MqttSettings
 from model import Reading
 from protocols.mqtt import schema, topics
@@ -89,7 +89,7 @@ class Uplink:
                 delay = min(delay * 2, 30.0)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        receipts = mqtt_link.PublishReceipts(client)
+        receipts = paho_adapter.PublishReceipts(client)
         await client.publish(self.topic("status"), schema.encode_status(self.gateway, "online"),
                              qos=1, retain=True)
         await client.subscribe(self.topic("cmd"), qos=1)
@@ -112,7 +112,7 @@ class Uplink:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _drain(self, client: aiomqtt.Client, receipts: mqtt_link.PublishReceipts) -> None:
+    async def _drain(self, client: aiomqtt.Client, receipts: paho_adapter.PublishReceipts) -> None:
         refused_delay = self.poll_s
         while True:
             rows = await self.store.outbox_peek(self.settings.batch_size)
@@ -196,7 +196,7 @@ def _payload(gateway: str, seq: int, rows: list[OutboxRow]) -> bytes:
 
 
 def _reason_text(code: int) -> str:
-    if code == mqtt_link.NO_MATCHING_SUBSCRIBERS:
+    if code == paho_adapter.NO_MATCHING_SUBSCRIBERS:
         return "no matching subscribers: no head-end subscribed yet, or the broker lost its " \
                "subscriptions in a restart"
     return "refused by the broker"
