@@ -406,3 +406,83 @@ def test_store_for_a_headend_keeps_nothing_only_in_memory(tmp_path: Path) -> Non
         mqtt=MqttSettings(role="headend"))
     store = store_for(settings)
     assert getattr(store, "max_memory_rows", None) == 0
+
+
+WORKER_SCRIPT = textwrap.dedent("""
+    import asyncio, json, signal, sys
+    from collector.config.settings import MqttSettings
+    from collector.acquisition.headend import HeadEnd
+    from storage.postgres import PostgresStore
+
+    async def main():
+        store = PostgresStore(sys.argv[2])
+        await store.migrate()
+        head = HeadEnd(MqttSettings(role="headend", port=int(sys.argv[1]), username="collector",
+                                    password_env="COLLECTOR_TEST_MQTT_PASSWORD"), store,
+                       client_id=sys.argv[3])
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, head.stop)
+        task = asyncio.create_task(head.run())
+        await head.ready.wait()
+        print("subscribed", flush=True)
+        await task
+        print(json.dumps({"readings": head.stats.readings, "new": head.stats.new}), flush=True)
+        await store.close()
+
+    asyncio.run(main())
+""")
+
+
+async def test_three_shared_workers_one_killed_and_restarted_store_every_read_once(
+    broker: Mosquitto, pg_cluster: PgCluster, tmp_path: Path,
+) -> None:
+    """Scale-out as deployed: a $share group of three head-ends over one PostgreSQL."""
+    url = pg_cluster.create_database("mqtt_share3")
+    pg = PostgresStore(url)
+    await pg.migrate()
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def spawn(client_id: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, str(script), str(broker.port), url, client_id],
+                                env=env, stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"subscribed\n"
+        return proc
+
+    def finish(proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert b'"readings"' in out  # it stopped cleanly and said so
+
+    workers = {cid: await asyncio.to_thread(spawn, cid) for cid in ("he-0", "he-1", "he-2")}
+    gw = await preload_outbox(tmp_path / "gw.db", 20_000)
+    up = Uplink(mqtt(broker, "gateway", batch_size=100), "gw-s", gw)
+    up_task = asyncio.create_task(up.run())
+    try:
+        await wait_for_count(pg, 4000)
+        workers["he-1"].send_signal(signal.SIGKILL)   # mid-stream, holding unacked messages
+        workers["he-1"].wait()
+        stored_at_kill = await pg.count_readings()
+        workers["he-1"] = await asyncio.to_thread(spawn, "he-1")  # its session resumes
+        assert await wait_for_count(pg, 20_000, within=90) == 20_000
+        assert await gw.outbox_size() == 0
+        with psycopg.connect(url) as conn:
+            distinct = conn.execute("SELECT count(DISTINCT (meter_id, quantity, ts)) "
+                                    "FROM reading_values").fetchone()[0]
+        assert distinct == 20_000 and stored_at_kill < 20_000
+        for proc in workers.values():
+            await asyncio.to_thread(finish, proc)
+        # Nothing was left unacknowledged. A resumed session gets its queued and unacked
+        # messages right after CONNACK, before the SUBACK of anything it subscribes to,
+        # so once a subscribe has returned, whatever the session held has arrived.
+        for cid in workers:
+            async with mqtt_link.client(mqtt(broker, "headend"), cid, persistent=True) as c:
+                await c.subscribe("meter-collector-test/probe", qos=1)
+                assert len(c.messages) == 0, f"session {cid} still held messages"
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
+        up.stop()
+        await up_task
+        await pg.close()
