@@ -5,6 +5,9 @@ head-end subscribes and writes them into a throwaway PostgreSQL. The baseline is
 same readings written straight through PostgresStore.write_readings in the same batch
 size, so the ratio is what the broker hop costs.
 
+Then the same stream again into one PostgreSQL with 1 and 2 head-end worker processes
+sharing the subscription ($share), as a scaled-out head-end runs.
+
     python -m bench.mqtt_ingest [--meters 1000] [--intervals 96] [--batch 500]
 """
 
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -32,7 +36,12 @@ async def main() -> None:
     parser.add_argument("--intervals", type=int, default=96)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--publish-only", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, metavar=("PORT", "URL", "ID"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        await worker(int(args.worker[0]), args.worker[1], args.worker[2])
+        return
     logging.basicConfig(level=logging.ERROR)
     spec = ConcentratorSpec(meters=args.meters, intervals=args.intervals, batch=args.batch)
     if args.publish_only:
@@ -80,6 +89,8 @@ async def main() -> None:
         head.stop()
         await task
         await store.close()
+        scaled = {n: await shared_workers(n, cluster, broker.port, args, len(rows))
+                  for n in (1, 2)}
     finally:
         broker.destroy()
         cluster.destroy()
@@ -90,6 +101,55 @@ async def main() -> None:
           f"({stored:,} rows stored)")
     print(f"(b) storage-only ingest, same batches:          {t_storage:7.2f} s {b:>10,.0f} rows/s")
     print(f"ratio a/b = {a / b:.2f}")
+    for n, seconds in scaled.items():
+        print(f"(w{n}) {n} head-end worker process(es), one PostgreSQL: {seconds:7.2f} s "
+              f"{len(rows) / seconds:>10,.0f} rows/s")
+    print(f"ratio w2/w1 = {scaled[1] / scaled[2]:.2f}")
+
+
+async def worker(port: int, url: str, client_id: str) -> None:
+    store = PostgresStore(url)
+    await store.migrate()
+    head = HeadEnd(MqttSettings(role="headend", port=port, username="bench",
+                                password_env="BENCH_MQTT_PW"), store, client_id=client_id)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, head.stop)
+    task = asyncio.create_task(head.run())
+    await head.ready.wait()
+    print("subscribed", flush=True)
+    await task
+    await store.close()
+
+
+async def shared_workers(n: int, cluster: PgCluster, port: int, args: argparse.Namespace,
+                         total: int) -> float:
+    """Seconds from the first row stored to the last, with n worker processes."""
+    url = cluster.create_database(f"workers{n}")
+    store = PostgresStore(url)
+    await store.migrate()
+    procs = []
+    for i in range(n):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.mqtt_ingest", "--worker", str(port), url,
+            f"bench-w{n}-{i}", stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        assert await proc.stdout.readline() == b"subscribed\n"
+        procs.append(proc)
+    publisher = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.mqtt_ingest", "--publish-only", str(port),
+        "--meters", str(args.meters), "--intervals", str(args.intervals),
+        "--batch", str(args.batch))
+    first = None
+    while (count := await store.count_readings()) < total:
+        if count and first is None:
+            first = time.perf_counter()
+        await asyncio.sleep(0.005)
+    seconds = time.perf_counter() - (first or time.perf_counter())
+    await publisher.wait()
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+        await proc.wait()
+    await store.close()
+    return seconds
 
 
 if __name__ == "__main__":
