@@ -36,11 +36,11 @@ async def main() -> None:
     parser.add_argument("--intervals", type=int, default=96)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--publish-only", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", nargs=3, metavar=("PORT", "URL", "ID"),
+    parser.add_argument("--worker", nargs=4, metavar=("PORT", "URL", "ID", "GROUP"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        await worker(int(args.worker[0]), args.worker[1], args.worker[2])
+        await worker(int(args.worker[0]), args.worker[1], args.worker[2], args.worker[3])
         return
     logging.basicConfig(level=logging.ERROR)
     spec = ConcentratorSpec(meters=args.meters, intervals=args.intervals, batch=args.batch)
@@ -107,11 +107,12 @@ async def main() -> None:
     print(f"ratio w2/w1 = {scaled[1] / scaled[2]:.2f}")
 
 
-async def worker(port: int, url: str, client_id: str) -> None:
+async def worker(port: int, url: str, client_id: str, group: str) -> None:
     store = PostgresStore(url)
     await store.migrate()
     head = HeadEnd(MqttSettings(role="headend", port=port, username="bench",
-                                password_env="BENCH_MQTT_PW"), store, client_id=client_id)
+                                password_env="BENCH_MQTT_PW", share_group=group), store,
+                   client_id=client_id)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, head.stop)
     task = asyncio.create_task(head.run())
     await head.ready.wait()
@@ -122,7 +123,10 @@ async def worker(port: int, url: str, client_id: str) -> None:
 
 async def shared_workers(n: int, cluster: PgCluster, port: int, args: argparse.Namespace,
                          total: int) -> float:
-    """Seconds from the first row stored to the last, with n worker processes."""
+    """Seconds from the first row stored to the last, with n worker processes.
+
+    Each run has its own share group: an earlier run's stopped workers keep persistent
+    sessions in theirs, and the broker would go on queueing their share for them."""
     url = cluster.create_database(f"workers{n}")
     store = PostgresStore(url)
     await store.migrate()
@@ -130,7 +134,7 @@ async def shared_workers(n: int, cluster: PgCluster, port: int, args: argparse.N
     for i in range(n):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.mqtt_ingest", "--worker", str(port), url,
-            f"bench-w{n}-{i}", stdout=asyncio.subprocess.PIPE)
+            f"bench-w{n}-{i}", f"bench{n}", stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
         assert await proc.stdout.readline() == b"subscribed\n"
         procs.append(proc)
@@ -139,7 +143,10 @@ async def shared_workers(n: int, cluster: PgCluster, port: int, args: argparse.N
         "--meters", str(args.meters), "--intervals", str(args.intervals),
         "--batch", str(args.batch))
     first = None
+    deadline = time.perf_counter() + 300
     while (count := await store.count_readings()) < total:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"{n} worker(s) stored {count:,} of {total:,} in 300 s")
         if count and first is None:
             first = time.perf_counter()
         await asyncio.sleep(0.005)
