@@ -169,8 +169,7 @@ async def resolved_rows(url: str, readings: list[Reading]) -> list[tuple[Any, ..
     """The rows as the narrow table holds them (series created), for psql's CSV."""
     store = PostgresStore(url)
     await store.migrate()
-    async with store._conn() as conn:
-        rows = await store._ids.rows(conn, readings)
+    rows = await store._ids.rows(store._conn, readings)
     await store.close()
     return [(sid, ts.isoformat(), repr(v), q, m, s) for sid, ts, v, q, m, s in rows]
 

@@ -152,8 +152,3 @@ def quality_code_rank_sql(column: str) -> str:
 class UnitMismatch(StorageError):
     """A reading whose unit differs from its series': storing it would mix units."""
 
-
-def quality_rank_sql(column: str) -> str:
-    """SQL for Quality.rank, generated so SQLite and PostgreSQL agree with the model."""
-    cases = " ".join(f"WHEN '{q.value}' THEN {q.rank}" for q in Quality)
-    return f"(CASE {column} {cases} ELSE 0 END)"

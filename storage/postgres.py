@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -186,7 +186,7 @@ class PostgresStore:
             return [Meter(*row) for row in await cur.fetchall()]
 
     async def write_readings(self, readings: Sequence[Reading]) -> IngestResult:
-        """Large batches are split by meter and written on parallel connections.
+        """Large batches are split by series and written on parallel connections.
 
         The server's index maintenance, not the COPY, is the bottleneck of an upsert, and
         one backend uses one core. Parts never share a key (a series' rows stay in one
@@ -195,8 +195,7 @@ class PostgresStore:
         """
         if not readings:
             return IngestResult()
-        async with self._conn() as conn:
-            rows = await self._ids.rows(conn, readings)
+        rows = await self._ids.rows(self._conn, readings)
         parts = self.parallel_ingest if len(rows) >= PARALLEL_MIN_ROWS else 1
         if parts == 1:
             return await self._write(rows)
@@ -471,17 +470,22 @@ class SeriesIds:
         self.sources: dict[str, int] = {"": 0}
         self.methods: dict[str, int] = {"": 0}
 
-    async def rows(self, conn: psycopg.AsyncConnection[TupleRow],
-                   readings: Sequence[Reading]) -> list[tuple[Any, ...]]:
+    async def rows(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]],
+        readings: Sequence[Reading],
+    ) -> list[tuple[Any, ...]]:
         """The readings as table rows; names not seen before are resolved first.
 
         This runs once per reading on the ingest's hot path, so it is a plain loop over
-        dict lookups (a ReadKind or Quality is a str and hashes like one).
+        dict lookups (a ReadKind or Quality is a str and hashes like one), and it takes a
+        connection from the pool only when a name is new.
         """
         try:
             return self._rows(readings)
         except KeyError:
-            await self._resolve(conn, readings)
+            async with connect() as conn:
+                await self._resolve(conn, readings)
             return self._rows(readings)
 
     def _rows(self, readings: Sequence[Reading]) -> list[tuple[Any, ...]]:
