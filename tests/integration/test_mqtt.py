@@ -135,8 +135,8 @@ async def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     await asyncio.gather(up_task, head_task)
 
 
-HEADEND_SCRIPT = textwrap.dedent("""
-    import asyncio, sys
+WORKER_SCRIPT = textwrap.dedent("""
+    import asyncio, json, signal, sys
     from collector.config.settings import MqttSettings
     from collector.acquisition.headend import HeadEnd
     from storage.postgres import PostgresStore
@@ -146,8 +146,14 @@ HEADEND_SCRIPT = textwrap.dedent("""
         await store.migrate()
         head = HeadEnd(MqttSettings(role="headend", port=int(sys.argv[1]), username="collector",
                                     password_env="COLLECTOR_TEST_MQTT_PASSWORD"), store,
-                       client_id="he-killable")
-        await head.run()
+                       client_id=sys.argv[3])
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, head.stop)
+        task = asyncio.create_task(head.run())
+        await head.ready.wait()
+        print("subscribed", flush=True)
+        await task
+        print(json.dumps({"readings": head.stats.readings, "new": head.stats.new}), flush=True)
+        await store.close()
 
     asyncio.run(main())
 """)
@@ -160,14 +166,17 @@ async def test_a_headend_killed_mid_stream_gets_every_message_again_exactly_once
     pg = PostgresStore(url)
     await pg.migrate()
     script = tmp_path / "headend.py"
-    script.write_text(HEADEND_SCRIPT)
+    script.write_text(WORKER_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
     def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, str(script), str(broker.port), url], env=env)
+        proc = subprocess.Popen([sys.executable, str(script), str(broker.port), url,
+                                 "he-killable"], env=env, stdout=subprocess.PIPE)
+        # Subscribed with a persistent session: what it misses from now on waits for it.
+        assert proc.stdout is not None and proc.stdout.readline() == b"subscribed\n"
+        return proc
 
-    first = spawn()
-    await asyncio.sleep(2.0)  # subscribed with a persistent session
+    first = await asyncio.to_thread(spawn)
     gw = await preload_outbox(tmp_path / "gw.db", 20_000)
     up = Uplink(mqtt(broker, "gateway", batch_size=100), "gw-k", gw)
     up_task = asyncio.create_task(up.run())
@@ -175,7 +184,7 @@ async def test_a_headend_killed_mid_stream_gets_every_message_again_exactly_once
     first.send_signal(signal.SIGKILL)               # mid-stream, no goodbye
     first.wait()
     stored_at_kill = await pg.count_readings()
-    second = spawn()
+    second = await asyncio.to_thread(spawn)
     try:
         assert await wait_for_count(pg, 20_000, within=90) == 20_000
         with psycopg.connect(url) as conn:
@@ -406,30 +415,6 @@ def test_store_for_a_headend_keeps_nothing_only_in_memory(tmp_path: Path) -> Non
         mqtt=MqttSettings(role="headend"))
     store = store_for(settings)
     assert getattr(store, "max_memory_rows", None) == 0
-
-
-WORKER_SCRIPT = textwrap.dedent("""
-    import asyncio, json, signal, sys
-    from collector.config.settings import MqttSettings
-    from collector.acquisition.headend import HeadEnd
-    from storage.postgres import PostgresStore
-
-    async def main():
-        store = PostgresStore(sys.argv[2])
-        await store.migrate()
-        head = HeadEnd(MqttSettings(role="headend", port=int(sys.argv[1]), username="collector",
-                                    password_env="COLLECTOR_TEST_MQTT_PASSWORD"), store,
-                       client_id=sys.argv[3])
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, head.stop)
-        task = asyncio.create_task(head.run())
-        await head.ready.wait()
-        print("subscribed", flush=True)
-        await task
-        print(json.dumps({"readings": head.stats.readings, "new": head.stats.new}), flush=True)
-        await store.close()
-
-    asyncio.run(main())
-""")
 
 
 async def test_three_shared_workers_one_killed_and_restarted_store_every_read_once(

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -121,9 +122,8 @@ async def test_the_migration_converts_a_wide_postgres_database_without_changing_
         await store.close()
 
 
-async def test_the_migration_converts_a_wide_sqlite_file_without_changing_a_read(
-        tmp_path: Path) -> None:
-    path = tmp_path / "wide.db"
+def wide_sqlite(path: Path, rows: list[tuple[Any, ...]]) -> Path:
+    """A SQLite file as the wide schema (migrations before 0004) left it, holding `rows`."""
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE schema_migrations (version TEXT PRIMARY KEY, "
                    "applied_at REAL NOT NULL)")
@@ -136,7 +136,13 @@ async def test_the_migration_converts_a_wide_sqlite_file_without_changing_a_read
             db.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
         db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,0)",
                        [(m, q, ts.timestamp(), v, u, qual, meth, src)
-                        for m, q, ts, v, u, qual, meth, src in WIDE])
+                        for m, q, ts, v, u, qual, meth, src in rows])
+    return path
+
+
+async def test_the_migration_converts_a_wide_sqlite_file_without_changing_a_read(
+        tmp_path: Path) -> None:
+    path = wide_sqlite(tmp_path / "wide.db", WIDE)
     store = SqliteStore(str(path))
     try:
         assert await store.migrate() == ["0004_series_readings"]
@@ -152,18 +158,8 @@ async def test_the_migration_converts_a_wide_sqlite_file_without_changing_a_read
 
 async def test_a_wide_file_with_two_units_for_one_series_is_not_converted(
         tmp_path: Path) -> None:
-    path = tmp_path / "mixed.db"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE schema_migrations (version TEXT PRIMARY KEY, "
-                   "applied_at REAL NOT NULL)")
-        for version, text in _SCHEMA[:3]:
-            for statement in text.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
-        db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,'A','','',0)",
-                       [("m1", FWD, slot(0).timestamp(), 1.0, "kWh"),
-                        ("m1", FWD, slot(1).timestamp(), 1001.0, "Wh")])
+    path = wide_sqlite(tmp_path / "mixed.db", [("m1", FWD, slot(0), 1.0, "kWh", "A", "", ""),
+                                               ("m1", FWD, slot(1), 1001.0, "Wh", "A", "", "")])
     store = SqliteStore(str(path))
     try:
         with pytest.raises(Exception, match="more than one unit"):
