@@ -64,15 +64,22 @@ class ClockCheck:
         return (self.meter_time - self.server_time).total_seconds()
 
 
-async def check_clock(client: Dlt645Client, address: str, tz: tzinfo) -> ClockCheck:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def check_clock(client: Dlt645Client, address: str, tz: tzinfo,
+                      now: Callable[[], datetime] = _utc_now) -> ClockCheck:
     """The meter's time against ours at the moment its time item was read.
 
     Meters report whole seconds, truncated; comparing with the middle of the time read,
-    plus half a second, removes the bias of both the truncation and the round trip."""
+    plus half a second, removes the bias of both the truncation and the round trip.
+    `now` is the caller's clock: a daemon on a simulated clock must not judge its meters
+    by the wall clock."""
     date_raw = await client.read(address, data_ids.DI_DATE)
-    before = datetime.now(UTC)
+    before = now()
     time_raw = await client.read(address, data_ids.DI_TIME)
-    after = datetime.now(UTC)
+    after = now()
     meter_time = data_ids.meter_clock(date_raw, time_raw, tz)
     return ClockCheck(meter_time + timedelta(milliseconds=500), before + (after - before) / 2)
 

@@ -221,7 +221,8 @@ class CommandHandler:
                           if m.bus == name and m.protocol == "dlt645"), None)
             if probe is not None and not force:
                 try:
-                    offset = (await check_clock(client, probe.address, tz)).offset_s
+                    offset = (await check_clock(client, probe.address, tz,
+                                                self.clock.now)).offset_s
                 except ProtocolError as exc:
                     refused.append(f"{name} (clock of {probe.id} unreadable: {exc})")
                     continue
