@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,19 +21,25 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from model import (
+    AUTOMATIC,
     CollectionAttempt,
     Event,
     Flag,
     IngestResult,
     Meter,
+    MeterAssignment,
     Quality,
     Reading,
     ReadKind,
+    ServicePoint,
+    ValueVersion,
+    Verdict,
 )
 from storage import migrate
 from storage.base import (
     GROUPINGS,
     QUALITY_CODES,
+    QUALITY_OF_CODE,
     CollectionRow,
     DailyConsumption,
     FlagRow,
@@ -44,6 +50,16 @@ from storage.base import (
     quality_code_rank_sql,
 )
 from storage.daily import daily_from_boundaries
+from storage.versions import (
+    LATE_READ_ACTOR,
+    LATE_READ_NOTE,
+    LATE_READ_REASON,
+    VERSIONS_LOCK,
+    check_replacement,
+    key_of,
+    plan_versions,
+    version_row,
+)
 
 FORWARD_ACTIVE = "1-0:1.8.0"
 PARALLEL_MIN_ROWS = 20_000
@@ -78,6 +94,27 @@ WITH batch AS (
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
 """
+# Version writers take this lock exclusively and every ingest shares it, so an estimate
+# can never slip in beside a raw read committed at the same moment.
+VERSIONS_SHARED = "SELECT pg_advisory_xact_lock_shared(%s)"
+# A raw actual read of a key whose current version is VEE's estimate arrived late: it
+# replaces the estimate with a new version, and the estimate stays in the history.
+LATE_READS = f"""
+INSERT INTO reading_versions (series_id, ts, version, value, quality, method_id, reason,
+                              actor, note)
+SELECT v.series_id, v.ts, v.version + 1, r.value, r.quality, r.method_id,
+       '{LATE_READ_REASON}', '{LATE_READ_ACTOR}', '{LATE_READ_NOTE}'
+FROM (SELECT DISTINCT ON (series_id, ts) series_id, ts, version, quality, actor
+      FROM reading_versions
+      WHERE series_id = ANY(%s) AND ts >= %s AND ts <= %s
+      ORDER BY series_id, ts, version DESC) v
+JOIN readings r ON r.series_id = v.series_id AND r.ts = v.ts
+WHERE v.actor LIKE '{AUTOMATIC}%%'
+  AND quality_code_rank(r.quality) > quality_code_rank(v.quality)
+"""
+ASSIGNMENTS_LOCK = 0x73707473  # 'spts': one replacement at a time
+ASSIGN = ("INSERT INTO meter_assignments (service_point_id, meter_id, start_ts, end_ts, "
+          "multiplier, start_read, final_read) SELECT %s, %s, %s, %s, %s, %s, %s")
 VALUES_SELECT = ("SELECT meter_id, quantity, ts, value, unit, quality, source, method, kind "
                  "FROM reading_values")
 
@@ -212,19 +249,24 @@ class PostgresStore:
         """Optimistically: a batch of only new keys (a gateway's latest slot, the common
         case) goes straight into the table by COPY. The first key that exists makes the
         COPY fail as a whole, and the batch takes the staging + upsert path instead."""
+        span = (sorted({row[0] for row in rows}), min(row[1] for row in rows),
+                max(row[1] for row in rows))
         async with self._conn() as conn:
             try:
-                async with conn.transaction(), conn.cursor() as cur, \
-                        cur.copy(COPY_DIRECT) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for row in rows:
-                        await copy.write_row(row)
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.execute(VERSIONS_SHARED, (VERSIONS_LOCK,))
+                    async with cur.copy(COPY_DIRECT) as copy:
+                        copy.set_types(COPY_TYPES)
+                        for row in rows:
+                            await copy.write_row(row)
+                    await cur.execute(LATE_READS, span)
                 self.direct_batches += 1
                 return IngestResult(new=len(rows))
             except psycopg.errors.UniqueViolation:
                 pass
             self.upsert_batches += 1
             async with conn.transaction(), conn.cursor() as cur:
+                await cur.execute(VERSIONS_SHARED, (VERSIONS_LOCK,))
                 await cur.execute(STAGING)
                 async with cur.copy(COPY_STAGING) as copy:
                     copy.set_types([*COPY_TYPES, "int8"])
@@ -233,6 +275,7 @@ class PostgresStore:
                 await cur.execute("SET LOCAL work_mem = '64MB'")
                 await cur.execute(UPSERT)
                 counts = await cur.fetchone()
+                await cur.execute(LATE_READS, span)
         assert counts is not None
         new, updated = int(counts[0]), int(counts[1])
         return IngestResult(new=new, updated=updated, unchanged=len(rows) - new - updated)
@@ -449,6 +492,148 @@ class PostgresStore:
             info[meter_id] = (area, bool(area_meter))
         return daily_from_boundaries(per_meter, info, start, end, zone, by)
 
+    # --- validated reads (storage.versions.ValidatedStore) ----------------------------
+
+    async def current_values(
+        self, quantity: str, start: datetime, end: datetime,
+        meter_ids: Sequence[str] | None = None, kind: ReadKind = ReadKind.INTERVAL,
+    ) -> list[ValueVersion]:
+        async with self._conn() as conn:
+            return await _versions(conn, quantity, kind, start, end, meter_ids, current=True)
+
+    async def value_history(
+        self, meter_id: str, quantity: str, start: datetime, end: datetime,
+        kind: ReadKind = ReadKind.INTERVAL,
+    ) -> list[ValueVersion]:
+        async with self._conn() as conn:
+            return await _versions(conn, quantity, kind, start, end, [meter_id],
+                                   current=False)
+
+    async def write_versions(self, versions: Sequence[ValueVersion]) -> int:
+        if not versions:
+            return 0
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute("SELECT pg_advisory_xact_lock(%s)", (VERSIONS_LOCK,))
+            ids = await _series_ids(cur, versions)
+            keys = [(ids[(v.meter_id, v.quantity, str(v.kind))], v.ts) for v in versions]
+            await cur.execute(
+                "SELECT DISTINCT ON (v.series_id, v.ts) v.series_id, v.ts, v.version, v.value, "
+                "v.quality, m.name, v.reason, v.actor, v.note FROM ("
+                "SELECT series_id, ts, 0 AS version, value, quality, method_id, '' AS reason, "
+                "'' AS actor, '' AS note FROM readings UNION ALL SELECT series_id, ts, version, "
+                "value, quality, method_id, reason, actor, note FROM reading_versions) v "
+                "JOIN methods m ON m.id = v.method_id "
+                "JOIN unnest(%s::int4[], %s::timestamptz[]) AS k(sid, ts) "
+                "ON v.series_id = k.sid AND v.ts = k.ts "
+                "ORDER BY v.series_id, v.ts, v.version DESC",
+                [list(c) for c in zip(*keys, strict=True)])
+            found = {(sid, ts): row for sid, ts, *row in await cur.fetchall()}
+            tops = {}
+            for v, k in zip(versions, keys, strict=True):
+                row = found.get(k)
+                if row is not None:
+                    tops[key_of(v)] = version_row(
+                        v.meter_id, v.quantity, str(v.kind), v.unit, v.ts, row[0], row[1],
+                        QUALITY_OF_CODE[row[2]], row[3], row[4], row[5], row[6], None)
+            planned = plan_versions(tops, versions)
+            if not planned:
+                return 0
+            names = sorted({v.method for v in planned})
+            await cur.execute("INSERT INTO methods (name) SELECT unnest(%s::text[]) "
+                              "ON CONFLICT DO NOTHING", (names,))
+            await cur.execute("SELECT name, id FROM methods WHERE name = ANY(%s)", (names,))
+            method_ids = dict(await cur.fetchall())
+            await cur.executemany(
+                "INSERT INTO reading_versions (series_id, ts, version, value, quality, "
+                "method_id, reason, actor, note) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                [(ids[(v.meter_id, v.quantity, str(v.kind))], v.ts, v.version, v.value,
+                  QUALITY_CODES[v.quality], method_ids[v.method], v.reason, v.actor, v.note)
+                 for v in planned])
+            return len(planned)
+
+    async def write_verdicts(self, verdicts: Sequence[Verdict]) -> None:
+        if not verdicts:
+            return
+        cols = [list(c) for c in zip(*[
+            (v.meter_id, v.day, v.rule, v.passed, json.dumps(v.evidence, sort_keys=True))
+            for v in verdicts], strict=True)]
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO vee_verdicts AS t (meter_id, day, rule, passed, evidence) "
+                "SELECT DISTINCT ON (m, d, r) m, d, r, p, e::jsonb FROM unnest(%s::text[], "
+                "%s::date[], %s::text[], %s::bool[], %s::text[]) AS u(m, d, r, p, e) "
+                "ON CONFLICT (meter_id, day, rule) DO UPDATE SET passed = EXCLUDED.passed, "
+                "evidence = EXCLUDED.evidence, judged_at = now() "
+                "WHERE (t.passed, t.evidence) IS DISTINCT FROM (EXCLUDED.passed, "
+                "EXCLUDED.evidence)", cols)
+
+    async def verdicts(self, first: date, last: date,
+                       meter_ids: Sequence[str] | None = None) -> list[Verdict]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT meter_id, day, rule, passed, evidence FROM vee_verdicts "
+                "WHERE day BETWEEN %s AND %s AND (%s::text[] IS NULL OR meter_id = ANY(%s)) "
+                "ORDER BY meter_id, day, rule",
+                (first, last, meter_ids and list(meter_ids), meter_ids and list(meter_ids)))
+            return [Verdict(*row) for row in await cur.fetchall()]
+
+    async def upsert_service_points(self, points: Sequence[ServicePoint],
+                                    assignments: Sequence[MeterAssignment] = ()) -> None:
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute("SELECT pg_advisory_xact_lock(%s)", (ASSIGNMENTS_LOCK,))
+            await cur.executemany(
+                "INSERT INTO service_points (id, account, tariff, segment, area) "
+                "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET "
+                "account = EXCLUDED.account, tariff = EXCLUDED.tariff, "
+                "segment = EXCLUDED.segment, area = EXCLUDED.area",
+                [(p.id, p.account, p.tariff, p.segment, p.area) for p in points])
+            for a in assignments:
+                await cur.execute(f"{ASSIGN} WHERE NOT EXISTS (SELECT 1 FROM meter_assignments "
+                                  "WHERE meter_id = %s)", (*_assignment_row(a), a.meter_id))
+
+    async def service_points(self) -> list[ServicePoint]:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT id, account, tariff, segment, area "
+                                     "FROM service_points ORDER BY id")
+            return [ServicePoint(*row) for row in await cur.fetchall()]
+
+    async def assignments(self, service_point_id: str | None = None,
+                          meter_id: str | None = None) -> list[MeterAssignment]:
+        async with self._conn() as conn, conn.cursor() as cur:
+            return await _assignments(cur, service_point_id, meter_id)
+
+    async def record_replacement(
+        self, old: str, new: str, at: datetime, old_final: float, new_start: float,
+        multiplier: float | None = None,
+    ) -> MeterAssignment:
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute("SELECT pg_advisory_xact_lock(%s)", (ASSIGNMENTS_LOCK,))
+            await cur.execute("SELECT id FROM meters UNION SELECT meter_id FROM series")
+            known = {r[0] for r in await cur.fetchall()}
+            if old in known and not await _assignments(cur, None, old):
+                await cur.execute("INSERT INTO service_points (id) VALUES (%s) "
+                                  "ON CONFLICT DO NOTHING", (old,))
+                await cur.execute(ASSIGN, (old, old, None, None, 1.0, None, None))
+            current = [a for a in await _assignments(cur, None, old) if a.covers(at)]
+            await cur.execute(
+                "SELECT r.value FROM readings r JOIN series s ON s.id = r.series_id "
+                "WHERE s.meter_id = %s AND s.quantity = %s AND r.ts <= %s AND r.quality = %s "
+                "ORDER BY r.ts DESC LIMIT 1",
+                (old, FORWARD_ACTIVE, at, QUALITY_CODES[Quality.ACTUAL]))
+            last = await cur.fetchone()
+            check_replacement(known, old, new, at, old_final, new_start,
+                              multiplier if multiplier is not None else 1.0,
+                              current[0] if current else None,
+                              await _assignments(cur, None, new), last[0] if last else None)
+            was = current[0]
+            await cur.execute("UPDATE meter_assignments SET end_ts = %s, final_read = %s "
+                              "WHERE meter_id = %s AND end_ts IS NULL", (at, old_final, old))
+            made = MeterAssignment(was.service_point_id, new, at, None,
+                                   multiplier if multiplier is not None else was.multiplier,
+                                   new_start, None)
+            await cur.execute(ASSIGN, _assignment_row(made))
+            return made
+
 
 def _reading(r: Sequence[Any]) -> Reading:
     ts: datetime = r[2]
@@ -534,3 +719,70 @@ class SeriesIds:
                 cur = await conn.execute(f"SELECT id, name FROM {table} WHERE name = ANY(%s)",
                                          (names,))
                 cache.update({name: int(i) for i, name in await cur.fetchall()})
+
+
+def _assignment_row(a: MeterAssignment) -> tuple[Any, ...]:
+    return (a.service_point_id, a.meter_id, a.start, a.end, a.multiplier, a.start_read,
+            a.final_read)
+
+
+async def _assignments(cur: psycopg.AsyncCursor[TupleRow], service_point_id: str | None,
+                       meter_id: str | None) -> list[MeterAssignment]:
+    await cur.execute(
+        "SELECT service_point_id, meter_id, start_ts, end_ts, multiplier, start_read, "
+        "final_read FROM meter_assignments WHERE (%s::text IS NULL OR service_point_id = %s) "
+        "AND (%s::text IS NULL OR meter_id = %s) "
+        "ORDER BY service_point_id, start_ts NULLS FIRST",
+        (service_point_id, service_point_id, meter_id, meter_id))
+    return [MeterAssignment(sp, m, s and s.astimezone(UTC), e and e.astimezone(UTC), mult,
+                            sr, fr)
+            for sp, m, s, e, mult, sr, fr in await cur.fetchall()]
+
+
+async def _series_ids(cur: psycopg.AsyncCursor[TupleRow],
+                      versions: Sequence[ValueVersion]) -> dict[tuple[str, str, str], int]:
+    """Each version's series id, creating series never read before (a null estimate for
+    a meter that has not answered yet still needs somewhere to live)."""
+    wanted = {(v.meter_id, v.quantity, str(v.kind)): v.unit for v in versions}
+    cols = [list(c) for c in zip(*[(*k, u) for k, u in wanted.items()], strict=True)]
+    await cur.execute("INSERT INTO series (meter_id, quantity, kind, unit) SELECT * FROM "
+                      "unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+                      "ON CONFLICT DO NOTHING", cols)
+    await cur.execute("SELECT s.id, s.meter_id, s.quantity, s.kind, s.unit FROM series s "
+                      "JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(m, q, kd) "
+                      "ON s.meter_id = k.m AND s.quantity = k.q AND s.kind = k.kd", cols[:3])
+    ids = {}
+    for sid, meter, quantity, kind, unit in await cur.fetchall():
+        if unit != wanted[(meter, quantity, kind)]:
+            raise UnitMismatch(f"a version of {meter} {quantity} ({kind}) is in "
+                               f"{wanted[(meter, quantity, kind)]}, the series is in {unit}")
+        ids[(meter, quantity, kind)] = int(sid)
+    return ids
+
+
+async def _versions(conn: psycopg.AsyncConnection[TupleRow], quantity: str, kind: ReadKind,
+                    start: datetime, end: datetime, meter_ids: Sequence[str] | None, *,
+                    current: bool) -> list[ValueVersion]:
+    """Raw reads (version 0) and later versions; with `current`, only each key's top one."""
+    pick = "DISTINCT ON (v.series_id, v.ts)" if current else ""
+    order = "v.version DESC" if current else "v.version"
+    cur = await conn.execute(
+        f"WITH s AS (SELECT id, meter_id, unit FROM series WHERE quantity = %(q)s "
+        "AND kind = %(k)s AND (%(m)s::text[] IS NULL OR meter_id = ANY(%(m)s))) "
+        f"SELECT {pick} s.meter_id, s.unit, v.ts, v.version, v.value, v.quality, m.name, "
+        "v.reason, v.actor, v.note, v.created_at FROM ("
+        "SELECT series_id, ts, 0 AS version, value, quality, method_id, '' AS reason, "
+        "'' AS actor, '' AS note, NULL::timestamptz AS created_at FROM readings "
+        "WHERE series_id IN (SELECT id FROM s) AND ts BETWEEN %(a)s AND %(b)s UNION ALL "
+        "SELECT series_id, ts, version, value, quality, method_id, reason, actor, note, "
+        "created_at FROM reading_versions "
+        "WHERE series_id IN (SELECT id FROM s) AND ts BETWEEN %(a)s AND %(b)s) v "
+        "JOIN s ON s.id = v.series_id JOIN methods m ON m.id = v.method_id "
+        f"ORDER BY v.series_id, v.ts, {order}",
+        {"q": quantity, "k": kind.value, "m": list(meter_ids) if meter_ids is not None else None,
+         "a": start, "b": end})
+    rows = [version_row(r[0], quantity, kind.value, r[1], r[2].astimezone(UTC), r[3], r[4],
+                        QUALITY_OF_CODE[r[5]], r[6], r[7], r[8], r[9],
+                        r[10] and r[10].astimezone(UTC)) for r in await cur.fetchall()]
+    rows.sort(key=lambda v: (v.meter_id, v.ts, v.version))
+    return rows

@@ -14,25 +14,31 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from model import (
+    AUTOMATIC,
     CollectionAttempt,
     Event,
     Flag,
     IngestResult,
     Meter,
+    MeterAssignment,
     Quality,
     Reading,
     ReadKind,
+    ServicePoint,
+    ValueVersion,
+    Verdict,
     codec_json,
 )
 from storage.base import (
     GROUPINGS,
     QUALITY_CODES,
+    QUALITY_OF_CODE,
     CollectionRow,
     DailyConsumption,
     FlagRow,
@@ -43,6 +49,15 @@ from storage.base import (
     quality_code_rank_sql,
 )
 from storage.daily import daily_from_boundaries
+from storage.versions import (
+    LATE_READ_ACTOR,
+    LATE_READ_NOTE,
+    LATE_READ_REASON,
+    check_replacement,
+    key_of,
+    plan_versions,
+    version_row,
+)
 
 T = TypeVar("T")
 
@@ -166,6 +181,31 @@ _SCHEMA.append((
     """,
 ))
 _CONVERTED_CHECK = "0004_series_readings"
+_SCHEMA.append((
+    "0005_vee",
+    # The same logical schema as PostgreSQL's 0005.
+    """
+    CREATE TABLE vee_verdicts (
+        meter_id TEXT NOT NULL, day TEXT NOT NULL, rule TEXT NOT NULL,
+        passed INTEGER NOT NULL, evidence TEXT NOT NULL DEFAULT '{}',
+        judged_at REAL NOT NULL, PRIMARY KEY (meter_id, day, rule)
+    ) WITHOUT ROWID;
+    CREATE INDEX vee_verdicts_day ON vee_verdicts (day) WHERE NOT passed;
+    CREATE TABLE service_points (
+        id TEXT PRIMARY KEY, account TEXT NOT NULL DEFAULT '', tariff TEXT NOT NULL DEFAULT '',
+        segment TEXT NOT NULL DEFAULT '', area TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE meter_assignments (
+        id INTEGER PRIMARY KEY, service_point_id TEXT NOT NULL REFERENCES service_points (id),
+        meter_id TEXT NOT NULL, start_ts REAL, end_ts REAL,
+        multiplier REAL NOT NULL DEFAULT 1 CHECK (multiplier > 0),
+        start_read REAL, final_read REAL, recorded_at REAL NOT NULL,
+        CHECK (end_ts IS NULL OR start_ts IS NULL OR end_ts > start_ts)
+    );
+    CREATE INDEX meter_assignments_meter ON meter_assignments (meter_id);
+    CREATE INDEX meter_assignments_point ON meter_assignments (service_point_id)
+    """,
+))
 
 
 def _finish_conversion(db: sqlite3.Connection) -> None:
@@ -675,6 +715,155 @@ class SqliteStore:
 
         return await self._query(read)
 
+    # --- validated reads (storage.versions.ValidatedStore) ----------------------------
+
+    async def current_values(
+        self, quantity: str, start: datetime, end: datetime,
+        meter_ids: Sequence[str] | None = None, kind: ReadKind = ReadKind.INTERVAL,
+    ) -> list[ValueVersion]:
+        def read(db: sqlite3.Connection) -> list[ValueVersion]:
+            return _versions(db, quantity, kind, start, end, meter_ids, current=True)
+
+        return await self._query(read)
+
+    async def value_history(
+        self, meter_id: str, quantity: str, start: datetime, end: datetime,
+        kind: ReadKind = ReadKind.INTERVAL,
+    ) -> list[ValueVersion]:
+        def read(db: sqlite3.Connection) -> list[ValueVersion]:
+            return _versions(db, quantity, kind, start, end, [meter_id], current=False)
+
+        return await self._query(read)
+
+    async def write_versions(self, versions: Sequence[ValueVersion]) -> int:
+        if not versions:
+            return 0
+        now = datetime.now(UTC).timestamp()
+
+        def write(db: sqlite3.Connection) -> int:
+            ids = _series_ids(db, versions)
+            tops: dict[tuple[str, str, str, datetime], ValueVersion] = {}
+            methods = dict(db.execute("SELECT id, name FROM methods").fetchall())
+            for v in versions:
+                sid = ids[(v.meter_id, v.quantity, str(v.kind))]
+                row = db.execute(
+                    "SELECT version, value, quality, method_id, reason, actor, note FROM ("
+                    "SELECT 0 AS version, value, quality, method_id, '' AS reason, '' AS actor,"
+                    " '' AS note FROM readings WHERE series_id = ? AND ts = ? UNION ALL "
+                    "SELECT version, value, quality, method_id, reason, actor, note "
+                    "FROM reading_versions WHERE series_id = ? AND ts = ?) "
+                    "ORDER BY version DESC LIMIT 1",
+                    (sid, v.ts.timestamp(), sid, v.ts.timestamp())).fetchone()
+                if row is not None:
+                    tops[key_of(v)] = version_row(
+                        v.meter_id, v.quantity, str(v.kind), v.unit, v.ts, row[0], row[1],
+                        QUALITY_OF_CODE[row[2]], methods[row[3]], row[4], row[5], row[6], None)
+            planned = plan_versions(tops, versions)
+            db.executemany("INSERT OR IGNORE INTO methods (name) VALUES (?)",
+                           [(v.method,) for v in planned])
+            method_ids = {n: i for i, n in db.execute("SELECT id, name FROM methods")}
+            db.executemany(
+                "INSERT INTO reading_versions (series_id, ts, version, value, quality, "
+                "method_id, reason, actor, created_at, note) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(ids[(v.meter_id, v.quantity, str(v.kind))], v.ts.timestamp(), v.version,
+                  v.value, QUALITY_CODES[v.quality], method_ids[v.method], v.reason, v.actor,
+                  now, v.note) for v in planned])
+            return len(planned)
+
+        return await self._run(self._tx(write))
+
+    async def write_verdicts(self, verdicts: Sequence[Verdict]) -> None:
+        now = datetime.now(UTC).timestamp()
+        rows = [(v.meter_id, v.day.isoformat(), v.rule, int(v.passed),
+                 json.dumps(v.evidence, sort_keys=True), now) for v in verdicts]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO vee_verdicts VALUES (?,?,?,?,?,?) ON CONFLICT (meter_id, day, "
+                "rule) DO UPDATE SET passed = excluded.passed, evidence = excluded.evidence, "
+                "judged_at = excluded.judged_at WHERE passed != excluded.passed "
+                "OR evidence != excluded.evidence", rows)
+
+        await self._run(self._tx(write))
+
+    async def verdicts(self, first: date, last: date,
+                       meter_ids: Sequence[str] | None = None) -> list[Verdict]:
+        def read(db: sqlite3.Connection) -> list[Verdict]:
+            rows = db.execute(
+                "SELECT meter_id, day, rule, passed, evidence FROM vee_verdicts "
+                "WHERE day >= ? AND day <= ? ORDER BY meter_id, day, rule",
+                (first.isoformat(), last.isoformat())).fetchall()
+            wanted = set(meter_ids) if meter_ids is not None else None
+            return [Verdict(m, date.fromisoformat(d), r, bool(p), json.loads(e))
+                    for m, d, r, p, e in rows if wanted is None or m in wanted]
+
+        return await self._query(read)
+
+    async def upsert_service_points(self, points: Sequence[ServicePoint],
+                                    assignments: Sequence[MeterAssignment] = ()) -> None:
+        now = datetime.now(UTC).timestamp()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO service_points VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE "
+                "SET account = excluded.account, tariff = excluded.tariff, "
+                "segment = excluded.segment, area = excluded.area",
+                [(p.id, p.account, p.tariff, p.segment, p.area) for p in points])
+            for a in assignments:
+                if db.execute("SELECT 1 FROM meter_assignments WHERE meter_id = ?",
+                              (a.meter_id,)).fetchone() is None:
+                    db.execute(_ASSIGN, (*_assignment_row(a), now))
+
+        await self._run(self._tx(write))
+
+    async def service_points(self) -> list[ServicePoint]:
+        def read(db: sqlite3.Connection) -> list[ServicePoint]:
+            return [ServicePoint(*r) for r in db.execute(
+                "SELECT id, account, tariff, segment, area FROM service_points ORDER BY id")]
+
+        return await self._query(read)
+
+    async def assignments(self, service_point_id: str | None = None,
+                          meter_id: str | None = None) -> list[MeterAssignment]:
+        def read(db: sqlite3.Connection) -> list[MeterAssignment]:
+            return _assignments(db, service_point_id, meter_id)
+
+        return await self._query(read)
+
+    async def record_replacement(
+        self, old: str, new: str, at: datetime, old_final: float, new_start: float,
+        multiplier: float | None = None,
+    ) -> MeterAssignment:
+        now = datetime.now(UTC).timestamp()
+
+        def write(db: sqlite3.Connection) -> MeterAssignment:
+            known = {r[0] for r in db.execute("SELECT id FROM meters")}
+            known |= {r[0] for r in db.execute("SELECT DISTINCT meter_id FROM series")}
+            if old in known and not _assignments(db, None, old):
+                db.execute("INSERT OR IGNORE INTO service_points (id) VALUES (?)", (old,))
+                db.execute(_ASSIGN, (old, old, None, None, 1.0, None, None, now))
+            current = [a for a in _assignments(db, None, old) if a.covers(at)]
+            last = db.execute(
+                "SELECT r.value FROM readings r JOIN series s ON s.id = r.series_id "
+                "WHERE s.meter_id = ? AND s.quantity = ? AND r.ts <= ? AND r.quality = ? "
+                "ORDER BY r.ts DESC LIMIT 1",
+                (old, FORWARD_ACTIVE, at.timestamp(), QUALITY_CODES[Quality.ACTUAL])).fetchone()
+            check_replacement(known, old, new, at, old_final, new_start,
+                              multiplier if multiplier is not None else 1.0,
+                              current[0] if current else None, _assignments(db, None, new),
+                              last[0] if last else None)
+            was = current[0]
+            db.execute("UPDATE meter_assignments SET end_ts = ?, final_read = ? "
+                       "WHERE meter_id = ? AND end_ts IS NULL",
+                       (at.timestamp(), old_final, old))
+            made = MeterAssignment(was.service_point_id, new, at, None,
+                                   multiplier if multiplier is not None else was.multiplier,
+                                   new_start, None)
+            db.execute(_ASSIGN, (*_assignment_row(made), now))
+            return made
+
+        return await self._run(self._tx(write))
+
 
 _VALUES_SELECT = ("SELECT meter_id, quantity, ts, value, unit, quality, source, method, kind "
                   "FROM reading_values")
@@ -694,6 +883,19 @@ def _reading(r: Sequence[Any]) -> Reading:
     )
 
 
+# A raw actual read of a key whose current version is VEE's estimate: the read arrived
+# late, and replaces the estimate with a new version; the estimate stays in the history.
+_LATE_READS = f"""
+INSERT INTO reading_versions (series_id, ts, version, value, quality, method_id, reason, actor,
+                              created_at, note)
+SELECT v.series_id, v.ts, v.version + 1, r.value, r.quality, r.method_id, ?, ?, ?, ?
+FROM (SELECT series_id, ts, max(version) AS version, quality, actor FROM reading_versions
+      WHERE series_id IN (SELECT DISTINCT series_id FROM series_staging)
+      GROUP BY series_id, ts) v
+JOIN series_staging st ON st.series_id = v.series_id AND st.ts = v.ts
+JOIN readings r ON r.series_id = v.series_id AND r.ts = v.ts
+WHERE v.actor LIKE '{AUTOMATIC}%' AND {_RANK_STORED} > {quality_code_rank_sql("v.quality")}
+"""
 _CHANGED = (f"{_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
             "s.quality != r.quality OR s.method_id != r.method_id)")
 
@@ -756,4 +958,79 @@ def _ingest(
         f"WHERE {_RANK_NEW} >= {_RANK_OLD} AND (excluded.value != readings.value OR "
         "excluded.quality != readings.quality OR excluded.method_id != readings.method_id)"
     )
+    db.execute(_LATE_READS, (LATE_READ_REASON, LATE_READ_ACTOR,
+                             datetime.now(UTC).timestamp(), LATE_READ_NOTE))
     return IngestResult(new=new, updated=updated, unchanged=len(rows) - new - updated)
+
+
+_ASSIGN = ("INSERT INTO meter_assignments (service_point_id, meter_id, start_ts, end_ts, "
+           "multiplier, start_read, final_read, recorded_at) VALUES (?,?,?,?,?,?,?,?)")
+
+
+def _assignment_row(a: MeterAssignment) -> tuple[Any, ...]:
+    return (a.service_point_id, a.meter_id, a.start.timestamp() if a.start else None,
+            a.end.timestamp() if a.end else None, a.multiplier, a.start_read, a.final_read)
+
+
+def _assignments(db: sqlite3.Connection, service_point_id: str | None,
+                 meter_id: str | None) -> list[MeterAssignment]:
+    rows = db.execute(
+        "SELECT service_point_id, meter_id, start_ts, end_ts, multiplier, start_read, "
+        "final_read FROM meter_assignments WHERE (? IS NULL OR service_point_id = ?) "
+        "AND (? IS NULL OR meter_id = ?) ORDER BY service_point_id, coalesce(start_ts, -1e18)",
+        (service_point_id, service_point_id, meter_id, meter_id)).fetchall()
+
+    def at(ts: float | None) -> datetime | None:
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+    return [MeterAssignment(sp, m, at(s), at(e), mult, sr, fr)
+            for sp, m, s, e, mult, sr, fr in rows]
+
+
+def _series_ids(db: sqlite3.Connection,
+                versions: Sequence[ValueVersion]) -> dict[tuple[str, str, str], int]:
+    """Each version's series id, creating series never read before (a null estimate for
+    a meter that has not answered yet still needs somewhere to live)."""
+    wanted = {(v.meter_id, v.quantity, str(v.kind)): v.unit for v in versions}
+    ids = {}
+    for (meter, quantity, kind), unit in wanted.items():
+        db.execute("INSERT OR IGNORE INTO series (meter_id, quantity, kind, unit) "
+                   "VALUES (?,?,?,?)", (meter, quantity, kind, unit))
+        sid, have = db.execute("SELECT id, unit FROM series WHERE meter_id = ? AND "
+                               "quantity = ? AND kind = ?", (meter, quantity, kind)).fetchone()
+        if have != unit:
+            raise UnitMismatch(f"a version of {meter} {quantity} ({kind}) is in {unit}, "
+                               f"the series is in {have}")
+        ids[(meter, quantity, kind)] = sid
+    return ids
+
+
+def _versions(db: sqlite3.Connection, quantity: str, kind: ReadKind, start: datetime,
+              end: datetime, meter_ids: Sequence[str] | None, *,
+              current: bool) -> list[ValueVersion]:
+    """Raw reads (version 0) and later versions; with `current`, only each key's top one
+    (SQLite returns the other columns of the row that holds the max)."""
+    where = "quantity = ? AND kind = ?"
+    args: list[Any] = [quantity, kind.value]
+    if meter_ids is not None:
+        where += f" AND meter_id IN ({','.join('?' * len(meter_ids))})"
+        args += list(meter_ids)
+    span = (start.timestamp(), end.timestamp())
+    top = ", max(v.version) AS top" if current else ""
+    group = "GROUP BY v.series_id, v.ts" if current else ""
+    rows = db.execute(
+        "SELECT s.meter_id, s.unit, v.ts, v.version, v.value, v.quality, v.method_id, "
+        f"v.reason, v.actor, v.note, v.created_at{top} FROM ("
+        "SELECT series_id, ts, 0 AS version, value, quality, method_id, '' AS reason, "
+        "'' AS actor, '' AS note, NULL AS created_at FROM readings "
+        f"WHERE series_id IN (SELECT id FROM series WHERE {where}) AND ts >= ? AND ts <= ? "
+        "UNION ALL SELECT series_id, ts, version, value, quality, method_id, reason, actor, "
+        "note, created_at FROM reading_versions "
+        f"WHERE series_id IN (SELECT id FROM series WHERE {where}) AND ts >= ? AND ts <= ?"
+        f") v JOIN series s ON s.id = v.series_id {group} ORDER BY s.meter_id, v.ts, v.version",
+        (*args, *span, *args, *span)).fetchall()
+    methods = dict(db.execute("SELECT id, name FROM methods").fetchall())
+    return [version_row(r[0], quantity, kind.value, r[1], datetime.fromtimestamp(r[2], UTC),
+                        r[3], r[4], QUALITY_OF_CODE[r[5]], methods[r[6]], r[7], r[8], r[9],
+                        None if r[10] is None else datetime.fromtimestamp(r[10], UTC))
+            for r in rows]

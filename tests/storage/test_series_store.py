@@ -145,7 +145,7 @@ async def test_the_migration_converts_a_wide_sqlite_file_without_changing_a_read
     path = wide_sqlite(tmp_path / "wide.db", WIDE)
     store = SqliteStore(str(path))
     try:
-        assert await store.migrate() == ["0004_series_readings"]
+        assert (await store.migrate())[0] == "0004_series_readings"
         got = await store.readings_in(T0, slot(10), [FWD, "1-0:32.7.0", "1-0:2.8.0"])
         assert as_tuples(got) == expected()
         assert len(got) == len(WIDE)
