@@ -622,7 +622,7 @@ class PostgresStore:
                 (old, FORWARD_ACTIVE, at, QUALITY_CODES[Quality.ACTUAL]))
             last = await cur.fetchone()
             check_replacement(known, old, new, at, old_final, new_start,
-                              multiplier if multiplier is not None else 1.0,
+                              multiplier,
                               current[0] if current else None,
                               await _assignments(cur, None, new), last[0] if last else None)
             was = current[0]

@@ -849,7 +849,7 @@ class SqliteStore:
                 "ORDER BY r.ts DESC LIMIT 1",
                 (old, FORWARD_ACTIVE, at.timestamp(), QUALITY_CODES[Quality.ACTUAL])).fetchone()
             check_replacement(known, old, new, at, old_final, new_start,
-                              multiplier if multiplier is not None else 1.0,
+                              multiplier,
                               current[0] if current else None, _assignments(db, None, new),
                               last[0] if last else None)
             was = current[0]

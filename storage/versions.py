@@ -71,7 +71,7 @@ def plan_versions(tops: dict[Key, ValueVersion],
 
 def check_replacement(
     known: Iterable[str], old: str, new: str, at: datetime, old_final: float,
-    new_start: float, multiplier: float, old_assignment: MeterAssignment | None,
+    new_start: float, multiplier: float | None, old_assignment: MeterAssignment | None,
     new_assignments: Sequence[MeterAssignment], old_last_read: float | None,
 ) -> None:
     """Refuse a replacement that cannot be true, naming what is wrong."""
@@ -80,9 +80,11 @@ def check_replacement(
         if meter not in meters:
             raise Refused(f"meter {meter!r} is unknown; add it to collector.toml "
                           "(or let it report once) before recording a replacement")
-    if old == new:
-        raise Refused("a meter cannot replace itself")
-    if multiplier <= 0:
+    if old == new and (multiplier is None or old_assignment is None
+                       or multiplier == old_assignment.multiplier):
+        raise Refused("a meter cannot replace itself; to record a CT/VT ratio change on the "
+                      "same meter, give its new --multiplier")
+    if multiplier is not None and multiplier <= 0:
         raise Refused(f"multiplier must be positive, got {multiplier}")
     if old_assignment is None:
         raise Refused(f"meter {old} is not on any service point at {at.isoformat()}: "
@@ -99,7 +101,7 @@ def check_replacement(
     if new_start < 0:
         raise Refused(f"new start read must not be negative, got {new_start}")
     for a in new_assignments:
-        if a.end is None or a.end > at:
+        if old != new and (a.end is None or a.end > at):
             raise Refused(f"meter {new} is already on service point {a.service_point_id} "
                           f"from {a.start.isoformat() if a.start else 'the start'}; "
                           "the replacement would overlap it")

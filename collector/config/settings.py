@@ -8,12 +8,13 @@ import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collector.config.thresholds import Thresholds
+from collector.config.vee import VeeSettings
 from collector.errors import ConfigError
 from model import Meter
 from protocols.mqtt import schema
@@ -162,6 +163,7 @@ class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     flags: FlagSettings = field(default_factory=FlagSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
+    vee: VeeSettings = field(default_factory=VeeSettings)
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -311,8 +313,14 @@ _FLAG_KEYS = {
     "daily_at": 'daily_at = "00:30"',
     **{name: f"{name} = {getattr(Thresholds(), name)}" for name in Thresholds.names()},
 }
+_VEE_KEYS = {
+    "enabled": "enabled = true",
+    "holidays": 'holidays = ["2026-10-01", "2026-10-02"]',
+    **{name: f"{name} = {getattr(VeeSettings(), name)}" for name in VeeSettings.numeric_names()},
+}
 _TOP_KEYS = {
     "flags": "[flags]",
+    "vee": "[vee]",
     "ops": "[ops]",
     "mqtt": "[mqtt]",
     "collector": "[collector]",
@@ -348,6 +356,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     mqtt = _parse_mqtt(_Section(file, "mqtt", data.get("mqtt", {}), _MQTT_KEYS))
     flags = _parse_flags(_Section(file, "flags", data.get("flags", {}), _FLAG_KEYS))
     ops = _parse_ops(_Section(file, "ops", data.get("ops", {}), _OPS_KEYS))
+    vee = _parse_vee(_Section(file, "vee", data.get("vee", {}), _VEE_KEYS))
     buses = [
         _parse_bus(_Section(file, f"bus[{i}]", b, _BUS_KEYS))
         for i, b in enumerate(_array(top, "bus"))
@@ -381,7 +390,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         raise ConfigError(file, "storage.url", "a gateway keeps its outbox in SQLite",
                           'url = "sqlite:///var/lib/meter-collector/collector.db"')
     return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules),
-                    modbus, mqtt, flags, ops)
+                    modbus, mqtt, flags, ops, vee)
 
 
 def _parse_ops(s: _Section) -> OpsSettings:
@@ -411,6 +420,25 @@ def _parse_flags(s: _Section) -> FlagSettings:
     return FlagSettings(s.get("enabled", bool, True), s.get("auto_time_sync", bool, False),
                         timedelta(hours=int(m.group(1)), minutes=int(m.group(2))),
                         Thresholds(**values))
+
+
+def _parse_vee(s: _Section) -> VeeSettings:
+    defaults = VeeSettings()
+    values: dict[str, Any] = {}
+    for name in VeeSettings.numeric_names():
+        default = getattr(defaults, name)
+        kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
+        value = s.get(name, kind, default)
+        if value <= 0 and name != "backward_kwh":
+            raise s.error(name, "must be positive")
+        values[name] = type(default)(value)
+    holidays = []
+    for i, text in enumerate(s.get("holidays", list, [])):
+        try:
+            holidays.append(date.fromisoformat(text))
+        except (TypeError, ValueError):
+            raise s.error("holidays", f"item {i} ({text!r}) is not a date YYYY-MM-DD") from None
+    return VeeSettings(s.get("enabled", bool, True), holidays=tuple(holidays), **values)
 
 
 def _parse_mqtt(s: _Section) -> MqttSettings:

@@ -1,0 +1,153 @@
+"""Meters × interval slots as arrays, with each local day's edges, for the rules to judge.
+
+Reads are register values stamped at their interval's end, so slot k's interval energy
+is value[k] − value[k−1], and a local day holds the slots after its midnight up to and
+including the next one: 96 on most days, 92 or 100 on a DST day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+
+from model import MeterAssignment, Reading, ValueVersion
+
+F64 = NDArray[np.float64]
+BOOL = NDArray[np.bool_]
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+
+
+@dataclass
+class Grid:
+    meter_ids: list[str]
+    start: datetime
+    step: timedelta
+    days: list[date]
+    edges: NDArray[np.int64]
+    """Slot index of each local midnight: day d holds slots edges[d]+1 … edges[d+1]."""
+    value: F64
+    """Current register value per meter and slot (M × T+1); NaN where none or null."""
+    fixed: BOOL
+    """The value came from the meter or a person: estimates never move it."""
+    auto: BOOL
+    """The current value is VEE's own estimate (it may be re-estimated)."""
+    expected: BOOL
+    """A read is due: the meter was on its service point then, and the slot has passed."""
+    frozen: F64
+    """The meter's frozen daily register at each local midnight (M × D+1)."""
+    clock: F64
+    """Largest |meter clock − server| seen each day, s (M × D); NaN: not checked."""
+    volts: F64
+    """Highest phase voltage seen each day (M × D); NaN: not read."""
+    judged_from: int
+    """Days before this index are history only (like days, spike reference)."""
+
+    @property
+    def slots(self) -> int:
+        return int(self.value.shape[1])
+
+    def ts(self, k: int) -> datetime:
+        return self.start + k * self.step
+
+    def energy(self) -> F64:
+        """Interval energy per slot (slot 0 has none)."""
+        e = np.full_like(self.value, np.nan)
+        e[:, 1:] = np.diff(self.value, axis=1)
+        return e
+
+
+def build_grid(
+    meter_ids: Sequence[str], first: date, last: date, history_days: int, step: timedelta,
+    tz: ZoneInfo, now: datetime, current: Iterable[ValueVersion],
+    frozen: Iterable[Reading] = (), clock: Iterable[Reading] = (),
+    volts: Iterable[Reading] = (), assignments: Sequence[MeterAssignment] = (),
+) -> Grid:
+    days = [first - timedelta(days=history_days) + timedelta(days=i)
+            for i in range((last - first).days + history_days + 1)]
+    start = local_midnight(days[0], tz)
+    edge_ts = [local_midnight(d, tz) for d in days] + [local_midnight(last + timedelta(1), tz)]
+    edges = np.array([round((t - start) / step) for t in edge_ts], dtype=np.int64)
+    row = {m: i for i, m in enumerate(meter_ids)}
+    m, t, d = len(meter_ids), int(edges[-1]) + 1, len(days)
+    value = np.full((m, t), np.nan)
+    fixed = np.zeros((m, t), dtype=bool)
+    auto = np.zeros((m, t), dtype=bool)
+
+    def slot(ts: datetime) -> int | None:
+        k, off = divmod(ts - start, step)
+        return k if not off and 0 <= k < t else None
+
+    for v in current:
+        i, k = row.get(v.meter_id), slot(v.ts)
+        if i is None or k is None:
+            continue
+        auto[i, k] = v.automatic
+        if v.value is not None:
+            value[i, k] = v.value
+            fixed[i, k] = not v.automatic
+    frozen_at = np.full((m, d + 1), np.nan)
+    edge_of = {int(e): j for j, e in enumerate(edges)}
+    for r in frozen:
+        i, k = row.get(r.meter_id), slot(r.ts)
+        if i is not None and k is not None and k in edge_of:
+            frozen_at[i, edge_of[k]] = r.value
+    for a in assignments:
+        # The register reads recorded at a swap anchor the intervals either side of it.
+        i = row.get(a.meter_id)
+        for ts, read in ((a.start, a.start_read), (a.end, a.final_read)):
+            k = slot(ts) if ts is not None and i is not None else None
+            if i is not None and k is not None and read is not None and not fixed[i, k]:
+                value[i, k], fixed[i, k], auto[i, k] = read, True, False
+    edge_s = np.array([e.timestamp() for e in edge_ts])
+    clock_max = _daily_max(clock, row, edge_s, m, d, absolute=True)
+    volts_max = _daily_max(volts, row, edge_s, m, d, absolute=False)
+    expected = _expected(meter_ids, fixed, start, step, now, assignments)
+    return Grid(list(meter_ids), start, step, days, edges, value, fixed, auto, expected,
+                frozen_at, clock_max, volts_max, history_days)
+
+
+def _daily_max(reads: Iterable[Reading], row: dict[str, int], edge_s: F64, m: int, d: int,
+               *, absolute: bool) -> F64:
+    out = np.full((m, d), np.nan)
+    for r in reads:
+        i = row.get(r.meter_id)
+        day = int(np.searchsorted(edge_s, r.ts.timestamp(), side="left")) - 1
+        if i is None or not 0 <= day < d:
+            continue
+        v = abs(r.value) if absolute else r.value
+        out[i, day] = v if np.isnan(out[i, day]) else max(out[i, day], v)
+    return out
+
+
+def _expected(meter_ids: Sequence[str], fixed: BOOL, start: datetime, step: timedelta,
+              now: datetime, assignments: Sequence[MeterAssignment]) -> BOOL:
+    """Due slots: from the meter's first read we hold (or its recorded installation),
+    up to now, and only while it was on its service point."""
+    m, t = fixed.shape
+    times = np.array([(start + k * step).timestamp() for k in range(t)])
+    expected = np.zeros((m, t), dtype=bool)
+    windows: dict[str, list[MeterAssignment]] = {}
+    for a in assignments:
+        windows.setdefault(a.meter_id, []).append(a)
+    for i, meter in enumerate(meter_ids):
+        seen = np.flatnonzero(fixed[i])
+        begin = times[seen[0]] if len(seen) else np.inf
+        own = windows.get(meter)
+        if not own:
+            expected[i] = times >= begin
+        else:
+            for a in own:
+                lo = a.start.timestamp() if a.start else begin
+                hi = a.end.timestamp() if a.end else np.inf
+                expected[i] |= (times >= min(lo, begin) if a.start else times >= begin) & (
+                    times <= hi)
+    expected &= times[None, :] <= now.timestamp()
+    return expected
