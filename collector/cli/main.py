@@ -9,6 +9,7 @@ from collector.cli.flags import flags, plot, screen
 from collector.cli.reports import db, report
 from collector.cli.run import demo, run, simulate
 from collector.cli.service import service
+from collector.cli.vee import meters, vee
 
 
 @click.group()
@@ -18,7 +19,7 @@ def main() -> None:
 
 
 for command in (run, demo, read, scan, clock, simulate, db, report, flags, screen, plot,
-                service):
+                service, vee, meters):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -107,6 +107,8 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
         )
         if result.mqtt_note:
             console.print(result.mqtt_note)
+        if result.vee_note:
+            console.print(result.vee_note)
         if db_path:
             console.print(f"database kept at {path}")
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from collector.acquisition.clock import Clock, holding
 from collector.acquisition.scheduler import next_slot
+from collector.config.intervals import register_interval
 from collector.config.settings import Schedule, Settings
 from collector.flags.engine import ENERGY, FlagEngine
 from collector.ops.metrics import Metrics
@@ -20,19 +21,6 @@ from storage.base import StorageError, Store
 log = logging.getLogger(__name__)
 SETTLE = timedelta(minutes=2)
 """How long after a slot the fast pass waits, so that slot's reads are in."""
-
-
-def register_interval(settings: Settings) -> tuple[timedelta, dict[str, timedelta]] | None:
-    """The interval the rules work on, and each meter's own register interval."""
-    reading = [s for s in settings.schedules if ENERGY in s.quantities]
-    if not reading:
-        return None
-    every = min(s.every for s in reading)
-    per_meter = {}
-    for meter in settings.meters:
-        own = [s.every for s in reading if s.applies_to(meter.id)]
-        per_meter[meter.id] = min(own) if own else timedelta(days=1)
-    return every, per_meter
 
 
 def build_engine(settings: Settings, store: Store,

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from collector.acquisition.catch_up import catch_up
 from collector.acquisition.clock import Clock, RealClock
@@ -23,6 +23,7 @@ from collector.acquisition.pipeline import (
     ProtocolRouter,
 )
 from collector.acquisition.scheduler import RunStats, Scheduler
+from collector.config.intervals import register_interval
 from collector.config.settings import BusConfig, Schedule, Settings
 from collector.errors import CollectorError, ConfigError
 from collector.field.tools import check_clock, looks_like_zone_error, sync_clock
@@ -30,6 +31,8 @@ from collector.flags.service import FlagService, build_engine
 from collector.ops.endpoint import Check, OpsEndpoint
 from collector.ops.metrics import Metrics
 from collector.ops.supervise import Supervisor
+from collector.vee.build import build_vee
+from collector.vee.service import VeeService
 from model import Meter, Outcome, Reading, ReadKind
 from protocols.dlt645.client import ClientSettings, Dlt645Client
 from protocols.errors import ProtocolError, TransportError
@@ -78,6 +81,15 @@ def store_for(settings: Settings) -> Store:
     )
     memory = 0 if settings.mqtt.role == "headend" else settings.storage.memory_rows
     return BufferedStore(inner, settings.storage.spill_path, max_memory_rows=memory)
+
+
+def vee_services(settings: Settings, store: Store, clock: Clock) -> list[VeeService]:
+    """VEE judges the store of record (behind the write buffer, if there is one)."""
+    target: Any = getattr(store, "inner", store)
+    found = register_interval(settings)
+    if found is None or not hasattr(target, "verdicts"):
+        return []
+    return [VeeService(build_vee(settings, target), clock, found[0])]
 
 
 def client_settings(bus: BusConfig) -> ClientSettings:
@@ -360,6 +372,8 @@ async def run_collector(
         if engine is not None:
             fixer = ClockSync(settings, readers, clock) if settings.flags.auto_time_sync else None
             services.append(FlagService(settings, engine, clock, fixer, metrics))
+    if settings.vee.enabled and settings.mqtt.role != "gateway":
+        services += vee_services(settings, store, clock)
     supervisor = Supervisor(metrics)
     stoppers: list[Callable[[], object]] = [scheduler.stop, supervisor.stop,
                                             *(s.stop for s in services)]

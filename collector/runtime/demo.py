@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.acquisition.clock import SimulatedClock
@@ -65,6 +66,7 @@ class DemoResult:
     end: datetime
     db_path: str
     mqtt_note: str = ""
+    vee_note: str = ""
 
 
 def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> Settings:
@@ -159,6 +161,7 @@ async def run_mqtt_demo(
         broker.destroy()
     # The summary reads the head-end's store, about the gateway's meters.
     result.settings = replace(head_settings, meters=result.settings.meters)
+    result.vee_note = await end_of_day_vee(result.settings, result.start, result.end)
     result.mqtt_note = (
         f"gateway → mosquitto → head-end: {head.stats.batches} batches; the gateway stored "
         f"{gateway_rows} rows and the head-end {head_rows} "
@@ -175,6 +178,22 @@ async def end_of_day_flags(settings: Settings, end: datetime) -> None:
         engine = build_engine(settings, store)
         if engine is not None:
             await engine.run(end, full=True)
+    finally:
+        await store.close()
+
+
+async def end_of_day_vee(settings: Settings, start: datetime, end: datetime) -> str:
+    """Validate the demo's day as the daemon's VEE pass would when the day closes."""
+    from collector.vee.build import build_vee
+
+    store: Any = store_for(settings)
+    store = getattr(store, "inner", store)
+    try:
+        tz = settings.collector.tz
+        first = (start + timedelta(minutes=15)).astimezone(tz).date()
+        last = (end - timedelta(seconds=1)).astimezone(tz).date()
+        run = await build_vee(settings, store).run(first, last, end)
+        return run.summary()
     finally:
         await store.close()
 
@@ -212,6 +231,8 @@ async def _run_local(
         stats = await run_collector(settings, clock=clock, until=end)
     finally:
         await fleet.stop()
+    vee_note = ""
     if mqtt is None:
         await end_of_day_flags(settings, end)
-    return DemoResult(stats, settings, fleet, start, end, str(db_path))
+        vee_note = await end_of_day_vee(settings, start, end)
+    return DemoResult(stats, settings, fleet, start, end, str(db_path), vee_note=vee_note)

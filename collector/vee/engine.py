@@ -52,8 +52,8 @@ class VeeRun:
 
     def summary(self) -> str:
         why = ", ".join(f"{rule} {n}" for rule, n in self.held_by.most_common())
-        return (f"VEE: {self.meter_days} meter-days validated: {self.validated} ready for "
-                f"billing ({self.estimated} with estimates), {self.held} held"
+        return (f"VEE: {self.meter_days} meter-days judged: {self.validated} validated "
+                f"({self.estimated} with estimates), {self.held} held"
                 + (f" ({why})" if why else ""))
 
 
@@ -76,11 +76,11 @@ class VeeEngine:
                 groups[step].append(meter_id)
         assignments = await self.store.assignments()
         for step, ids in groups.items():
-            grid = await self._load(ids, first, last, step, now, assignments)
+            grid = await self.load(ids, first, last, step, now, assignments)
             await self._pass(grid, now, run)
         return run
 
-    async def _load(self, ids: list[str], first: date, last: date, step: timedelta,
+    async def load(self, ids: list[str], first: date, last: date, step: timedelta,
                     now: datetime, assignments: Sequence[Any]) -> Grid:
         s = self.settings
         start = local_midnight(first - timedelta(days=s.lookback_days), self.tz)

@@ -109,7 +109,8 @@ def build_grid(
     edge_s = np.array([e.timestamp() for e in edge_ts])
     clock_max = _daily_max(clock, row, edge_s, m, d, absolute=True)
     volts_max = _daily_max(volts, row, edge_s, m, d, absolute=False)
-    expected = _expected(meter_ids, fixed, start, step, now, assignments)
+    expected = _expected(meter_ids, fixed, start, step, now, assignments,
+                         local_midnight(first, tz))
     return Grid(list(meter_ids), start, step, days, edges, value, fixed, auto, expected,
                 frozen_at, clock_max, volts_max, history_days)
 
@@ -128,9 +129,11 @@ def _daily_max(reads: Iterable[Reading], row: dict[str, int], edge_s: F64, m: in
 
 
 def _expected(meter_ids: Sequence[str], fixed: BOOL, start: datetime, step: timedelta,
-              now: datetime, assignments: Sequence[MeterAssignment]) -> BOOL:
+              now: datetime, assignments: Sequence[MeterAssignment],
+              judged_from: datetime) -> BOOL:
     """Due slots: from the meter's first read we hold (or its recorded installation),
-    up to now, and only while it was on its service point."""
+    up to now, and only while it was on its service point. A meter on the books that
+    has sent nothing at all is due over the judged days: it is not responding."""
     m, t = fixed.shape
     times = np.array([(start + k * step).timestamp() for k in range(t)])
     expected = np.zeros((m, t), dtype=bool)
@@ -139,7 +142,7 @@ def _expected(meter_ids: Sequence[str], fixed: BOOL, start: datetime, step: time
         windows.setdefault(a.meter_id, []).append(a)
     for i, meter in enumerate(meter_ids):
         seen = np.flatnonzero(fixed[i])
-        begin = times[seen[0]] if len(seen) else np.inf
+        begin = times[seen[0]] if len(seen) else judged_from.timestamp() + step.total_seconds()
         own = windows.get(meter)
         if not own:
             expected[i] = times >= begin

@@ -21,6 +21,10 @@ def test_demo_reads_twenty_meters_over_ptys_and_summarises(tmp_path: Path) -> No
         assert f"m{n:03d}" in out
     assert "Collection per meter" in out and "Collection success per bus" in out
     assert "silent" in out and "clock +95 s" in out
+    # Held for gaps: the dead meter, and m005, silent from 2 h until the demo ends (no
+    # later read bounds its gap yet); held for the time check: the drifting clock.
+    vee = next(line for line in out.splitlines() if line.startswith("VEE:"))
+    assert "20 meter-days judged" in vee and "gap 2" in vee and "time_check 1" in vee
     with sqlite3.connect(db) as conn:
         meters = conn.execute(
             "SELECT count(DISTINCT meter_id) FROM reading_values").fetchone()[0]

@@ -1,0 +1,54 @@
+"""Run VEE beside the collector: after each collection cycle for the day so far, and
+once more over the whole previous day when a local day closes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date, timedelta
+
+from collector.acquisition.clock import Clock, holding
+from collector.acquisition.scheduler import next_slot
+from collector.config.settings import Schedule
+from collector.vee.engine import ENERGY, VeeEngine, VeeRun
+from storage.base import StorageError
+
+log = logging.getLogger(__name__)
+SETTLE = timedelta(minutes=3)
+"""After a slot, wait this long so that slot's reads (and the flag pass) are in."""
+
+
+class VeeService:
+    def __init__(self, engine: VeeEngine, clock: Clock, every: timedelta) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.passes = 0
+        self.last: VeeRun | None = None
+        self._stop = asyncio.Event()
+        self._cycle = Schedule("vee", every, (ENERGY,))
+        self._closed: date | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        tz = self.engine.tz
+        when = next_slot(self._cycle, self.clock.now(), tz) + SETTLE
+        while not self._stop.is_set():
+            waiter = asyncio.create_task(self.clock.sleep_until(when))
+            stopper = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if self._stop.is_set():
+                return
+            today = when.astimezone(tz).date()
+            first = today if self._closed in (None, today) else today - timedelta(days=1)
+            with holding(self.clock):
+                try:
+                    self.last = await self.engine.run(first, today, when)
+                    self.passes += 1
+                    self._closed = today
+                except StorageError as exc:
+                    log.warning("VEE pass skipped: %s", exc)
+            when = next_slot(self._cycle, when - SETTLE, tz) + SETTLE
