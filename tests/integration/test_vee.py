@@ -272,3 +272,72 @@ async def test_a_ct_ratio_change_on_the_same_meter_splits_its_consumption(
     got = await consumption(store, "m1", ts(LAST_DAY), ts(SLOTS))
     want = (register(k) - register(LAST_DAY)) + 5 * (register(SLOTS) - register(k))
     assert got.kwh == pytest.approx(want, abs=1e-3)
+
+
+async def test_an_edit_by_hand_re_estimates_a_bad_read_and_keeps_it_in_history(
+        store: Any) -> None:
+    from collector.vee.edit import edit
+
+    k = LAST_DAY + 30
+    engine = await setup(store, reads(change={k: register(k) + 7.0}))
+    written = await edit(engine, "m1", ENERGY, ts(k), ts(k), value=None, method="linear",
+                         reason="96", note="spike from a bad read", by="alice", now=NOW)
+    assert written == 1
+    got = await current(store, k)
+    assert (got.quality, got.method, got.actor, got.reason) == (
+        Quality.SUBSTITUTED, codes.LINEAR, "alice", "96")
+    assert got.value == pytest.approx((register(k - 1) + register(k + 1)) / 2, abs=1e-3)
+    history = await store.value_history("m1", ENERGY, ts(k), ts(k))
+    assert [h.actor for h in history] == ["", "alice"]
+    run = await engine.run(JUDGED, JUDGED, NOW)
+    assert run.held == 0  # the edit resolved the spike and the backward step after it
+
+
+async def test_an_edit_with_a_value_sets_it_and_the_same_edit_twice_writes_once(
+        store: Any) -> None:
+    from collector.vee.edit import edit
+
+    engine = await setup(store, reads())
+    args = dict(value=1234.5, method=None, reason="0", note="meter photo", by="bob", now=NOW)
+    assert await edit(engine, "m1", ENERGY, ts(LAST_DAY), ts(LAST_DAY), **args) == 1
+    assert await edit(engine, "m1", ENERGY, ts(LAST_DAY), ts(LAST_DAY), **args) == 0
+    assert (await current(store, LAST_DAY)).value == 1234.5
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"reason": ""}, "needs a reason"),
+    ({"reason": "xyz"}, "unknown reason code"),
+    ({"by": ""}, "who made it"),
+    ({"meter": "ghost"}, "meter 'ghost' is unknown"),
+    ({"value": 1.0}, "exactly one of --value or --method"),
+])
+async def test_a_bad_edit_is_refused_and_writes_nothing(store: Any, change: dict[str, Any],
+                                                       problem: str) -> None:
+    from collector.vee.edit import edit
+    from storage.versions import Refused
+
+    engine = await setup(store, reads())
+    args: dict[str, Any] = dict(value=None, method="linear", reason="96", note="", by="al",
+                                now=NOW)
+    change = dict(change)  # the parametrized dict is shared by both stores' runs
+    meter = change.pop("meter", "m1")
+    args.update(change)
+    with pytest.raises(Refused, match=problem):
+        await edit(engine, meter, ENERGY, ts(LAST_DAY + 3), ts(LAST_DAY + 4), **args)
+    assert await store.value_history("m1", ENERGY, ts(LAST_DAY + 3), ts(LAST_DAY + 4)) == [
+        v for v in await store.value_history("m1", ENERGY, ts(LAST_DAY + 3),
+                                             ts(LAST_DAY + 4)) if v.version == 0]
+
+
+async def test_status_counts_service_point_days_and_names_the_holding_rule(
+        store: Any) -> None:
+    from collector.vee.status import readiness
+
+    k = LAST_DAY + 30
+    batch = reads() + reads("m2", change={k: register(k) - 5.0})
+    engine = await setup(store, batch, meters=("m1", "m2"))
+    await engine.run(JUDGED, JUDGED, NOW)
+    r = await readiness(store, JUDGED, JUDGED, TZ, list(engine.meters.values()))
+    assert (r.points, r.validated, r.held) == (2, 1, 1)
+    # One low read: the register steps back, then jumps by more than the rating allows.
+    assert r.worst == [("m2", 1, [codes.NEGATIVE, codes.SPIKE])]
