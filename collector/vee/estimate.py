@@ -56,7 +56,8 @@ class LikeDays:
         """Days × time-of-day actual energy of meter i (NaN where not both ends actual)."""
         g = self.grid
         out = np.full((len(g.days), self.per_day), np.nan)
-        e = g.energy()[i]
+        e = np.full(g.slots, np.nan)
+        e[1:] = np.diff(g.value[i])
         ok = np.zeros(g.slots, dtype=bool)
         ok[1:] = g.fixed[i, 1:] & g.fixed[i, :-1]
         ks = np.flatnonzero(ok & (self.day_of >= 0))
