@@ -40,6 +40,16 @@ def holding(clock: Clock) -> Iterator[None]:
         clock.release()
 
 
+async def sleep_until_or_stopped(clock: Clock, when: datetime, stop: asyncio.Event) -> bool:
+    """Sleep until `when` on `clock`, or until `stop` is set; True when stopped."""
+    waiter = asyncio.create_task(clock.sleep_until(when))
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    stopper.cancel()
+    return stop.is_set()
+
+
 class RealClock:
     speed = 1.0
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from collector.acquisition.clock import Clock, holding
+from collector.acquisition.clock import Clock, holding, sleep_until_or_stopped
 from collector.acquisition.scheduler import next_slot
 from collector.config.intervals import register_interval
 from collector.config.settings import Schedule, Settings
@@ -64,12 +64,7 @@ class FlagService:
         daily = next_slot(self._daily, self.clock.now(), tz)
         while not self._stop.is_set():
             when, full = (daily, True) if daily <= fast else (fast, False)
-            waiter = asyncio.create_task(self.clock.sleep_until(when))
-            stopper = asyncio.create_task(self._stop.wait())
-            await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
-            if self._stop.is_set():
+            if await sleep_until_or_stopped(self.clock, when, self._stop):
                 return
             with holding(self.clock):
                 await self._pass(when, full)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from datetime import date, timedelta
 
-from collector.acquisition.clock import Clock, holding
+from collector.acquisition.clock import Clock, holding, sleep_until_or_stopped
 from collector.acquisition.scheduler import next_slot
 from collector.config.settings import Schedule
 from collector.vee.engine import ENERGY, VeeEngine, VeeRun
@@ -35,12 +35,7 @@ class VeeService:
         tz = self.engine.tz
         when = next_slot(self._cycle, self.clock.now(), tz) + SETTLE
         while not self._stop.is_set():
-            waiter = asyncio.create_task(self.clock.sleep_until(when))
-            stopper = asyncio.create_task(self._stop.wait())
-            await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
-            if self._stop.is_set():
+            if await sleep_until_or_stopped(self.clock, when, self._stop):
                 return
             today = when.astimezone(tz).date()
             first = today if self._closed in (None, today) else today - timedelta(days=1)
