@@ -83,9 +83,14 @@ def store_for(settings: Settings) -> Store:
     return BufferedStore(inner, settings.storage.spill_path, max_memory_rows=memory)
 
 
+def record_store(store: Store) -> Any:
+    """The store of record behind the write buffer, if there is one: VEE reads and writes
+    versions there directly, as nothing it writes may wait in a spill file."""
+    return getattr(store, "inner", store)
+
+
 def vee_services(settings: Settings, store: Store, clock: Clock) -> list[VeeService]:
-    """VEE judges the store of record (behind the write buffer, if there is one)."""
-    target: Any = getattr(store, "inner", store)
+    target = record_store(store)
     found = register_interval(settings)
     if found is None or not hasattr(target, "verdicts"):
         return []

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.acquisition.clock import SimulatedClock
@@ -23,7 +22,7 @@ from collector.config.settings import (
     Settings,
     StorageSettings,
 )
-from collector.runtime.daemon import run_collector, store_for
+from collector.runtime.daemon import record_store, run_collector, store_for
 from model import Meter
 from simulator.bus import WireTiming
 from simulator.dlt645_meter import MeterFaults
@@ -186,16 +185,15 @@ async def end_of_day_vee(settings: Settings, start: datetime, end: datetime) -> 
     """Validate the demo's day as the daemon's VEE pass would when the day closes."""
     from collector.vee.build import build_vee
 
-    store: Any = store_for(settings)
-    store = getattr(store, "inner", store)
+    opened = store_for(settings)
     try:
         tz = settings.collector.tz
         first = (start + timedelta(minutes=15)).astimezone(tz).date()
         last = (end - timedelta(seconds=1)).astimezone(tz).date()
-        run = await build_vee(settings, store).run(first, last, end)
+        run = await build_vee(settings, record_store(opened)).run(first, last, end)
         return run.summary()
     finally:
-        await store.close()
+        await opened.close()
 
 
 async def _run_local(
