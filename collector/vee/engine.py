@@ -120,14 +120,11 @@ class VeeEngine:
         run.meter_days += int(judgement.judged.sum())
         run.held += int(held.sum())
         run.validated += int((judgement.judged & ~held).sum())
-        assert judgement.estimated is not None
         run.estimated += int(((judgement.estimated > 0) & judgement.judged).sum())
-        for rule, ok in judgement.passed.items():
-            failing = judgement.judged & ~ok & held
-            if rule == codes.GAP:
-                failing &= judgement.evidence_nulls() > 0
-            if failing.any():
-                run.held_by[rule] += int(failing.sum())
+        for rule in codes.RULES:
+            holding = int(judgement.holds(rule).sum())
+            if holding:
+                run.held_by[rule] += holding
         flags = []
         for (rule, i, d), ev in judgement.evidence.items():
             if rule == codes.REPLACEMENT:

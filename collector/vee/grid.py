@@ -148,9 +148,8 @@ def _expected(meter_ids: Sequence[str], fixed: BOOL, start: datetime, step: time
             expected[i] = times >= begin
         else:
             for a in own:
-                lo = a.start.timestamp() if a.start else begin
+                lo = min(a.start.timestamp(), begin) if a.start else begin
                 hi = a.end.timestamp() if a.end else np.inf
-                expected[i] |= (times >= min(lo, begin) if a.start else times >= begin) & (
-                    times <= hi)
+                expected[i] |= (times >= lo) & (times <= hi)
     expected &= times[None, :] <= now.timestamp()
     return expected

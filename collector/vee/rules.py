@@ -28,25 +28,22 @@ class Judgement:
     grid: Grid
     judged: BOOL
     passed: dict[str, BOOL]
+    estimated: NDArray[np.int64]
+    """Due slots per meter-day that hold an estimate."""
+    nulls: NDArray[np.int64]
+    """Due slots per meter-day with no value at all (null estimate, or none yet)."""
     evidence: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
-    estimated: NDArray[np.int64] | None = None
-    """Slots per meter-day filled by an estimate (nulls excluded)."""
+
+    def holds(self, rule: str) -> BOOL:
+        """Meter-days this rule holds from billing: a gap every estimate filled does not."""
+        failing = self.judged & ~self.passed[rule]
+        return failing & (self.nulls > 0) if rule == codes.GAP else failing
 
     def held(self) -> BOOL:
-        """Meter-days some rule fails: the gap rule is resolved when estimates filled it."""
         out = np.zeros_like(self.judged)
-        for rule, ok in self.passed.items():
-            if rule == codes.GAP:
-                ok = ok | (self.evidence_nulls() == 0)
-            out |= ~ok
-        return out & self.judged
-
-    def evidence_nulls(self) -> NDArray[np.int64]:
-        nulls = np.zeros(self.judged.shape, dtype=np.int64)
-        for (rule, i, d), ev in self.evidence.items():
-            if rule == codes.GAP:
-                nulls[i, d] = int(ev.get("null", 0))
-        return nulls
+        for rule in self.passed:
+            out |= self.holds(rule)
+        return out
 
     def verdicts(self) -> list[Verdict]:
         g = self.grid
@@ -71,7 +68,8 @@ def judge(g: Grid, s: VeeSettings, phases: NDArray[np.int64], exporter: BOOL) ->
     judged = np.zeros((m, days), dtype=bool)
     passed = {rule: np.ones((m, days), dtype=bool) for rule in codes.RULES}
     estimated = np.zeros((m, days), dtype=np.int64)
-    out = Judgement(g, judged, passed, estimated=estimated)
+    nulls = np.zeros((m, days), dtype=np.int64)
+    out = Judgement(g, judged, passed, estimated, nulls)
     ev = out.evidence
     for d in range(days):
         day = g.judged_from + d
@@ -82,12 +80,13 @@ def judge(g: Grid, s: VeeSettings, phases: NDArray[np.int64], exporter: BOOL) ->
         have = ~np.isnan(g.value[:, lo:hi])
         missing = due & ~fixed
         estimated[:, d] = (missing & have).sum(axis=1)
+        nulls[:, d] = (missing & ~have).sum(axis=1)
         for i in np.flatnonzero(missing.any(axis=1) & judged[:, d]):
             passed[codes.GAP][i, d] = False
             gaps = np.flatnonzero(missing[i])
             ev[(codes.GAP, int(i), d)] = {
                 "missing": len(gaps), "estimated": int(estimated[i, d]),
-                "null": int((missing[i] & ~have[i]).sum()),
+                "null": int(nulls[i, d]),
                 "first": g.ts(lo + int(gaps[0])).isoformat(),
                 "longest_minutes": _longest(missing[i]) * step_h * 60}
         e = energy[:, lo:hi]
