@@ -10,7 +10,7 @@ import numpy as np
 
 from collector.vee import codes
 from collector.vee.engine import ENERGY, VeeEngine
-from collector.vee.estimate import LikeDays
+from collector.vee.estimate import LikeDays, scaled_to
 from model import Quality, ValueVersion
 from storage.versions import Refused
 
@@ -65,13 +65,11 @@ async def edit(engine: VeeEngine, meter_id: str, quantity: str, start: datetime,
     if method == "like-day":
         grid.fixed[0, left + 1:right] = False
         like = LikeDays(grid, tz, engine.settings.holidays)
-        table = like.table(0)
-        w = np.array([like.profile(table, int(like.day_of[k]), engine.settings.like_days)[
-            like.position[k]] for k in range(left + 1, right + 1)])
-        if np.isnan(w).all() or np.nansum(w) <= 0:
+        shape = like.shape_of(0, engine.settings.like_days)
+        scaled = scaled_to(shape(range(left + 1, right + 1)), delta)
+        if scaled is None:
             raise Refused("no like-day history for this meter; use --method linear")
-        w = np.where(np.isnan(w), np.nanmean(w), w)
-        energy = w * (delta / float(w.sum()))
+        energy = scaled
     regs = grid.value[0, left] + np.cumsum(energy)
     versions = [ValueVersion(meter_id, ENERGY, grid.ts(k), float(regs[k - left - 1]),
                              Quality.SUBSTITUTED, EDIT_METHODS[method], reason, by, note)

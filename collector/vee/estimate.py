@@ -75,6 +75,30 @@ class LikeDays:
                 out[p] = float(seen.mean())
         return out
 
+    def shape_of(self, i: int, count: int) -> Callable[[range], F64]:
+        """Meter i's like-day energy for given slots, each day's profile computed once."""
+        table = self.table(i)
+        profiles: dict[int, F64] = {}
+
+        def shape(ks: range) -> F64:
+            out = np.empty(len(ks))
+            for n, k in enumerate(ks):
+                d = int(self.day_of[k])
+                if d not in profiles:
+                    profiles[d] = self.profile(table, d, count)
+                out[n] = profiles[d][self.position[k]]
+            return out
+
+        return shape
+
+
+def scaled_to(w: F64, delta: float) -> F64 | None:
+    """The like-day shape `w` scaled to sum exactly to `delta`; None without history."""
+    if np.isnan(w).all() or np.nansum(w) <= 0:
+        return None
+    w = np.where(np.isnan(w), np.nanmean(w), w)
+    return np.asarray(w * (delta / float(w.sum())), dtype=np.float64)
+
 
 def estimate_meter(grid: Grid, i: int, like: LikeDays, s: VeeSettings,
                    complete_until: int) -> list[Estimate]:
@@ -88,18 +112,7 @@ def estimate_meter(grid: Grid, i: int, like: LikeDays, s: VeeSettings,
     targets[:first] = False
     if not targets.any():
         return []
-    table = like.table(i)
-    profiles: dict[int, F64] = {}
-
-    def shape(ks: range) -> F64:
-        out = np.empty(len(ks))
-        for n, k in enumerate(ks):
-            d = int(like.day_of[k])
-            if d not in profiles:
-                profiles[d] = like.profile(table, d, s.like_days)
-            out[n] = profiles[d][like.position[k]]
-        return out
-
+    shape = like.shape_of(i, s.like_days)
     step_min = grid.step / timedelta(minutes=1)
     out: list[Estimate] = []
     for a, b in _runs(~fixed):
@@ -142,12 +155,11 @@ def _bracketed(value: F64, left: int, right: int, wanted: list[int],
     method, note = codes.LINEAR, f"linear between reads {n} intervals apart"
     energy = np.full(n, delta / n)
     if minutes > s.linear_max_minutes:
-        w = shape(range(left + 1, right + 1))
-        if np.isnan(w).all() or np.nansum(w) <= 0:
+        scaled = scaled_to(shape(range(left + 1, right + 1)), delta)
+        if scaled is None:
             note = "no like-day history: linear between the bracketing reads"
         else:
-            w = np.where(np.isnan(w), np.nanmean(w), w)
-            energy = w * (delta / float(w.sum()))
+            energy = scaled
             method, note = codes.SCALED, "like-day shape scaled to the register delta"
     regs = value[left] + np.cumsum(energy)
     return [Estimate(k, float(regs[k - left - 1] % wrap), Quality.SUBSTITUTED, method, note)
