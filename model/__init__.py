@@ -1,11 +1,13 @@
 """The ground floor: the data model every other package speaks.
 
 Holds Meter, Reading, Quality, Event, CollectionAttempt, Flag, IngestResult and their
-JSON codec, and the validated-read records (versions, verdicts, service points).
+JSON codec, the validated-read records (versions, verdicts, service points), and
+billing's (bills, tariff changes, prepaid accounts).
 It imports nothing of ours, so protocols, storage, the simulator and the
 collector can all depend on it without depending on each other.
 """
 
+from model.billing import Bill, BillStatus, Hold, PrepaidAccount, PrepaidEvent, TariffChange
 from model.records import (
     CollectionAttempt,
     Event,
@@ -28,17 +30,23 @@ from model.validation import (
 
 __all__ = [
     "AUTOMATIC",
+    "Bill",
+    "BillStatus",
     "CollectionAttempt",
     "Event",
     "Flag",
+    "Hold",
     "IngestResult",
     "Meter",
     "MeterAssignment",
     "Outcome",
+    "PrepaidAccount",
+    "PrepaidEvent",
     "Quality",
     "ReadKind",
     "Reading",
     "ServicePoint",
+    "TariffChange",
     "ValueVersion",
     "Verdict",
     "require_utc",

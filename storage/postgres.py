@@ -50,6 +50,7 @@ from storage.base import (
     quality_code_rank_sql,
 )
 from storage.daily import daily_from_boundaries
+from storage.postgres_billing import PostgresBilling
 from storage.versions import (
     LATE_READ_ACTOR,
     LATE_READ_NOTE,
@@ -126,7 +127,7 @@ _GROUP_SQL = {
 }
 
 
-class PostgresStore:
+class PostgresStore(PostgresBilling):
     def __init__(
         self,
         url: str,

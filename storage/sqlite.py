@@ -49,6 +49,8 @@ from storage.base import (
     quality_code_rank_sql,
 )
 from storage.daily import daily_from_boundaries
+from storage.sqlite_billing import SCHEMA as BILLING_SCHEMA
+from storage.sqlite_billing import SqliteBilling
 from storage.versions import (
     LATE_READ_ACTOR,
     LATE_READ_NOTE,
@@ -207,6 +209,7 @@ _SCHEMA.append((
     """,
 ))
 
+_SCHEMA.append(BILLING_SCHEMA)
 
 def _finish_conversion(db: sqlite3.Connection) -> None:
     """Drop the wide table only once every row is in the narrow one, in one unit."""
@@ -254,7 +257,7 @@ class OutboxRow:
     item: dict[str, Any]
 
 
-class SqliteStore:
+class SqliteStore(SqliteBilling):
     """With `outbox=True` (a gateway), every new or changed row is also queued in the
     outbox table in the same transaction, so a stored read is never left unsent."""
 

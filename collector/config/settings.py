@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from collector.config.billing import BillingSettings, PrepaidSettings
 from collector.config.thresholds import Thresholds
 from collector.config.vee import VeeSettings
 from collector.errors import ConfigError
@@ -164,6 +165,8 @@ class Settings:
     flags: FlagSettings = field(default_factory=FlagSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
     vee: VeeSettings = field(default_factory=VeeSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    prepaid: PrepaidSettings = field(default_factory=PrepaidSettings)
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -318,7 +321,26 @@ _VEE_KEYS = {
     "holidays": 'holidays = ["2026-10-01", "2026-10-02"]',
     **{name: f"{name} = {getattr(VeeSettings(), name)}" for name in VeeSettings.numeric_names()},
 }
+_BILLING_KEYS = {
+    "tariff_dirs": 'tariff_dirs = ["/etc/meter-collector/tariffs"]',
+    "segments": 'segments = { S01 = 1, S25 = 25 }  # reading segment = reading day',
+    **{name: f"{name} = {getattr(BillingSettings(), name)}"
+       for name in BillingSettings.numeric_names()},
+}
+_PREPAID_KEYS = {
+    "enabled": "enabled = true",
+    "alert_days": "alert_days = 7.0",
+    "disconnect_below": "disconnect_below = 0.0",
+    "grace": 'grace = "24h"',
+    "protected_hours": 'protected_hours = "20:00-08:00"  # never trip in this local window',
+    "protected_weekends": "protected_weekends = true",
+    "holidays": 'holidays = ["2026-10-01"]',
+    "operator": 'operator = "00000001"',
+    "password_env": 'password_env = "COLLECTOR_METER_PASSWORD"',
+}
 _TOP_KEYS = {
+    "billing": "[billing]",
+    "prepaid": "[prepaid]",
     "flags": "[flags]",
     "vee": "[vee]",
     "ops": "[ops]",
@@ -357,6 +379,8 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     flags = _parse_flags(_Section(file, "flags", data.get("flags", {}), _FLAG_KEYS))
     ops = _parse_ops(_Section(file, "ops", data.get("ops", {}), _OPS_KEYS))
     vee = _parse_vee(_Section(file, "vee", data.get("vee", {}), _VEE_KEYS))
+    billing = _parse_billing(_Section(file, "billing", data.get("billing", {}), _BILLING_KEYS))
+    prepaid = _parse_prepaid(_Section(file, "prepaid", data.get("prepaid", {}), _PREPAID_KEYS))
     buses = [
         _parse_bus(_Section(file, f"bus[{i}]", b, _BUS_KEYS))
         for i, b in enumerate(_array(top, "bus"))
@@ -390,7 +414,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         raise ConfigError(file, "storage.url", "a gateway keeps its outbox in SQLite",
                           'url = "sqlite:///var/lib/meter-collector/collector.db"')
     return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules),
-                    modbus, mqtt, flags, ops, vee)
+                    modbus, mqtt, flags, ops, vee, billing, prepaid)
 
 
 def _parse_ops(s: _Section) -> OpsSettings:
@@ -439,6 +463,67 @@ def _parse_vee(s: _Section) -> VeeSettings:
         except (TypeError, ValueError):
             raise s.error("holidays", f"item {i} ({text!r}) is not a date YYYY-MM-DD") from None
     return VeeSettings(s.get("enabled", bool, True), holidays=tuple(holidays), **values)
+
+
+def _parse_billing(s: _Section) -> BillingSettings:
+    dirs = s.get("tariff_dirs", list, [])
+    if not all(isinstance(d, str) for d in dirs):
+        raise s.error("tariff_dirs", "must list directories as strings")
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise s.error("tariff_dirs", f"{d} is not a directory")
+    segments = s.get("segments", dict, {})
+    for name, day in segments.items():
+        if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 28:
+            raise s.error("segments", f"segment {name!r}: the reading day must be 1–28 "
+                          f"(every month has it), got {day!r}")
+    defaults = BillingSettings()
+    values: dict[str, Any] = {}
+    for name in BillingSettings.numeric_names():
+        default = getattr(defaults, name)
+        kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
+        value = s.get(name, kind, default)
+        if value <= 0:
+            raise s.error(name, "must be positive")
+        values[name] = type(default)(value)
+    if not 1 <= values["default_reading_day"] <= 28:
+        raise s.error("default_reading_day", "must be 1–28")
+    if values["review_low"] >= 1 or values["review_high"] <= 1:
+        raise s.error("review_low" if values["review_low"] >= 1 else "review_high",
+                      "review_low must be below 1 and review_high above 1")
+    if values["review_months"] < 3:
+        raise s.error("review_months", "must be at least 3 (the trailing history)")
+    return BillingSettings(tuple(dirs), dict(segments), **values)
+
+
+def _parse_prepaid(s: _Section) -> PrepaidSettings:
+    defaults = PrepaidSettings()
+    grace = parse_duration(s.get("grace", (str, int), "24h"))
+    if grace is None:
+        raise s.error("grace", "is not a duration like 24h or 90m")
+    window = s.get("protected_hours", str, "20:00-08:00")
+    ends = [_HHMM.match(part.strip()) for part in window.split("-")]
+    if len(ends) != 2 or not all(ends):
+        raise s.error("protected_hours", f"{window!r} is not HH:MM-HH:MM")
+    start, end = (timedelta(hours=int(m.group(1)), minutes=int(m.group(2)))
+                  for m in ends if m is not None)
+    holidays = []
+    for i, text in enumerate(s.get("holidays", list, [])):
+        try:
+            holidays.append(date.fromisoformat(text))
+        except (TypeError, ValueError):
+            raise s.error("holidays", f"item {i} ({text!r}) is not a date YYYY-MM-DD") from None
+    operator = s.get("operator", str, defaults.operator)
+    if not re.fullmatch(r"\d{8}", operator):
+        raise s.error("operator", f"{operator!r} must be 8 digits")
+    alert_days = s.get("alert_days", (int, float), defaults.alert_days)
+    if alert_days <= 0:
+        raise s.error("alert_days", "must be positive")
+    return PrepaidSettings(
+        s.get("enabled", bool, True), float(alert_days),
+        float(s.get("disconnect_below", (int, float), defaults.disconnect_below)), grace,
+        start, end, s.get("protected_weekends", bool, True), tuple(holidays), operator,
+        s.get("password_env", str, defaults.password_env))
 
 
 def _parse_mqtt(s: _Section) -> MqttSettings:

@@ -35,6 +35,15 @@ class Consumption:
     parts: list[Part]
 
 
+def register_delta(before: float, after: float, register_max: float = 999999.99,
+                   resolution: float = 0.01) -> float:
+    """after − before, where a register near its top that restarts low rolled over."""
+    delta = after - before
+    if delta < 0 and before > register_max / 2:
+        delta += register_max + resolution
+    return delta
+
+
 async def consumption(store: VeeStore, service_point_id: str, start: datetime, end: datetime,
                       register_max: float = 999999.99, resolution: float = 0.01) -> Consumption:
     parts = []
@@ -57,10 +66,7 @@ async def consumption(store: VeeStore, service_point_id: str, start: datetime, e
         (r0, q0), (r1, q1) = ends
         kwh = None
         if r0 is not None and r1 is not None:
-            delta = r1 - r0
-            if delta < 0 and r0 > register_max / 2:
-                delta += register_max + resolution  # rolled over in between
-            kwh = delta * a.multiplier
+            kwh = register_delta(r0, r1, register_max, resolution) * a.multiplier
         quality = min(q0, q1, key=lambda q: q.rank)
         parts.append(Part(a.meter_id, lo, hi, r0, r1, a.multiplier, kwh, quality))
     total = None if any(p.kwh is None for p in parts) else sum(p.kwh or 0.0 for p in parts)
