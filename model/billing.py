@@ -93,8 +93,9 @@ class PrepaidAccount:
     """'closed' (supplied) or 'open' (tripped), as last commanded and confirmed."""
     below_since: datetime | None = None
     """When the balance last fell to or below the disconnect threshold (None: above)."""
-    alert_state: dict[str, bool] = field(default_factory=dict)
-    """Each alert kind: whether the balance is currently beyond it (raised once per crossing)."""
+    alert_state: dict[str, Any] = field(default_factory=dict)
+    """Each alert kind: whether the balance is beyond it now (an alert is raised once per
+    crossing); and the tier year's cumulative kWh charged so far."""
 
     @property
     def balance(self) -> float:

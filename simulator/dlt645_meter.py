@@ -64,8 +64,14 @@ class SimulatedDlt645Meter:
     """The load-profile record interval the meter keeps in memory."""
     profile_keep: timedelta = timedelta(days=10)
     cover_opens: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    password: bytes = bytes.fromhex("02000000")
+    """What a remote-control command must carry (the plain 2007 form, no ESAM)."""
+    relay_open: bool = False
+    commands: list[str] = field(default_factory=list)
+    """Remote-control commands obeyed, in order ('trip', 'direct close', …)."""
     replies: int = 0
     _pending: dict[int, list[bytes]] = field(default_factory=dict)
+    _scale_before_trip: float = 1.0
 
     def answers_to(self, pattern: str) -> bool:
         return codec.address_matches(pattern, self.address)
@@ -120,7 +126,32 @@ class SimulatedDlt645Meter:
                 return codec.error_reply(self.address, NO_SUCH_DATA, codec.FN_READ_FOLLOWUP)
             chunk = rest.pop(0)
             return codec.followup_reply(self.address, di, chunk, request.data[4], more=bool(rest))
+        if fn == codec.FN_REMOTE_CONTROL:
+            return self._remote_control(request, now)
         return codec.error_reply(self.address, 0x01, fn)
+
+    def _remote_control(self, request: Frame, now: datetime) -> Frame:
+        """Obey a 1CH trip or close: the relay opens and the registers stop, as a load
+        switch cuts the customer off; a wrong password or an expired command is refused."""
+        try:
+            rc = codec.parse_remote_control(request)
+            expires = datetime(*rc.valid_until, tzinfo=self.tz)
+        except (codec.FrameError, ValueError):
+            return codec.error_reply(self.address, 0x01, codec.FN_REMOTE_CONTROL)
+        if rc.password != self.password:
+            return codec.error_reply(self.address, 0x04, codec.FN_REMOTE_CONTROL)
+        if expires < self.clock(now):
+            return codec.error_reply(self.address, 0x01, codec.FN_REMOTE_CONTROL)
+        if rc.command == codec.RC_TRIP and not self.relay_open:
+            self.registers.forward(now.timestamp())  # what was used before the trip counts
+            self.registers.scale, self._scale_before_trip = 0.0, self.registers.scale
+            self.relay_open = True
+        elif rc.command in (codec.RC_CLOSE, codec.RC_CLOSE_PERMITTED) and self.relay_open:
+            self.registers.forward(now.timestamp())
+            self.registers.scale = self._scale_before_trip
+            self.relay_open = False
+        self.commands.append(codec.RC_NAMES[rc.command])
+        return codec.remote_control_reply(self.address)
 
     def _apply_time_sync(self, request: Frame, now: datetime) -> None:
         try:
@@ -181,6 +212,9 @@ class SimulatedDlt645Meter:
             return data_ids.encode_time(self.clock(now))
         if di == data_ids.DI_ADDRESS:
             return data_ids.encode_comm_address(self.address)
+        if di == data_ids.DI_STATUS_WORD_3:
+            word = data_ids.RELAY_OPEN_BIT if self.relay_open else 0
+            return word.to_bytes(2, "little")
         if di == data_ids.DI_COVER_RECORD:
             if not self.cover_opens:
                 return None

@@ -263,3 +263,8 @@ class Biller:
                 if year and year != "this cycle" and part.get("kwh") is not None:
                     out[date.fromisoformat(year)] += float(part["kwh"])
         return out
+
+
+def biller_for(settings: Any, store: BillStore) -> Biller:
+    """A Biller from collector.toml's settings (config.settings.Settings)."""
+    return Biller(store, settings.billing, settings.vee, settings.collector.tz)

@@ -179,6 +179,27 @@ class Dlt645Client:
             await asyncio.sleep(self.bus.settings.wire_seconds(len(raw)))
 
 
+    async def remote_control(self, address: str, password: bytes, operator: str,
+                             command: int, valid_until: datetime) -> None:
+        """Send a 1CH command (trip, close, alarm…); raises MeterErrorReply if refused."""
+        request = codec.remote_control_request(address, password, operator, command,
+                                               valid_until)
+        reply = await self._transact(request, 1)
+        try:
+            codec.check_remote_control_reply(reply)
+        except (codec.MeterErrorReply, FrameError) as exc:
+            self.bus.stats.error_replies += 1
+            raise exc.with_context(meter=address, bus=self.bus.name) from None
+
+    async def read_relay_open(self, address: str) -> bool:
+        """Status word 3 (DI 04000503), bit 4: the load switch is open (tripped)."""
+        payload = await self.read(address, data_ids.DI_STATUS_WORD_3, expected=2)
+        if len(payload) < 2:
+            raise FrameError(f"status word 3 has {len(payload)} bytes, needs 2",
+                             meter=address, bus=self.bus.name)
+        return bool(int.from_bytes(payload[:2], "little") & data_ids.RELAY_OPEN_BIT)
+
+
 def _answers(request: Frame, reply: Frame) -> bool:
     """Echoes of our own request, stray replies from other meters and a late reply to our
     previous read (another data ID) are not answers: we keep listening until the deadline."""

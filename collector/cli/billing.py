@@ -1,0 +1,263 @@
+"""`collector bill …` (run, show, review, release, export) and `collector points import`."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from collector.cli.context import CONFIG_OPTION, console, with_store
+from collector.config import settings as config_mod
+
+EXPORT_COLUMNS = ("service_point", "account", "segment", "cycle", "version", "status",
+                  "from", "to", "kwh", "amount", "currency", "quality", "sharp_kwh",
+                  "peak_kwh", "flat_kwh", "valley_kwh", "max_demand_kw", "max_demand_at",
+                  "holds", "correction", "released_by", "bill_id")
+
+
+@click.group()
+@CONFIG_OPTION
+@click.pass_context
+def bill(ctx: click.Context, config_path: str) -> None:
+    """Billing (抄核收): run a cycle, review held bills, release them, export."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+
+
+def _cycle(text: str) -> Any:
+    from collector.billing.cycles import Cycle, CycleError
+
+    try:
+        return Cycle.parse(text)
+    except CycleError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cycle") from None
+
+
+@bill.command("run")
+@click.option("--cycle", "cycle_text", required=True,
+              help="Month of the reading day (2026-11) or one local day (2026-11-23).")
+@click.option("--segment", default=None, help="Only this reading segment (抄表段).")
+@click.option("--correct", "correction", default="",
+              help="Reissue released bills whose inputs changed, with this reason.")
+@click.pass_context
+def bill_run(ctx: click.Context, cycle_text: str, segment: str | None,
+             correction: str) -> None:
+    """Compute the cycle's bills from validated reads; a rerun changes nothing."""
+    from collector.billing.run import biller_for
+
+    cycle = _cycle(cycle_text)
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        run = await biller_for(settings, store).run(cycle, segment, correction)
+        console.print(run.summary())
+
+    with_store(ctx.obj["config"], use)
+
+
+@bill.command("show")
+@click.argument("service_point")
+@click.option("--cycle", "cycle_text", required=True)
+@click.option("--versions", is_flag=True, help="Every version, not only the latest.")
+@click.pass_context
+def bill_show(ctx: click.Context, service_point: str, cycle_text: str, versions: bool) -> None:
+    """A bill's determinants, charges and the reads each came from."""
+    cycle = _cycle(cycle_text)
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        bills = await store.bills(cycle.name, service_point, all_versions=versions)
+        if not bills:
+            raise click.ClickException(f"no bill for {service_point} in {cycle.name}; "
+                                       f"run `collector bill run --cycle {cycle.name}`")
+        for b in bills:
+            _print_bill(b)
+
+    with_store(ctx.obj["config"], use)
+
+
+def _print_bill(b: Any) -> None:
+    d = b.determinants
+    console.print(f"[bold]bill {b.id}[/] {b.service_point_id} cycle {b.cycle} v{b.version} "
+                  f"[{'red' if b.status == 'held' else 'green'}]{b.status}[/]"
+                  + (f" by {b.released_by}" if b.released_by else "")
+                  + (f" — correction: {b.correction}" if b.correction else ""))
+    console.print(f"  {d['from']} → {d['to']} ({d['timezone']}): "
+                  f"{_num(b.kwh)} kWh, {_num(b.amount)} {b.currency}, quality {b.quality}")
+    for h in b.holds:
+        console.print(f"  [red]held[/] {h.code}: {h.detail}")
+    for part in d["parts"]:
+        console.print(f"  part {part['from']} → {part['to']} tariff {part['tariff']} "
+                      f"({part['why']}): {_num(part.get('kwh'))} kWh, TOU from "
+                      f"{part.get('tou_source', '-')}")
+        for m in part.get("meters", []):
+            for end in ("start", "end"):
+                for q, r in sorted(m.get(end, {}).items()):
+                    console.print(f"    {m['meter']} ×{m['multiplier']:g} {end} {q} = "
+                                  f"{r['value']} ({r['quality']}, {r['source']}, v{r['version']},"
+                                  f" {r['at']})")
+        for line in part.get("charges", []):
+            console.print(f"    {line['item']}: {line['quantity']} {line['unit']} × "
+                          f"{line['price']} = {line['amount']}")
+    q = d["quality"]
+    console.print(f"  intervals {q['intervals']}, estimated {q['intervals_estimated']}"
+                  + (f" (methods {q['methods']})" if q["methods"] else ""))
+    if "max_demand" in d:
+        console.print(f"  max demand {d['max_demand']['kw']} kW at {d['max_demand']['at']}")
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.2f}"
+
+
+@bill.command("review")
+@click.option("--cycle", "cycle_text", default=None)
+@click.pass_context
+def bill_review(ctx: click.Context, cycle_text: str | None) -> None:
+    """Held bills, with why each is held."""
+    from model import BillStatus
+
+    cycle = _cycle(cycle_text).name if cycle_text else None
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        held = await store.bills(cycle, status=BillStatus.HELD)
+        table = Table(title=f"held bills{' ' + cycle if cycle else ''}: {len(held)}")
+        for col in ("id", "service point", "cycle", "kWh", "amount", "why"):
+            table.add_column(col)
+        for b in held:
+            table.add_row(str(b.id), b.service_point_id, b.cycle, _num(b.kwh), _num(b.amount),
+                          "; ".join(f"{h.code}: {h.detail}" for h in b.holds))
+        console.print(table)
+
+    with_store(ctx.obj["config"], use)
+
+
+@bill.command("release")
+@click.argument("bill_id", type=int)
+@click.option("--by", "by", required=True, help="Who releases it.")
+@click.option("--note", required=True, help="Why it may go out as it is.")
+@click.pass_context
+def bill_release(ctx: click.Context, bill_id: int, by: str, note: str) -> None:
+    """Release a held bill after review; its holds stay on record."""
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        b = await store.release_bill(bill_id, by, note)
+        console.print(f"bill {b.id} ({b.service_point_id} {b.cycle}) released by {by}")
+
+    with_store(ctx.obj["config"], use)
+
+
+@bill.command("export")
+@click.option("--cycle", "cycle_text", required=True)
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="-", show_default=True)
+@click.option("--all", "everything", is_flag=True, help="Held bills too (default: released).")
+@click.pass_context
+def bill_export(ctx: click.Context, cycle_text: str, fmt: str, out: str,
+                everything: bool) -> None:
+    """One row per service point, ready for a billing system."""
+    from model import BillStatus
+
+    cycle = _cycle(cycle_text)
+
+    async def use(store: Any, settings: config_mod.Settings) -> list[Any]:
+        status = None if everything else BillStatus.RELEASED
+        return list(await store.bills(cycle.name, status=status))
+
+    rows = with_store(ctx.obj["config"], use)
+    handle = sys.stdout if out == "-" else Path(out).open("w", newline="")  # noqa: SIM115
+    try:
+        w = csv.writer(handle)
+        w.writerow(EXPORT_COLUMNS)
+        for b in rows:
+            w.writerow(export_row(b))
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    if out != "-":
+        console.print(f"{len(rows)} bills written to {out}")
+
+
+def export_row(b: Any) -> list[Any]:
+    d = b.determinants
+    tou: dict[str, float] = {}
+    for part in d["parts"]:
+        for p, e in (part.get("tou") or {}).items():
+            tou[p] = tou.get(p, 0.0) + e
+    demand = d.get("max_demand", {})
+    return [b.service_point_id, d.get("account", ""), b.segment, b.cycle, b.version, b.status,
+            d["from"], d["to"], b.kwh, b.amount, b.currency, b.quality,
+            *(round(tou[p], 4) if p in tou else "" for p in ("sharp", "peak", "flat", "valley")),
+            demand.get("kw", ""), demand.get("at", ""),
+            "; ".join(f"{h.code}: {h.detail}" for h in b.holds), b.correction, b.released_by,
+            b.id]
+
+
+@bill.command("tariff")
+@click.argument("service_point")
+@click.argument("tariff")
+@click.option("--from", "effective", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="First local day on the new tariff.")
+@click.pass_context
+def bill_tariff(ctx: click.Context, service_point: str, tariff: str, effective: Any) -> None:
+    """Change a service point's tariff from a date; a cycle spanning it is split."""
+    from collector.billing.tariff import Tariffs
+    from model import TariffChange
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        Tariffs(settings.billing.tariff_dirs).get(tariff)  # a typo fails here, not at billing
+        await store.record_tariff_change(TariffChange(service_point, tariff, effective.date()))
+        console.print(f"{service_point}: tariff {tariff} from {effective:%Y-%m-%d}")
+
+    with_store(ctx.obj["config"], use)
+
+
+@click.group()
+@CONFIG_OPTION
+@click.pass_context
+def points(ctx: click.Context, config_path: str) -> None:
+    """Service points: what billing bills, and the meter on each."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+
+
+@points.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def points_import(ctx: click.Context, file: str) -> None:
+    """Load service points from CSV: id,account,tariff,segment,area,meter[,multiplier].
+
+    A service point already known is updated; its meter is set only if it has none
+    (later changes go through `collector meters replace`)."""
+    from model import MeterAssignment, ServicePoint
+
+    with open(file, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    need = {"id", "account", "tariff", "segment", "meter"}
+    missing = need - set(rows[0] if rows else need)
+    if missing:
+        raise click.ClickException(f"{file}: missing column(s) {', '.join(sorted(missing))}")
+    sps, assigned = [], []
+    for n, r in enumerate(rows, start=2):
+        try:
+            mult = float(r.get("multiplier") or 1)
+        except ValueError:
+            raise click.ClickException(f"{file}:{n}: multiplier {r['multiplier']!r} is not "
+                                       "a number") from None
+        sps.append(ServicePoint(r["id"], r["account"], r["tariff"], r["segment"],
+                                r.get("area", "")))
+        assigned.append(MeterAssignment(r["id"], r["meter"], multiplier=mult))
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        from collector.billing.tariff import Tariffs
+
+        known = Tariffs(settings.billing.tariff_dirs)
+        for sp in sps:
+            if sp.tariff:
+                known.get(sp.tariff)
+        await store.upsert_service_points(sps, assigned)
+        console.print(f"{len(sps)} service points imported from {file}")
+
+    with_store(ctx.obj["config"], use)

@@ -1,0 +1,154 @@
+"""Prepaid end to end: consumption → balance → alert → trip over a real pty → top-up →
+reconnect, on both stores; alerts once per crossing; no trip in the protected window;
+alerts published on a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiomqtt
+import pytest
+
+from collector.billing.prepaid import Prepaid, event_payload
+from collector.billing.switch import Dlt645Switch, MqttPublisher
+from collector.billing.tariff import Tariffs
+from collector.config.billing import PrepaidSettings
+from collector.config.settings import MqttSettings
+from model import Meter, MeterAssignment, PrepaidEvent, Reading, ServicePoint
+from simulator.fleet import meter_address
+
+TZ = ZoneInfo("Asia/Shanghai")
+WED_10 = datetime(2026, 11, 18, 10, tzinfo=TZ).astimezone(UTC)
+OPENED = WED_10 - timedelta(days=2)
+PASSWORD_ENV = "COLLECTOR_TEST_METER_PASSWORD"
+
+
+async def account_with_use(store: Any, kwh_per_slot: float = 1.0) -> None:
+    await store.upsert_meters([Meter("m1", "dlt645", "bus1", meter_address(1))])
+    await store.upsert_service_points([ServicePoint("sp1", "A1", "cn-residential", "S01")],
+                                      [MeterAssignment("sp1", "m1")])
+    await store.open_prepaid("A1", "sp1", OPENED)
+    slots = int((WED_10 - OPENED) / timedelta(minutes=15))
+    await store.write_readings([
+        Reading("m1", "1-0:1.8.0", OPENED + k * timedelta(minutes=15),
+                round(500 + k * kwh_per_slot, 4), "kWh") for k in range(slots + 1)])
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[PrepaidEvent] = []
+
+    async def __call__(self, event: PrepaidEvent) -> None:
+        self.sent.append(event)
+
+
+async def test_consumption_alerts_trips_and_a_topup_reconnects_over_a_real_pty(
+        store: Any, pty_bus_factory: Any) -> None:
+    os.environ[PASSWORD_ENV] = "02000000"
+    pty = await pty_bus_factory(meters=1)
+    meter = pty.fleet.meters[1]
+    await account_with_use(store)
+    settings = PrepaidSettings(grace=timedelta(hours=6), password_env=PASSWORD_ENV)
+    switch = Dlt645Switch({"bus1": pty.client},
+                          {"m1": Meter("m1", "dlt645", "bus1", meter_address(1))}, settings, TZ)
+    published = Recorder()
+    prepaid = Prepaid(store, settings, TZ, Tariffs(), switch, published)
+    assert await prepaid.topup("A1", 50.0, OPENED, "pay-1", "counter") is not None
+    assert await prepaid.topup("A1", 50.0, OPENED, "pay-1", "counter") is None  # a repeat
+
+    run = await prepaid.update(WED_10)
+    (acct,) = await store.prepaid_accounts()
+    peak, valley = 0.5583, 0.2883
+    expected = 2 * (56 * peak + 40 * valley)  # two days of 1 kWh per 15 minutes
+    assert run.charged == pytest.approx(expected, abs=0.01)
+    assert acct.balance == pytest.approx(50 - expected, abs=0.01)
+    assert [e.kind for e in run.alerts] == ["alert:low", "alert:zero"]
+    assert acct.below_since == WED_10 and acct.relay == "closed"
+
+    again = await prepaid.update(WED_10 + timedelta(minutes=15))
+    assert again.alerts == [] and again.commands == []  # once per crossing
+
+    night = await prepaid.update(WED_10 + timedelta(hours=12))  # 22:00, past the grace
+    assert night.commands == [] and not meter.relay_open
+    deferred = [e for e in await store.prepaid_events("A1") if e.kind == "trip-deferred"]
+    assert "protected night window" in deferred[0].detail["why"]
+
+    morning = await prepaid.update(WED_10 + timedelta(hours=24))
+    assert [e.kind for e in morning.commands] == ["trip"]
+    assert "at or below 0" in morning.commands[0].detail["reason"]
+    assert meter.relay_open and await pty.client.read_relay_open(meter_address(1))
+    assert (await store.prepaid_accounts())[0].relay == "open"
+
+    await prepaid.topup("A1", 200.0, WED_10 + timedelta(hours=25), "pay-2", "app")
+    back = await prepaid.update(WED_10 + timedelta(hours=25, minutes=15))
+    assert [e.kind for e in back.commands] == ["reconnect"]
+    assert not meter.relay_open and meter.commands == ["trip", "direct close"]
+    (acct,) = await store.prepaid_accounts()
+    assert acct.relay == "closed" and acct.below_since is None
+    assert acct.balance == pytest.approx(250 - expected, abs=0.01)
+    kinds = [e.kind for e in published.sent]
+    assert kinds == ["topup", "alert:low", "alert:zero", "trip-deferred", "trip", "topup",
+                     "reconnect"]
+    assert all(e.published for e in await store.prepaid_events("A1") if e.kind in kinds)
+
+
+async def test_a_wrong_password_never_trips_and_says_so(store: Any, pty_bus_factory: Any,
+                                                        caplog: Any) -> None:
+    os.environ[PASSWORD_ENV] = "02999999"
+    pty = await pty_bus_factory(meters=1)
+    await account_with_use(store)
+    settings = PrepaidSettings(grace=timedelta(0), password_env=PASSWORD_ENV)
+    switch = Dlt645Switch({"bus1": pty.client},
+                          {"m1": Meter("m1", "dlt645", "bus1", meter_address(1))}, settings, TZ)
+    prepaid = Prepaid(store, settings, TZ, Tariffs(), switch)
+    run = await prepaid.update(WED_10)
+    assert run.commands == [] and not pty.fleet.meters[1].relay_open
+    assert "password error" in caplog.text
+    assert (await store.prepaid_accounts())[0].relay == "closed"
+
+
+async def test_no_trip_on_a_weekend_or_a_holiday(store: Any) -> None:
+    await account_with_use(store)
+    sent: list[str] = []
+
+    async def switch(meter_id: str, action: str, reason: str) -> bool:
+        sent.append(action)
+        return True
+
+    holiday = (WED_10 + timedelta(days=1)).astimezone(TZ).date()
+    settings = PrepaidSettings(grace=timedelta(0), holidays=(holiday,))
+    prepaid = Prepaid(store, settings, TZ, Tariffs(), switch)
+    await prepaid.update(WED_10 + timedelta(days=1))  # Thursday, a holiday
+    await prepaid.update(WED_10 + timedelta(days=3))  # Saturday
+    assert sent == []
+    why = [e.detail["why"] for e in await store.prepaid_events("A1")
+           if e.kind == "trip-deferred"]
+    assert why == ["not in a holiday", "not in a weekend"]
+    await prepaid.update(WED_10 + timedelta(days=5))  # Monday 10:00
+    assert sent == ["trip"]
+
+
+@pytest.mark.mosquitto
+async def test_alerts_are_published_on_mqtt_once(store: Any, broker: Any) -> None:
+    await account_with_use(store)
+    settings = MqttSettings(port=broker.port, username="collector",
+                            password_env="COLLECTOR_TEST_MQTT_PASSWORD")
+    prepaid = Prepaid(store, PrepaidSettings(), TZ, Tariffs(), None, MqttPublisher(settings))
+    async with aiomqtt.Client("127.0.0.1", broker.port, username="collector",
+                              password="secret") as sub:
+        await sub.subscribe("mc/v1/prepaid/#", qos=1)
+        await prepaid.update(WED_10)
+        got = []
+        async for message in sub.messages:
+            got.append((str(message.topic), json.loads(bytes(message.payload))))
+            if len(got) == 2:
+                break
+    assert [t for t, _ in got] == ["mc/v1/prepaid/A1/alert", "mc/v1/prepaid/A1/alert"]
+    assert [p["kind"] for _, p in got] == ["alert:low", "alert:zero"]
+    assert got[1][1]["balance"] < 0
+    assert await prepaid.flush() == 0  # nothing left to publish
+    assert set(event_payload(PrepaidEvent("A", WED_10, "x"))) >= {"v", "account", "kind"}
