@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from simulator.bus import SimulatedBus, WireTiming
 from simulator.dlt645_meter import MeterFaults, SimulatedDlt645Meter
-from simulator.load import LoadModel, unit_noise
+from simulator.load import FOUR_RATE, TWO_RATE, LoadModel, unit_noise
 from simulator.registers import RegisterBank
 
 
@@ -60,7 +60,8 @@ def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: da
         seed = spec.seed * 100_003 + n
         load = LoadModel.for_meter(seed, pv=n in spec.exporters, utc_offset_h=offset_h)
         opening = round(2000 + 30000 * (unit_noise(seed, -2) + 1) / 2, 2)
-        bank = RegisterBank(load, start_epoch, forward0=opening)
+        calendar = FOUR_RATE if n in spec.three_phase else TWO_RATE
+        bank = RegisterBank(load, start_epoch, forward0=opening, calendar=calendar)
         meter = SimulatedDlt645Meter(
             address=meter_address(n),
             load=load,

@@ -76,9 +76,13 @@ class LoadModel:
         return self.demand_kw(minute_start) - self.pv_kw(minute_start)
 
 
-# Tariff periods by local hour, DL/T 645 order: 1 sharp, 2 peak, 3 flat, 4 valley.
-_TARIFF_BY_HOUR = [4] * 7 + [3] + [2] * 3 + [3] * 6 + [2] * 2 + [1] * 2 + [2] + [3] + [4]
+# Tariff calendars by local hour, DL/T 645 order: 1 sharp, 2 peak, 3 flat, 4 valley.
+FOUR_RATE = (4,) * 7 + (3,) + (2,) * 3 + (3,) * 6 + (2,) * 2 + (1,) * 2 + (2,) + (3,) + (4,)
+"""A commercial meter's day table (the shipped commercial-tou tariff's calendar)."""
+TWO_RATE = (4,) * 8 + (2,) * 14 + (4,) * 2
+"""A residential peak/valley meter: peak 08–22 on register 2, valley on register 4 (the
+shipped cn-residential tariff's calendar)."""
 
 
-def tariff_at(local_hour: float) -> int:
-    return _TARIFF_BY_HOUR[int(local_hour) % 24]
+def tariff_at(local_hour: float, calendar: tuple[int, ...] = FOUR_RATE) -> int:
+    return calendar[int(local_hour) % 24]

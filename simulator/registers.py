@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from simulator.load import MINUTE, LoadModel, tariff_at
+from simulator.load import FOUR_RATE, MINUTE, LoadModel, tariff_at
 
 TARIFFS = 4
 
@@ -23,6 +23,8 @@ class RegisterBank:
     reverse0: float = 0.0
     scale: float = 1.0
     """What the meter counts per true kWh: 1.0 healthy, 0 stopped, >1 runaway."""
+    calendar: tuple[int, ...] = FOUR_RATE
+    """The meter's tariff register for each local hour."""
     _forward: list[list[float]] = field(default_factory=list)
     _reverse: list[list[float]] = field(default_factory=list)
 
@@ -37,7 +39,7 @@ class RegisterBank:
             epoch = self.start_epoch + m * MINUTE
             kw = self.load.net_kw(epoch) * self.scale
             kwh = abs(kw) / 60.0
-            tariff = tariff_at(self.load.local_hour(epoch))
+            tariff = tariff_at(self.load.local_hour(epoch), self.calendar)
             f, r = list(self._forward[-1]), list(self._reverse[-1])
             target = f if kw >= 0 else r
             target[0] += kwh

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -259,5 +260,98 @@ def points_import(ctx: click.Context, file: str) -> None:
                 known.get(sp.tariff)
         await store.upsert_service_points(sps, assigned)
         console.print(f"{len(sps)} service points imported from {file}")
+
+    with_store(ctx.obj["config"], use)
+
+
+@click.group()
+@CONFIG_OPTION
+@click.pass_context
+def prepaid(ctx: click.Context, config_path: str) -> None:
+    """Prepaid accounts (远程费控): open, top up, update balances, see alerts."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+
+
+def _prepaid(store: Any, settings: config_mod.Settings) -> Any:
+    from collector.billing.prepaid import Prepaid
+    from collector.billing.tariff import Tariffs
+
+    return Prepaid(store, settings.prepaid, settings.collector.tz,
+                   Tariffs(settings.billing.tariff_dirs),
+                   step=timedelta(minutes=settings.vee.interval_minutes))
+
+
+@prepaid.command("open")
+@click.argument("account")
+@click.option("--service-point", required=True)
+@click.pass_context
+def prepaid_open(ctx: click.Context, account: str, service_point: str) -> None:
+    """Open a prepaid account on a service point; consumption is charged from now."""
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        a = await store.open_prepaid(account, service_point, datetime.now(UTC))
+        console.print(f"prepaid account {a.account} on {a.service_point_id}, charged from "
+                      f"{a.charged_to.astimezone(settings.collector.tz):%Y-%m-%d %H:%M}")
+
+    with_store(ctx.obj["config"], use)
+
+
+@prepaid.command("topup")
+@click.argument("account")
+@click.argument("amount", type=float)
+@click.option("--ref", "reference", required=True,
+              help="The payment's reference: the same reference twice is one top-up.")
+@click.option("--by", "by", default="cli", show_default=True)
+@click.pass_context
+def prepaid_topup(ctx: click.Context, account: str, amount: float, reference: str,
+                  by: str) -> None:
+    """Record a top-up; a tripped meter is reconnected at the next balance update."""
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        try:
+            done = await _prepaid(store, settings).topup(account, amount, datetime.now(UTC),
+                                                         reference, by)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        if done is None:
+            console.print(f"top-up {reference} was already recorded; nothing changed")
+        else:
+            console.print(f"{account}: +{amount:.2f}, balance {done.balance:.2f}")
+
+    with_store(ctx.obj["config"], use)
+
+
+@prepaid.command("update")
+@click.pass_context
+def prepaid_update(ctx: click.Context) -> None:
+    """Charge validated consumption since the last update; raise alerts (the daemon does
+    this after each collection cycle)."""
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        run = await _prepaid(store, settings).update(datetime.now(UTC))
+        console.print(run.summary())
+
+    with_store(ctx.obj["config"], use)
+
+
+@prepaid.command("status")
+@click.argument("account", required=False)
+@click.pass_context
+def prepaid_status(ctx: click.Context, account: str | None) -> None:
+    """Balances, relay state and the latest alerts and commands."""
+
+    async def use(store: Any, settings: config_mod.Settings) -> None:
+        tz = settings.collector.tz
+        table = Table(title="prepaid accounts")
+        for col in ("account", "service point", "balance", "relay", "charged to", "last event"):
+            table.add_column(col)
+        for a in await store.prepaid_accounts(account):
+            events = [e for e in await store.prepaid_events(a.account) if e.kind != "charge"]
+            last = events[-1] if events else None
+            table.add_row(a.account, a.service_point_id, f"{a.balance:.2f}", a.relay,
+                          a.charged_to.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                          f"{last.kind} {last.ts.astimezone(tz):%Y-%m-%d %H:%M}" if last else "")
+        console.print(table)
 
     with_store(ctx.obj["config"], use)

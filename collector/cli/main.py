@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from collector.cli.billing import bill, points
+from collector.cli.billing import bill, points, prepaid
 from collector.cli.field import clock, read, scan
 from collector.cli.flags import flags, plot, screen
 from collector.cli.reports import db, report
@@ -20,7 +20,8 @@ def main() -> None:
 
 
 for command in (run, demo, read, scan, clock, simulate, db, report, flags, screen, plot,
-                service, vee, meters, bill, points):
+                service, vee, meters, bill, points,
+                prepaid):
     main.add_command(command)
 
 if __name__ == "__main__":

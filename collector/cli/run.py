@@ -109,6 +109,8 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
             console.print(result.mqtt_note)
         if result.vee_note:
             console.print(result.vee_note)
+        if result.billing_note:
+            console.print(result.billing_note)
         if db_path:
             console.print(f"database kept at {path}")
 

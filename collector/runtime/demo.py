@@ -66,6 +66,7 @@ class DemoResult:
     db_path: str
     mqtt_note: str = ""
     vee_note: str = ""
+    billing_note: str = ""
 
 
 def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> Settings:
@@ -196,6 +197,43 @@ async def end_of_day_vee(settings: Settings, start: datetime, end: datetime) -> 
         await opened.close()
 
 
+DEMO_ACCOUNT = "P-m001"
+DEMO_TOPUP = 5.0
+"""Enough for a day or two of m001's use: the demo day takes it below a week's cost."""
+
+
+async def end_of_day_billing(settings: Settings, start: datetime, end: datetime) -> str:
+    """The demo day's bills (a one-day cycle) and its prepaid account's balance."""
+    from collector.billing.cycles import Cycle
+    from collector.billing.prepaid import Prepaid
+    from collector.billing.run import Biller
+    from collector.billing.tariff import Tariffs
+    from model import MeterAssignment, ServicePoint
+
+    opened = store_for(settings)
+    try:
+        store = record_store(opened)
+        tz = settings.collector.tz
+        await store.upsert_service_points(
+            [ServicePoint(f"sp-{m.id}", f"acct-{m.id}",
+                          "commercial-tou" if m.phases == 3 else "cn-residential", "S01",
+                          m.area) for m in settings.meters],
+            [MeterAssignment(f"sp-{m.id}", m.id) for m in settings.meters])
+        tariffs = Tariffs()
+        # The last local day that has ended: the demo's own day when it ran a full day.
+        day = end.astimezone(tz).date() - timedelta(days=1)
+        run = await Biller(store, settings.billing, settings.vee, tz, tariffs).run(
+            Cycle.parse(day.isoformat()))
+        first = (start + timedelta(minutes=15))
+        prepaid = Prepaid(store, settings.prepaid, tz, tariffs)
+        await store.open_prepaid(DEMO_ACCOUNT, "sp-m001", first)
+        await prepaid.topup(DEMO_ACCOUNT, DEMO_TOPUP, first, "demo-topup", "demo")
+        paid = await prepaid.update(end)
+        return f"{run.summary()}\n{paid.summary()}"
+    finally:
+        await opened.close()
+
+
 async def _run_local(
     *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int,
     storage_url: str | None, mqtt: MqttSettings | None = None,
@@ -229,8 +267,10 @@ async def _run_local(
         stats = await run_collector(settings, clock=clock, until=end)
     finally:
         await fleet.stop()
-    vee_note = ""
+    vee_note = billing_note = ""
     if mqtt is None:
         await end_of_day_flags(settings, end)
         vee_note = await end_of_day_vee(settings, start, end)
-    return DemoResult(stats, settings, fleet, start, end, str(db_path), vee_note=vee_note)
+        billing_note = await end_of_day_billing(settings, start, end)
+    return DemoResult(stats, settings, fleet, start, end, str(db_path), vee_note=vee_note,
+                      billing_note=billing_note)

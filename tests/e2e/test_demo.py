@@ -25,6 +25,11 @@ def test_demo_reads_twenty_meters_over_ptys_and_summarises(tmp_path: Path) -> No
     # later read bounds its gap yet); held for the time check: the drifting clock.
     vee = next(line for line in out.splitlines() if line.startswith("VEE:"))
     assert "20 meter-days judged" in vee and "gap 2" in vee and "time_check 1" in vee
+    # The last whole local day's bills, from the frozen registers (the dead m020 has
+    # none), and the prepaid account on m001 dropping below a week of its own cost.
+    bills = next(line for line in out.splitlines() if line.startswith("Bills "))
+    assert "20 service points: 19 released, 1 held (no_read 1)" in bills
+    assert "P-m001 alert:low" in out
     with sqlite3.connect(db) as conn:
         meters = conn.execute(
             "SELECT count(DISTINCT meter_id) FROM reading_values").fetchone()[0]

@@ -1,0 +1,103 @@
+"""`collector points`, `collector bill …` and `collector prepaid …` as a billing clerk
+uses them, on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from collector.cli.main import main
+from model import Meter
+from storage.sqlite import SqliteStore
+from tests.integration.test_billing import END, FIRST, commercial_calendar, meter_series
+
+CONFIG = """
+[collector]
+timezone = "Asia/Shanghai"
+[storage]
+url = "sqlite:///{db}"
+[billing]
+segments = {{ S01 = 1 }}
+"""
+
+
+def cli(cfg: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [args[0], "-c", str(cfg), *args[1:]])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def seeded(tmp_path: Path) -> Path:
+    db = tmp_path / "bill.db"
+
+    async def fill() -> None:
+        store = SqliteStore(str(db))
+        await store.migrate()
+        await store.upsert_meters([Meter("m1", "dlt645", "bus1", "000000000001"),
+                                   Meter("m2", "dlt645", "bus1", "000000000002")])
+        for m in ("m1", "m2"):
+            await store.write_readings(meter_series(m, FIRST, END, commercial_calendar)[0])
+        await store.close()
+
+    asyncio.run(fill())
+    cfg = tmp_path / "collector.toml"
+    cfg.write_text(CONFIG.format(db=db))
+    points = tmp_path / "points.csv"
+    points.write_text("id,account,tariff,segment,area,meter\n"
+                      "sp1,A1,commercial-tou,S01,T1,m1\nsp2,A2,cn-residential,S01,T1,m2\n")
+    code, out = cli(cfg, "points", "import", str(points))
+    assert code == 0 and "2 service points imported" in out, out
+    return cfg
+
+
+def test_a_clerk_runs_a_cycle_reviews_releases_and_exports(tmp_path: Path) -> None:
+    cfg = seeded(tmp_path)
+    code, out = cli(cfg, "bill", "run", "--cycle", "2026-11")
+    assert code == 0, out
+    assert "Bills 2026-11: 2 service points: 1 released, 1 held (tou_mismatch 1)" in out
+    code, out = cli(cfg, "bill", "run", "--cycle", "2026-11")
+    assert "2 unchanged since the last run" in out
+    code, out = cli(cfg, "bill", "show", "sp1", "--cycle", "2026-11")
+    assert code == 0 and "released by review" in out
+    assert "m1 ×1 end 1-0:1.8.1 =" in out and "frozen daily" in out and "demand:" in out
+    code, out = cli(cfg, "bill", "review")
+    assert "held bills: 1" in out and "sp2" in out and "tou_mismatch" in out
+    with sqlite3.connect(tmp_path / "bill.db") as db:
+        (held_id,) = db.execute("SELECT id FROM bills WHERE service_point_id = 'sp2'"
+                                ).fetchone()
+    held_id = str(held_id)
+    code, out = cli(cfg, "bill", "release", held_id, "--by", "li.wei", "--note", "checked")
+    assert code == 0 and "released by li.wei" in out
+    code, out = cli(cfg, "bill", "release", held_id, "--by", "li.wei", "--note", "again")
+    assert code != 0 and "not held" in out
+    target = tmp_path / "bills.csv"
+    code, out = cli(cfg, "bill", "export", "--cycle", "2026-11", "--out", str(target))
+    assert code == 0 and "2 bills written" in out
+    rows = list(csv.DictReader(target.open()))
+    assert [r["service_point"] for r in rows] == ["sp1", "sp2"]
+    assert float(rows[0]["sharp_kwh"]) > 0 and rows[0]["max_demand_kw"]
+    code, out = cli(cfg, "bill", "run", "--cycle", "Nov")
+    assert code != 0 and "is not a cycle" in out
+
+
+def test_a_tariff_change_and_prepaid_commands(tmp_path: Path) -> None:
+    cfg = seeded(tmp_path)
+    code, out = cli(cfg, "bill", "tariff", "sp1", "no-such-tariff", "--from", "2026-10-10")
+    assert code != 0 and "no tariff named 'no-such-tariff'" in out
+    code, out = cli(cfg, "bill", "tariff", "sp1", "cn-residential", "--from", "2026-10-10")
+    assert code == 0
+    code, out = cli(cfg, "bill", "run", "--cycle", "2026-11")
+    assert "tariff_changed 1" in out
+    code, out = cli(cfg, "prepaid", "open", "P1", "--service-point", "sp2")
+    assert code == 0
+    code, out = cli(cfg, "prepaid", "topup", "P1", "30", "--ref", "pay-9")
+    assert code == 0 and "balance 30.00" in out
+    code, out = cli(cfg, "prepaid", "topup", "P1", "30", "--ref", "pay-9")
+    assert "already recorded" in out
+    code, out = cli(cfg, "prepaid", "status")
+    assert "P1" in out and "30.00" in out and "closed" in out and "topup" in out
+    code, out = cli(cfg, "prepaid", "topup", "nobody", "30", "--ref", "x")
+    assert code != 0 and "no prepaid account 'nobody'" in out
