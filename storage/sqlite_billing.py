@@ -88,13 +88,9 @@ def _account(r: Sequence[Any]) -> PrepaidAccount:
 
 
 def _latest(db: sqlite3.Connection, cycle: str, ids: Sequence[str]) -> dict[str, Bill]:
-    out = {}
-    for sp in ids:
-        row = db.execute(f"SELECT {_BILL_COLUMNS} FROM bills WHERE service_point_id = ? AND "
-                         "cycle = ? ORDER BY version DESC LIMIT 1", (sp, cycle)).fetchone()
-        if row is not None:
-            out[sp] = _bill(row)
-    return out
+    wanted = set(ids)
+    rows = db.execute(_LATEST.format(cols=_BILL_COLUMNS) + " AND cycle = ?", (cycle,))
+    return {r[1]: _bill(r) for r in rows if r[1] in wanted}
 
 
 class SqliteBilling:

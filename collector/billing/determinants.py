@@ -154,7 +154,7 @@ def _add_slots(out: Energy, acc: _Slots, series: list[ValueVersion], lo: datetim
         seen += 1
         kwh = (cur.value - prev.value) * a.multiplier
         estimated = cur.quality is not Quality.ACTUAL or prev.quality is not Quality.ACTUAL
-        period = tariff.period_at(prev.ts.astimezone(tz)).name
+        period = _period(tariff, prev.ts, tz)
         acc.kwh[period] += kwh
         out.slots += 1
         if estimated:
@@ -167,6 +167,21 @@ def _add_slots(out: Energy, acc: _Slots, series: list[ValueVersion], lo: datetim
             out.demand_kw, out.demand_at, out.demand_estimated = kw, cur.ts, estimated
     if seen < expected:
         acc.complete = False
+
+
+_PERIOD_CACHE: dict[tuple[str, datetime, str], str] = {}
+
+
+def _period(tariff: Tariff, slot_start: datetime, tz: ZoneInfo) -> str:
+    """The tariff period of a slot; every meter of a cycle shares the same slots, so one
+    time-zone conversion per slot and tariff serves them all."""
+    key = (tariff.source, slot_start, str(tz))
+    found = _PERIOD_CACHE.get(key)
+    if found is None:
+        if len(_PERIOD_CACHE) > 200_000:
+            _PERIOD_CACHE.clear()
+        found = _PERIOD_CACHE[key] = tariff.period_at(slot_start.astimezone(tz)).name
+    return found
 
 
 def _cross_check(out: Energy, slots: _Slots, settings: BillingSettings) -> None:

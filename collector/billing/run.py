@@ -72,6 +72,7 @@ class Biller:
         self.tz = tz
         self.tariffs = tariffs or Tariffs(settings.tariff_dirs)
         self.step = timedelta(minutes=vee.interval_minutes)
+        self._splits: dict[tuple[date, date, str], list[Part]] = {}
 
     def reading_day(self, sp: ServicePoint) -> int:
         return self.settings.segments.get(sp.segment, self.settings.default_reading_day)
@@ -142,7 +143,13 @@ class Biller:
                 problem = Hold("tariff", str(exc))
         if not sp.tariff:
             problem = Hold("tariff", f"service point {sp.id} has no tariff")
-        parts = split(first, end, sp.tariff, changes, known)
+        key = (first, end, sp.tariff)
+        if changes:
+            parts = split(first, end, sp.tariff, changes, known)
+        elif key in self._splits:
+            parts = self._splits[key]
+        else:
+            parts = self._splits[key] = split(first, end, sp.tariff, changes, known)
         for p in parts:
             t = known.get(p.tariff)
             if t is not None and not (t.valid_on(p.first) and t.valid_on(p.end - timedelta(1))):

@@ -81,9 +81,11 @@ class Tariff:
     """Per kW of the cycle's maximum 15-minute demand; 0: no demand charge."""
     fixed_per_cycle: float
     source: str
+    season_by_month: tuple[int, ...] = ()
+    """Index into `seasons` for months 1–12 (at 0–11): a bill asks per interval."""
 
     def season_of(self, day: date) -> Season:
-        return next(s for s in self.seasons if day.month in s.months)
+        return self.seasons[self.season_by_month[day.month - 1]]
 
     def period_at(self, local: datetime) -> Period:
         return self.season_of(local.date()).period_at(local.hour * 60 + local.minute)
@@ -151,8 +153,11 @@ def parse_tariff(data: dict[str, Any], file: str, default_name: str) -> Tariff:
     for key, value in (("demand.price_per_kw", demand_price), ("fixed_per_cycle", fixed)):
         if value < 0:
             raise TariffError(file, key, f"must not be negative, got {value}")
+    by_month = tuple(next(i for i, s in enumerate(seasons) if m in s.months)
+                     for m in range(1, 13))
     return Tariff(name, _get(data, "description", str, file, "", ""), currency, valid_from,
-                  valid_to, seasons, basis, year_start, tiers, demand_price, fixed, file)
+                  valid_to, seasons, basis, year_start, tiers, demand_price, fixed, file,
+                  by_month)
 
 
 def _seasons(raw: Any, file: str) -> tuple[Season, ...]:
