@@ -9,9 +9,9 @@ correction that says why.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from model import Bill, BillStatus, Hold, PrepaidAccount, PrepaidEvent, TariffChange
@@ -43,6 +43,34 @@ def plan_bill(latest: Bill | None, new: Bill, correction: str) -> Bill | None:
                       "correction with a reason (collector bill run --correct REASON)")
     return replace(new, version=latest.version + 1,
                    correction=correction if latest.status is BillStatus.RELEASED else "")
+
+
+def by_cycle(bills: Sequence[Bill]) -> dict[str, list[str]]:
+    """The service points of each cycle in a batch: what to look up the latest bills of."""
+    out: dict[str, list[str]] = {}
+    for b in bills:
+        out.setdefault(b.cycle, []).append(b.service_point_id)
+    return out
+
+
+def plan_bills(latest: Mapping[tuple[str, str], Bill], bills: Sequence[Bill],
+               correction: str) -> tuple[BillWrite, list[tuple[Bill | None, Bill]]]:
+    """For a batch: the count of unchanged and the refused (in the BillWrite), and each
+    version to write with the bill it supersedes. `latest` is keyed (cycle, point)."""
+    out = BillWrite()
+    planned = []
+    for b in bills:
+        was = latest.get((b.cycle, b.service_point_id))
+        try:
+            made = plan_bill(was, b, correction)
+        except Refused:
+            out.refused.append(b.service_point_id)
+            continue
+        if made is None:
+            out.unchanged += 1
+        else:
+            planned.append((was, made))
+    return out, planned
 
 
 def holds_json(holds: Sequence[Hold]) -> str:
@@ -102,7 +130,3 @@ class BillingStore(Protocol):
                              unpublished_only: bool = False) -> list[PrepaidEvent]: ...
 
     async def mark_published(self, event_ids: Sequence[int]) -> None: ...
-
-
-def day_of(text: str) -> date:
-    return date.fromisoformat(text)

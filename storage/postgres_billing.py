@@ -14,7 +14,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from model import Bill, BillStatus, PrepaidAccount, PrepaidEvent, TariffChange
-from storage.billing import BALANCE_KINDS, BillWrite, holds_from, plan_bill
+from storage.billing import BALANCE_KINDS, BillWrite, by_cycle, holds_from, plan_bills
 from storage.versions import Refused
 
 BILLS_LOCK = 0x62696C6C  # 'bill': one writer of bills at a time
@@ -71,27 +71,17 @@ class PostgresBilling:
             return {r[1]: _bill(r) for r in await cur.fetchall()}
 
     async def write_bills(self, bills: Sequence[Bill], correction: str = "") -> BillWrite:
-        out = BillWrite()
         async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute("SELECT pg_advisory_xact_lock(%s)", (BILLS_LOCK,))
             now = (await (await conn.execute("SELECT now()")).fetchone() or [None])[0]
             latest: dict[tuple[str, str], Bill] = {}
-            for cycle in sorted({b.cycle for b in bills}):
-                ids = [b.service_point_id for b in bills if b.cycle == cycle]
+            for cycle, ids in sorted(by_cycle(bills).items()):
                 await cur.execute(_LATEST, (cycle, ids))
                 latest.update({(cycle, r[1]): _bill(r) for r in await cur.fetchall()})
+            out, planned = plan_bills(latest, bills, correction)
             superseded: list[tuple[int]] = []
             rows: list[tuple[Any, ...]] = []
-            for b in bills:
-                was = latest.get((b.cycle, b.service_point_id))
-                try:
-                    made = plan_bill(was, b, correction)
-                except Refused:
-                    out.refused.append(b.service_point_id)
-                    continue
-                if made is None:
-                    out.unchanged += 1
-                    continue
+            for was, made in planned:
                 if was is not None:
                     superseded.append((was.id,))
                 released = made.status is BillStatus.RELEASED

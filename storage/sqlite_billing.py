@@ -14,10 +14,11 @@ from model import Bill, BillStatus, PrepaidAccount, PrepaidEvent, TariffChange
 from storage.billing import (
     BALANCE_KINDS,
     BillWrite,
+    by_cycle,
     document,
     holds_from,
     holds_json,
-    plan_bill,
+    plan_bills,
 )
 from storage.versions import Refused
 
@@ -136,22 +137,10 @@ class SqliteBilling:
         now = datetime.now(UTC)
 
         def write(db: sqlite3.Connection) -> BillWrite:
-            out = BillWrite()
-            by_cycle: dict[str, list[str]] = {}
-            for b in bills:
-                by_cycle.setdefault(b.cycle, []).append(b.service_point_id)
-            latest = {(c, sp): b for c, ids in by_cycle.items()
+            latest = {(c, sp): b for c, ids in by_cycle(bills).items()
                       for sp, b in _latest(db, c, ids).items()}
-            for b in bills:
-                was = latest.get((b.cycle, b.service_point_id))
-                try:
-                    made = plan_bill(was, b, correction)
-                except Refused:
-                    out.refused.append(b.service_point_id)
-                    continue
-                if made is None:
-                    out.unchanged += 1
-                    continue
+            out, planned = plan_bills(latest, bills, correction)
+            for was, made in planned:
                 if was is not None:
                     db.execute("UPDATE bills SET status = 'superseded' WHERE id = ?", (was.id,))
                 released = made.status is BillStatus.RELEASED
