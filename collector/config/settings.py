@@ -7,6 +7,7 @@ import fnmatch
 import ipaddress
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -223,6 +224,29 @@ class _Section:
             raise self.error(key, f"must be {_kind_name(kind)}, got {type(value).__name__}")
         return value
 
+    def numbers(self, defaults: Any, names: Iterable[str], *, zero_ok: bool,
+                exempt: str = "") -> dict[str, Any]:
+        """Each numeric setting, typed like its default: refused below zero (at zero
+        too unless `zero_ok`), except `exempt`, which may take any value."""
+        values: dict[str, Any] = {}
+        for name in names:
+            default = getattr(defaults, name)
+            kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
+            value = self.get(name, kind, default)
+            if name != exempt and (value < 0 if zero_ok else value <= 0):
+                raise self.error(name, "must not be negative" if zero_ok else "must be positive")
+            values[name] = type(default)(value)
+        return values
+
+    def dates(self, key: str) -> tuple[date, ...]:
+        out = []
+        for i, text in enumerate(self.get(key, list, [])):
+            try:
+                out.append(date.fromisoformat(text))
+            except (TypeError, ValueError):
+                raise self.error(key, f"item {i} ({text!r}) is not a date YYYY-MM-DD") from None
+        return tuple(out)
+
 
 _REQUIRED = object()
 
@@ -432,37 +456,17 @@ def _parse_flags(s: _Section) -> FlagSettings:
     m = _HHMM.match(at_raw)
     if not m:
         raise s.error("daily_at", f"{at_raw!r} is not a local time HH:MM")
-    defaults = Thresholds()
-    values: dict[str, Any] = {}
-    for name in Thresholds.names():
-        default = getattr(defaults, name)
-        kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
-        value = s.get(name, kind, default)
-        if value < 0 and name != "negative_loss_rate":
-            raise s.error(name, "must not be negative")
-        values[name] = type(default)(value)
+    values = s.numbers(Thresholds(), Thresholds.names(), zero_ok=True,
+                       exempt="negative_loss_rate")
     return FlagSettings(s.get("enabled", bool, True), s.get("auto_time_sync", bool, False),
                         timedelta(hours=int(m.group(1)), minutes=int(m.group(2))),
                         Thresholds(**values))
 
 
 def _parse_vee(s: _Section) -> VeeSettings:
-    defaults = VeeSettings()
-    values: dict[str, Any] = {}
-    for name in VeeSettings.numeric_names():
-        default = getattr(defaults, name)
-        kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
-        value = s.get(name, kind, default)
-        if value <= 0 and name != "backward_kwh":
-            raise s.error(name, "must be positive")
-        values[name] = type(default)(value)
-    holidays = []
-    for i, text in enumerate(s.get("holidays", list, [])):
-        try:
-            holidays.append(date.fromisoformat(text))
-        except (TypeError, ValueError):
-            raise s.error("holidays", f"item {i} ({text!r}) is not a date YYYY-MM-DD") from None
-    return VeeSettings(s.get("enabled", bool, True), holidays=tuple(holidays), **values)
+    values = s.numbers(VeeSettings(), VeeSettings.numeric_names(), zero_ok=False,
+                       exempt="backward_kwh")
+    return VeeSettings(s.get("enabled", bool, True), holidays=s.dates("holidays"), **values)
 
 
 def _parse_billing(s: _Section) -> BillingSettings:
@@ -477,15 +481,7 @@ def _parse_billing(s: _Section) -> BillingSettings:
         if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 28:
             raise s.error("segments", f"segment {name!r}: the reading day must be 1–28 "
                           f"(every month has it), got {day!r}")
-    defaults = BillingSettings()
-    values: dict[str, Any] = {}
-    for name in BillingSettings.numeric_names():
-        default = getattr(defaults, name)
-        kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
-        value = s.get(name, kind, default)
-        if value <= 0:
-            raise s.error(name, "must be positive")
-        values[name] = type(default)(value)
+    values = s.numbers(BillingSettings(), BillingSettings.numeric_names(), zero_ok=False)
     if not 1 <= values["default_reading_day"] <= 28:
         raise s.error("default_reading_day", "must be 1–28")
     if values["review_low"] >= 1 or values["review_high"] <= 1:
@@ -507,12 +503,7 @@ def _parse_prepaid(s: _Section) -> PrepaidSettings:
         raise s.error("protected_hours", f"{window!r} is not HH:MM-HH:MM")
     start, end = (timedelta(hours=int(m.group(1)), minutes=int(m.group(2)))
                   for m in ends if m is not None)
-    holidays = []
-    for i, text in enumerate(s.get("holidays", list, [])):
-        try:
-            holidays.append(date.fromisoformat(text))
-        except (TypeError, ValueError):
-            raise s.error("holidays", f"item {i} ({text!r}) is not a date YYYY-MM-DD") from None
+    holidays = s.dates("holidays")
     operator = s.get("operator", str, defaults.operator)
     if not re.fullmatch(r"\d{8}", operator):
         raise s.error("operator", f"{operator!r} must be 8 digits")
@@ -522,7 +513,7 @@ def _parse_prepaid(s: _Section) -> PrepaidSettings:
     return PrepaidSettings(
         s.get("enabled", bool, True), float(alert_days),
         float(s.get("disconnect_below", (int, float), defaults.disconnect_below)), grace,
-        start, end, s.get("protected_weekends", bool, True), tuple(holidays), operator,
+        start, end, s.get("protected_weekends", bool, True), holidays, operator,
         s.get("password_env", str, defaults.password_env))
 
 
