@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from collector.cli.context import CONFIG_OPTION, console, with_store
+from collector.cli.context import config_group, console, with_store
 from collector.config import settings as config_mod
 
 EXPORT_COLUMNS = ("service_point", "account", "segment", "cycle", "version", "status",
@@ -20,13 +20,9 @@ EXPORT_COLUMNS = ("service_point", "account", "segment", "cycle", "version", "st
                   "holds", "correction", "released_by", "bill_id")
 
 
-@click.group()
-@CONFIG_OPTION
-@click.pass_context
-def bill(ctx: click.Context, config_path: str) -> None:
+@config_group
+def bill() -> None:
     """Billing (抄核收): run a cycle, review held bills, release them, export."""
-    ctx.ensure_object(dict)
-    ctx.obj["config"] = config_path
 
 
 def _cycle(text: str) -> Any:
@@ -215,13 +211,9 @@ def bill_tariff(ctx: click.Context, service_point: str, tariff: str, effective: 
     with_store(ctx.obj["config"], use)
 
 
-@click.group()
-@CONFIG_OPTION
-@click.pass_context
-def points(ctx: click.Context, config_path: str) -> None:
+@config_group
+def points() -> None:
     """Service points: what billing bills, and the meter on each."""
-    ctx.ensure_object(dict)
-    ctx.obj["config"] = config_path
 
 
 @points.command("import")
@@ -264,13 +256,9 @@ def points_import(ctx: click.Context, file: str) -> None:
     with_store(ctx.obj["config"], use)
 
 
-@click.group()
-@CONFIG_OPTION
-@click.pass_context
-def prepaid(ctx: click.Context, config_path: str) -> None:
+@config_group
+def prepaid() -> None:
     """Prepaid accounts (远程费控): open, top up, update balances, see alerts."""
-    ctx.ensure_object(dict)
-    ctx.obj["config"] = config_path
 
 
 def _prepaid(store: Any, settings: config_mod.Settings) -> Any:

@@ -28,6 +28,21 @@ EXIT_DEVICE = 3
 EXIT_STORAGE = 4
 CONFIG_OPTION = click.option("-c", "--config", "config_path", default="collector.toml",
                              show_default=True, help="Path to collector.toml.")
+
+
+def config_group(doc: Callable[[], None]) -> click.Group:
+    """A command group named and documented by `doc`, whose subcommands share
+    -c/--config (kept in ctx.obj['config'])."""
+
+    @CONFIG_OPTION
+    @click.pass_context
+    def remember(ctx: click.Context, config_path: str) -> None:
+        ctx.ensure_object(dict)
+        ctx.obj["config"] = config_path
+
+    return click.group(name=doc.__name__, help=doc.__doc__)(remember)
+
+
 console = Console(width=None if sys.stdout.isatty() else 140)
 
 

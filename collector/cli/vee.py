@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from collector.cli.context import CONFIG_OPTION, console, with_store
+from collector.cli.context import config_group, console, with_store
 from collector.config import settings as config_mod
 
 TIME = click.DateTime(["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S",
@@ -27,13 +27,9 @@ async def engine_for(store: Any, settings: config_mod.Settings) -> Any:
     return build_vee(settings, store, settings.meters or await store.meters())
 
 
-@click.group()
-@CONFIG_OPTION
-@click.pass_context
-def vee(ctx: click.Context, config_path: str) -> None:
+@config_group
+def vee() -> None:
     """Validated reads: run VEE, see what is held and why, edit values, see their history."""
-    ctx.ensure_object(dict)
-    ctx.obj["config"] = config_path
 
 
 @vee.command("run")
@@ -163,13 +159,9 @@ def vee_codes() -> None:
             console.print(f"  {code:>3}  {text}")
 
 
-@click.group()
-@CONFIG_OPTION
-@click.pass_context
-def meters(ctx: click.Context, config_path: str) -> None:
+@config_group
+def meters() -> None:
     """Meters and the service points they serve: replacements and CT changes."""
-    ctx.ensure_object(dict)
-    ctx.obj["config"] = config_path
 
 
 @meters.command("replace")
