@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.billing.reads import TOTAL, Read, Reads
-from collector.billing.tariff import PERIODS, Tariff
+from collector.billing.tariff import Tariff, register_of
 from collector.config.billing import BillingSettings
 from collector.vee.service_points import register_delta
 from model import Hold, MeterAssignment, Quality, ValueVersion
@@ -88,7 +88,7 @@ def part_energy(sp: str, lo: datetime, hi: datetime, tariff: Tariff,
         total += kwh
         meter_doc.update(start={TOTAL: r0.cite()}, end={TOTAL: r1.cite()}, kwh=round(kwh, 4))
         for p in periods:
-            q = _register_of(p)
+            q = register_of(p)
             s, e = reads.register(a.meter_id, q, a_lo), reads.register(a.meter_id, q, a_hi)
             if s is None or e is None:
                 registers_ok = False
@@ -121,10 +121,6 @@ def part_energy(sp: str, lo: datetime, hi: datetime, tariff: Tariff,
     if out.tou_source == "registers" and out.slots:
         _cross_check(out, slots_all, settings)
     return out
-
-
-def _register_of(period: str) -> str:
-    return f"1-0:1.8.{PERIODS.index(period) + 1}"
 
 
 def _end_read(reads: Reads, a: MeterAssignment, at: datetime, recorded: float | None

@@ -121,7 +121,10 @@ class Prepaid:
     async def _update(self, acct: PrepaidAccount, sp: ServicePoint, now: datetime,
                       run: PrepaidRun) -> None:
         events: list[PrepaidEvent] = []
-        charge, acct = await self._charge(acct, sp, now)
+        assignments = await self.store.assignments(sp.id) or [MeterAssignment(sp.id, sp.id)]
+        on_now = [a for a in assignments if a.covers(now)]
+        meter = on_now[-1].meter_id if on_now else sp.id
+        charge, acct = await self._charge(acct, sp, assignments, now)
         if charge is not None:
             events.append(charge)
             run.charged += charge.amount
@@ -143,7 +146,6 @@ class Prepaid:
         below = balance <= self.settings.disconnect_below
         below_since = (acct.below_since or now) if below else None
         relay = acct.relay
-        meter = await self._meter(sp, now)
         if (relay == "closed" and below_since is not None
                 and now - below_since >= self.settings.grace):
             why_not = protected(now, self.settings, self.tz)
@@ -179,13 +181,9 @@ class Prepaid:
         log.info("prepaid %s: %s meter %s: %s", acct.account, action, meter, reason)
         return await self.switch(meter, action, reason)
 
-    async def _meter(self, sp: ServicePoint, now: datetime) -> str:
-        on = [a for a in await self.store.assignments(sp.id) if a.covers(now)]
-        return on[-1].meter_id if on else sp.id
-
-    async def _charge(self, acct: PrepaidAccount, sp: ServicePoint, now: datetime
+    async def _charge(self, acct: PrepaidAccount, sp: ServicePoint,
+                      assignments: Sequence[MeterAssignment], now: datetime
                       ) -> tuple[PrepaidEvent | None, PrepaidAccount]:
-        assignments = await self.store.assignments(sp.id) or [MeterAssignment(sp.id, sp.id)]
         changes = await self.store.tariff_changes(sp.id)
         kwh_total = 0.0
         amount = 0.0
@@ -264,8 +262,3 @@ def event_payload(e: PrepaidEvent) -> dict[str, Any]:
 
 def topic(prefix: str, e: PrepaidEvent) -> str:
     return f"{prefix}/prepaid/{e.account}/{e.kind.split(':')[0]}"
-
-
-async def open_accounts(store: BillStore, pairs: Sequence[tuple[str, str]],
-                        opened: datetime) -> list[PrepaidAccount]:
-    return [await store.open_prepaid(account, sp, opened) for account, sp in pairs]

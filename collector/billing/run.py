@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -24,6 +24,7 @@ from collector.billing.reads import Reads, held_days, load_intervals, load_regis
 from collector.billing.tariff import Tariff, TariffError, Tariffs
 from collector.config.billing import BillingSettings
 from collector.config.vee import VeeSettings
+from collector.vee.grid import local_midnight
 from model import Bill, BillStatus, Hold, MeterAssignment, Quality, ServicePoint, TariffChange
 from storage.billing import BillingStore
 from storage.versions import ValidatedStore
@@ -57,10 +58,6 @@ class BillRun:
             text += (f"; {len(self.refused)} released bills differ from their inputs now "
                      "(rerun with --correct REASON to reissue them)")
         return text
-
-
-def local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
 class Biller:

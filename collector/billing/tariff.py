@@ -28,6 +28,11 @@ _TOP = {"name", "description", "currency", "valid_from", "valid_to", "season", "
         "demand", "fixed_per_cycle"}
 
 
+def register_of(period: str) -> str:
+    """The meter's energy register (OBIS) that counts a period."""
+    return f"1-0:1.8.{PERIODS.index(period) + 1}"
+
+
 class TariffError(ConfigError):
     """A tariff file that cannot be billed with; says which file, key and fix."""
 
@@ -39,10 +44,6 @@ class Period:
     """Minutes after local midnight."""
     end: int
     price: float
-
-    @property
-    def register(self) -> str:
-        return f"1-0:1.8.{PERIODS.index(self.name) + 1}"
 
 
 @dataclass(frozen=True, slots=True)
