@@ -75,7 +75,7 @@ class Biller:
         return self.settings.segments.get(sp.segment, self.settings.default_reading_day)
 
     async def run(self, cycle: Cycle, segment: str | None = None, correction: str = "",
-                  points: Sequence[str] | None = None, write: bool = True) -> BillRun:
+                  points: Sequence[str] | None = None) -> BillRun:
         sps = [p for p in await self.store.service_points()
                if (segment is None or p.segment == segment)
                and (points is None or p.id in points)]
@@ -118,9 +118,6 @@ class Biller:
                 out.held_by.update({h.code for h in bill.holds})
             else:
                 out.released += 1
-        if not write:
-            out.bills = bills
-            return out
         for i in range(0, len(bills), 5000):
             done = await self.store.write_bills(bills[i:i + 5000], correction)
             out.unchanged += done.unchanged
