@@ -36,6 +36,7 @@ from model import (
     Verdict,
 )
 from storage import migrate
+from storage.arrays import CurrentArrays, from_rows
 from storage.base import (
     GROUPINGS,
     QUALITY_CODES,
@@ -502,6 +503,13 @@ class PostgresStore(PostgresBilling):
         async with self._conn() as conn:
             return await _versions(conn, quantity, kind, start, end, meter_ids, current=True)
 
+    async def current_arrays(
+        self, quantity: str, start: datetime, end: datetime,
+        meter_ids: Sequence[str] | None = None, kind: ReadKind = ReadKind.INTERVAL,
+    ) -> CurrentArrays:
+        async with self._conn() as conn:
+            return await _current_arrays(conn, quantity, kind, start, end, meter_ids)
+
     async def value_history(
         self, meter_id: str, quantity: str, start: datetime, end: datetime,
         kind: ReadKind = ReadKind.INTERVAL,
@@ -761,17 +769,15 @@ async def _series_ids(cur: psycopg.AsyncCursor[TupleRow],
     return ids
 
 
-async def _versions(conn: psycopg.AsyncConnection[TupleRow], quantity: str, kind: ReadKind,
-                    start: datetime, end: datetime, meter_ids: Sequence[str] | None, *,
-                    current: bool) -> list[ValueVersion]:
-    """Raw reads (version 0) and later versions; with `current`, only each key's top one."""
+def _versions_sql(columns: str, *, current: bool) -> str:
+    """Raw reads (version 0) and later versions of one quantity's series; with
+    `current`, only each key's top one."""
     pick = "DISTINCT ON (v.series_id, v.ts)" if current else ""
     order = "v.version DESC" if current else "v.version"
-    cur = await conn.execute(
-        f"WITH s AS (SELECT id, meter_id, unit FROM series WHERE quantity = %(q)s "
+    return (
+        "WITH s AS (SELECT id, meter_id, unit FROM series WHERE quantity = %(q)s "
         "AND kind = %(k)s AND (%(m)s::text[] IS NULL OR meter_id = ANY(%(m)s))) "
-        f"SELECT {pick} s.meter_id, s.unit, v.ts, v.version, v.value, v.quality, m.name, "
-        "v.reason, v.actor, v.note, v.created_at FROM ("
+        f"SELECT {pick} {columns} FROM ("
         "SELECT series_id, ts, 0 AS version, value, quality, method_id, '' AS reason, "
         "'' AS actor, '' AS note, NULL::timestamptz AS created_at FROM readings "
         "WHERE series_id IN (SELECT id FROM s) AND ts BETWEEN %(a)s AND %(b)s UNION ALL "
@@ -779,11 +785,38 @@ async def _versions(conn: psycopg.AsyncConnection[TupleRow], quantity: str, kind
         "created_at FROM reading_versions "
         "WHERE series_id IN (SELECT id FROM s) AND ts BETWEEN %(a)s AND %(b)s) v "
         "JOIN s ON s.id = v.series_id JOIN methods m ON m.id = v.method_id "
-        f"ORDER BY v.series_id, v.ts, {order}",
-        {"q": quantity, "k": kind.value, "m": list(meter_ids) if meter_ids is not None else None,
-         "a": start, "b": end})
+        f"ORDER BY v.series_id, v.ts, {order}")
+
+
+def _versions_args(quantity: str, kind: ReadKind, start: datetime, end: datetime,
+                   meter_ids: Sequence[str] | None) -> dict[str, Any]:
+    return {"q": quantity, "k": kind.value,
+            "m": list(meter_ids) if meter_ids is not None else None, "a": start, "b": end}
+
+
+async def _versions(conn: psycopg.AsyncConnection[TupleRow], quantity: str, kind: ReadKind,
+                    start: datetime, end: datetime, meter_ids: Sequence[str] | None, *,
+                    current: bool) -> list[ValueVersion]:
+    cur = await conn.execute(
+        _versions_sql("s.meter_id, s.unit, v.ts, v.version, v.value, v.quality, m.name, "
+                      "v.reason, v.actor, v.note, v.created_at", current=current),
+        _versions_args(quantity, kind, start, end, meter_ids))
     rows = [version_row(r[0], quantity, kind.value, r[1], r[2].astimezone(UTC), r[3], r[4],
                         QUALITY_OF_CODE[r[5]], r[6], r[7], r[8], r[9],
                         r[10] and r[10].astimezone(UTC)) for r in await cur.fetchall()]
     rows.sort(key=lambda v: (v.meter_id, v.ts, v.version))
     return rows
+
+
+async def _current_arrays(conn: psycopg.AsyncConnection[TupleRow], quantity: str,
+                          kind: ReadKind, start: datetime, end: datetime,
+                          meter_ids: Sequence[str] | None) -> CurrentArrays:
+    null = QUALITY_CODES[Quality.NULL]
+    cur = await conn.execute(
+        _versions_sql("s.meter_id, extract(epoch FROM v.ts)::float8, "
+                      f"CASE WHEN v.quality = {null} THEN NULL ELSE v.value END, v.quality, "
+                      f"m.name, v.actor LIKE '{AUTOMATIC}%%', v.version", current=True),
+        _versions_args(quantity, kind, start, end, meter_ids))
+    rows = await cur.fetchall()
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return from_rows(rows)

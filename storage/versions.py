@@ -18,6 +18,7 @@ from model import (
     ValueVersion,
     Verdict,
 )
+from storage.arrays import CurrentArrays
 from storage.base import StorageError
 
 VERSIONS_LOCK = 0x76656521  # 'vee!': version writers exclusive, ingest shared
@@ -115,6 +116,13 @@ class ValidatedStore(Protocol):
         meter_ids: Sequence[str] | None = None, kind: ReadKind = ReadKind.INTERVAL,
     ) -> list[ValueVersion]:
         """Each key's current (highest) version, ordered by meter and time."""
+        ...
+
+    async def current_arrays(
+        self, quantity: str, start: datetime, end: datetime,
+        meter_ids: Sequence[str] | None = None, kind: ReadKind = ReadKind.INTERVAL,
+    ) -> CurrentArrays:
+        """The same values as columns, for the bulk readers (a cycle, a VEE pass)."""
         ...
 
     async def value_history(

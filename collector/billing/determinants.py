@@ -12,16 +12,19 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from itertools import pairwise
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
 
 from collector.billing.reads import TOTAL, Read, Reads
 from collector.billing.tariff import Tariff, register_of
 from collector.config.billing import BillingSettings
 from collector.vee.service_points import register_delta
-from model import Hold, MeterAssignment, Quality, ValueVersion
+from model import Hold, MeterAssignment, Quality
+from storage.arrays import ACTUAL_CODE, CurrentArrays
 
 
 @dataclass
@@ -96,8 +99,8 @@ def part_energy(sp: str, lo: datetime, hi: datetime, tariff: Tariff,
             out.reads += [s, e]
             meter_doc["start"][q], meter_doc["end"][q] = s.cite(), e.cite()
             tou[p] += register_delta(s.value, e.value, register_max, resolution) * a.multiplier
-        _add_slots(out, slots_all, reads.intervals.get(a.meter_id, []), a_lo, a_hi, a,
-                   tariff, tz, step)
+        _add_slots(out, slots_all, *reads.series(a.meter_id), a_lo, a_hi, a, tariff, tz,
+                   step)
         out.meters.append(meter_doc)
     if any(h.code == "no_read" for h in out.holds):
         return out
@@ -134,49 +137,69 @@ def _tolerance(kwh: float, settings: BillingSettings) -> float:
     return max(abs(kwh) * settings.tou_tolerance_pct / 100, settings.tou_tolerance_kwh)
 
 
-def _add_slots(out: Energy, acc: _Slots, series: list[ValueVersion], lo: datetime,
+def _add_slots(out: Energy, acc: _Slots, arr: CurrentArrays, rows: slice, lo: datetime,
                hi: datetime, a: MeterAssignment, tariff: Tariff, tz: ZoneInfo,
                step: timedelta) -> None:
-    values = [v for v in series if lo <= v.ts <= hi]
+    ts, value = arr.ts[rows], arr.value[rows]
+    keep = (ts >= lo.timestamp()) & (ts <= hi.timestamp()) & ~np.isnan(value)
+    idx = np.flatnonzero(keep) + rows.start
     expected = int((hi - lo) / step)
-    if not values:
+    if not len(idx):
         acc.complete = False
         return
-    hours = step.total_seconds() / 3600
-    seen = 0
-    for prev, cur in pairwise(values):
-        if cur.ts - prev.ts != step or prev.value is None or cur.value is None:
-            continue
-        seen += 1
-        kwh = (cur.value - prev.value) * a.multiplier
-        estimated = cur.quality is not Quality.ACTUAL or prev.quality is not Quality.ACTUAL
-        period = _period(tariff, prev.ts, tz)
-        acc.kwh[period] += kwh
-        out.slots += 1
-        if estimated:
-            out.estimated_slots += 1
-            acc.estimated_by_period[period] += 1
-            worst = cur if cur.quality is not Quality.ACTUAL else prev
-            out.methods[worst.method or str(worst.quality)] += 1
-        kw = kwh / hours
-        if out.demand_kw is None or kw > out.demand_kw:
-            out.demand_kw, out.demand_at, out.demand_estimated = kw, cur.ts, estimated
-    if seen < expected:
+    step_s = step.total_seconds()
+    ts, value = arr.ts[idx], arr.value[idx]
+    whole = np.flatnonzero(np.diff(ts) == step_s)
+    """Slot j runs from read whole[j] to read whole[j] + 1: both ends read, one step apart."""
+    kwh = (value[whole + 1] - value[whole]) * a.multiplier
+    actual = arr.quality[idx] == ACTUAL_CODE
+    estimated = ~(actual[whole] & actual[whole + 1])
+    labels, names = _periods(tariff, lo, hi, step, tz)
+    period = labels[np.rint((ts[whole] - lo.timestamp()) / step_s).astype(np.int64)]
+    by_period = np.bincount(period, weights=kwh, minlength=len(names))
+    est_by_period = np.bincount(period[estimated], minlength=len(names))
+    for p, name in enumerate(names):
+        acc.kwh[name] += float(by_period[p])
+        if est_by_period[p]:
+            acc.estimated_by_period[name] += int(est_by_period[p])
+    out.slots += len(whole)
+    out.estimated_slots += int(estimated.sum())
+    for j in np.flatnonzero(estimated):
+        k = int(idx[whole[j] + 1] if not actual[whole[j] + 1] else idx[whole[j]])
+        out.methods[arr.methods[int(arr.method[k])] or str(arr.quality_of(k))] += 1
+    if len(whole):
+        kw = kwh / (step_s / 3600)
+        top = int(np.argmax(kw))
+        if out.demand_kw is None or kw[top] > out.demand_kw:
+            out.demand_kw = float(kw[top])
+            out.demand_at = datetime.fromtimestamp(float(ts[whole[top] + 1]), UTC)
+            out.demand_estimated = bool(estimated[top])
+    if len(whole) < expected:
         acc.complete = False
 
 
-_PERIOD_CACHE: dict[tuple[str, datetime, str], str] = {}
+_PERIOD_CACHE: dict[tuple[str, datetime, datetime, timedelta, str],
+                    tuple[NDArray[np.int64], list[str]]] = {}
 
 
-def _period(tariff: Tariff, slot_start: datetime, tz: ZoneInfo) -> str:
-    """The tariff period of a slot; every meter of a cycle shares the same slots, so one
-    time-zone conversion per slot and tariff serves them all."""
-    key = (tariff.source, slot_start, str(tz))
+def _periods(tariff: Tariff, lo: datetime, hi: datetime, step: timedelta, tz: ZoneInfo
+             ) -> tuple[NDArray[np.int64], list[str]]:
+    """The tariff period of every slot from lo to hi, by slot index from lo, and the
+    period names: every meter of a cycle shares the same slots, so one calendar per
+    tariff and span serves them all."""
+    key = (tariff.source, lo, hi, step, str(tz))
     found = _PERIOD_CACHE.get(key)
     if found is None:
-        if len(_PERIOD_CACHE) > 200_000:
+        if len(_PERIOD_CACHE) > 1000:
             _PERIOD_CACHE.clear()
-        found = _PERIOD_CACHE[key] = tariff.period_at(slot_start.astimezone(tz)).name
+        names: list[str] = []
+        labels = []
+        for k in range(int((hi - lo) / step) + 1):
+            name = tariff.period_at((lo + k * step).astimezone(tz)).name
+            if name not in names:
+                names.append(name)
+            labels.append(names.index(name))
+        found = _PERIOD_CACHE[key] = (np.array(labels, dtype=np.int64), names)
     return found
 
 

@@ -9,13 +9,17 @@ source, so a bill names exactly which reads it used.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+import numpy as np
+
 from collector.vee.status import failing
-from model import Quality, ReadKind, ValueVersion, Verdict
+from model import Quality, ReadKind, Verdict
+from storage.arrays import CurrentArrays, empty
 from storage.versions import ValidatedStore
 
 TOTAL = "1-0:1.8.0"
@@ -44,8 +48,9 @@ class Read:
 @dataclass
 class Reads:
     registers: dict[tuple[str, str, datetime], Read] = field(default_factory=dict)
-    intervals: dict[str, list[ValueVersion]] = field(default_factory=dict)
-    """Each meter's interval register values in the cycle, start boundary included."""
+    intervals: list[CurrentArrays] = field(default_factory=list)
+    """The interval register values of the cycle, start boundary included, by chunk of
+    meters."""
     held: dict[str, list[tuple[date, list[str]]]] = field(
         default_factory=lambda: defaultdict(list))
     """Meter → the days VEE holds and the rules that hold them."""
@@ -53,32 +58,41 @@ class Reads:
     def register(self, meter: str, quantity: str, at: datetime) -> Read | None:
         return self.registers.get((meter, quantity, at))
 
+    def series(self, meter: str) -> tuple[CurrentArrays, slice]:
+        """The columns holding this meter's intervals and its rows in them."""
+        for chunk in self.intervals:
+            rows = chunk.rows(meter)
+            if rows.stop > rows.start:
+                return chunk, rows
+        return empty(), slice(0, 0)
 
-async def load_registers(store: ValidatedStore, instants: Iterable[datetime],
-                         quantities: Sequence[str] = REGISTERS) -> dict[
+
+async def load_registers(store: ValidatedStore, wanted: Mapping[datetime, Iterable[str]],
+                         quantities: Sequence[str] = REGISTERS, chunk: int = 2000) -> dict[
                              tuple[str, str, datetime], Read]:
-    """Every meter's register reads at these instants, frozen daily first."""
+    """The register reads of these meters at these instants, frozen daily first. Each
+    query asks only for the meters read at its instant: cycles by reading day put a
+    different few thousand meters at each."""
     out: dict[tuple[str, str, datetime], Read] = {}
-    for at in sorted(set(instants)):
-        for kind, source in ((ReadKind.FROZEN_DAILY, "frozen daily"),
-                             (ReadKind.INTERVAL, "interval")):
-            for q in quantities:
-                for v in await store.current_values(q, at, at, None, kind):
-                    if v.value is None or (v.meter_id, q, at) in out:
-                        continue
-                    out[(v.meter_id, q, at)] = Read(v.value, v.quality, source, at, v.version,
-                                                    v.method)
+    sources = ((ReadKind.FROZEN_DAILY, "frozen daily"), (ReadKind.INTERVAL, "interval"))
+    for at, meters in sorted(wanted.items()):
+        ids = sorted(meters)
+        for (kind, source), q, c in itertools.product(sources, quantities,
+                                                      range(0, len(ids), chunk)):
+            got = await store.current_arrays(q, at, at, ids[c:c + chunk], kind)
+            for i, meter in enumerate(got.meter_ids):
+                k = int(got.bounds[i])
+                if np.isnan(got.value[k]) or (meter, q, at) in out:
+                    continue
+                out[(meter, q, at)] = Read(float(got.value[k]), got.quality_of(k), source, at,
+                                           int(got.version[k]), got.methods[int(got.method[k])])
     return out
 
 
 async def load_intervals(store: ValidatedStore, meter_ids: Sequence[str], start: datetime,
-                         end: datetime, chunk: int = 2000) -> dict[str, list[ValueVersion]]:
-    out: dict[str, list[ValueVersion]] = defaultdict(list)
-    for i in range(0, len(meter_ids), chunk):
-        for v in await store.current_values(TOTAL, start, end, meter_ids[i:i + chunk]):
-            if v.value is not None:
-                out[v.meter_id].append(v)
-    return dict(out)
+                         end: datetime, chunk: int = 2000) -> list[CurrentArrays]:
+    return [await store.current_arrays(TOTAL, start, end, meter_ids[i:i + chunk])
+            for i in range(0, len(meter_ids), chunk)]
 
 
 def held_days(verdicts: Sequence[Verdict]) -> dict[str, list[tuple[date, list[str]]]]:

@@ -89,17 +89,18 @@ class Biller:
         for a in await self.store.assignments():
             assignments[a.service_point_id].append(a)
         plans = {}
-        instants: set[datetime] = set()
+        wanted: dict[datetime, set[str]] = defaultdict(set)
         for sp in sps:
             first, end = cycle.span(self.reading_day(sp))
             parts, problem = self._parts(sp, first, end, changes[sp.id])
             plans[sp.id] = (first, end, parts, problem)
-            instants |= {local_midnight(p.first, self.tz) for p in parts}
-            instants.add(local_midnight(end, self.tz))
-        reads = Reads(registers=await load_registers(self.store, instants))
-        meters = sorted({a.meter_id for sp in sps
-                         for a in assignments.get(sp.id) or [MeterAssignment(sp.id, sp.id)]})
-        lo, hi = min(instants), max(instants)
+            own = {a.meter_id for a in assignments.get(sp.id) or [MeterAssignment(sp.id, sp.id)]}
+            for at in {local_midnight(p.first, self.tz) for p in parts} | {
+                    local_midnight(end, self.tz)}:
+                wanted[at] |= own
+        reads = Reads(registers=await load_registers(self.store, wanted))
+        meters = sorted(set().union(*wanted.values()))
+        lo, hi = min(wanted), max(wanted)
         reads.intervals = await load_intervals(self.store, meters, lo, hi)
         first_day = min(f for f, _, _, _ in plans.values())
         last_day = max(e for _, e, _, _ in plans.values()) - timedelta(days=1)

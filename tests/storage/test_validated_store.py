@@ -144,3 +144,32 @@ async def test_a_second_replacement_of_a_meter_already_replaced_is_refused(store
     await store.record_replacement("old", "new", slot(4), 12.0, 0.0)
     with pytest.raises(Refused, match="already replaced"):
         await store.record_replacement("old", "newer", slot(8), 13.0, 0.0)
+
+
+async def test_current_values_as_columns_hold_the_same_top_versions_in_the_same_order(
+        store: Any) -> None:
+    import numpy as np
+
+    from storage.arrays import from_versions
+
+    await store.write_readings([Reading(m, FWD, slot(n), 10.0 + n, "kWh")
+                                for m in ("m2", "m1") for n in (0, 1, 3, 5)])
+    await store.write_versions([estimate(2, 12.0), estimate(4, None),  # gaps: no raw under
+                                estimate(1, 99.0, actor="alice", method="74",
+                                         quality=Quality.SUBSTITUTED)])
+    await store.write_readings([Reading("m1", FWD, slot(6), 16.0, "kWh")])
+    objects = await store.current_values(FWD, slot(0), slot(6))
+    cols = await store.current_arrays(FWD, slot(0), slot(6))
+    want = from_versions(objects)
+    assert cols.meter_ids == want.meter_ids == ("m1", "m2")
+    assert cols.bounds.tolist() == want.bounds.tolist() == [0, 7, 11]
+    assert cols.ts.tolist() == want.ts.tolist()
+    assert np.array_equal(cols.value, want.value, equal_nan=True)
+    assert cols.version.tolist() == want.version.tolist()
+    assert cols.automatic.tolist() == want.automatic.tolist()
+    assert [cols.methods[i] for i in cols.method] == [want.methods[i] for i in want.method]
+    assert [cols.quality_of(k) for k in range(len(cols))] == [v.quality for v in objects]
+    m1 = cols.rows("m1")
+    assert cols.value[m1][1] == 99.0 and np.isnan(cols.value[m1][4])  # the edit; the null
+    assert cols.rows("nobody") == slice(0, 0)
+    assert len(await store.current_arrays(FWD, slot(0), slot(6), ["nobody"])) == 0

@@ -1,0 +1,97 @@
+"""Current values of one quantity for many meters as columns.
+
+A billing cycle or a VEE pass reads millions of interval values and needs of each only
+its time, value, quality, method and whether VEE made it. An object per value costs
+more than the database's read (about 8 µs against 1 µs), so both stores also answer in
+columns: one array per field, each meter's rows contiguous and in time order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from model import Quality, ValueVersion
+from storage.base import QUALITY_CODES, QUALITY_OF_CODE
+
+ACTUAL_CODE = QUALITY_CODES[Quality.ACTUAL]
+
+Row = tuple[str, float, float | None, int, str, bool, int]
+"""(meter_id, epoch seconds, value or None, quality code, method, automatic, version)."""
+
+
+@dataclass(frozen=True)
+class CurrentArrays:
+    meter_ids: tuple[str, ...]
+    bounds: NDArray[np.int64]
+    """Meter i's rows are bounds[i]:bounds[i + 1]."""
+    ts: NDArray[np.float64]
+    """Epoch seconds (UTC) of each value's interval end."""
+    value: NDArray[np.float64]
+    """NaN for a null (N) version."""
+    quality: NDArray[np.int8]
+    """The stored quality code (storage.base.QUALITY_CODES)."""
+    method: NDArray[np.int32]
+    """Index into `methods`."""
+    methods: tuple[str, ...]
+    automatic: NDArray[np.bool_]
+    """VEE wrote this version itself (it may be re-estimated)."""
+    version: NDArray[np.int32]
+    """0 for the raw read."""
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def rows(self, meter_id: str) -> slice:
+        i = self._index().get(meter_id)
+        if i is None:
+            return slice(0, 0)
+        return slice(int(self.bounds[i]), int(self.bounds[i + 1]))
+
+    def quality_of(self, k: int) -> Quality:
+        return QUALITY_OF_CODE[int(self.quality[k])]
+
+    def _index(self) -> dict[str, int]:
+        found: dict[str, int] | None = self.__dict__.get("_by_meter")
+        if found is None:
+            found = {m: i for i, m in enumerate(self.meter_ids)}
+            object.__setattr__(self, "_by_meter", found)
+        return found
+
+
+def from_rows(rows: Sequence[Row]) -> CurrentArrays:
+    """Rows ordered by meter, then time."""
+    if not rows:
+        return empty()
+    meters, ts, values, quality, method, automatic, version = zip(*rows, strict=True)
+    names = tuple(dict.fromkeys(method))
+    index = {n: i for i, n in enumerate(names)}
+    meter_arr = np.array(meters, dtype=object)
+    starts = np.flatnonzero(np.r_[True, meter_arr[1:] != meter_arr[:-1]])
+    return CurrentArrays(
+        meter_ids=tuple(meter_arr[starts].tolist()),
+        bounds=np.r_[starts, len(rows)].astype(np.int64),
+        ts=np.array(ts, dtype=np.float64),
+        value=np.array([np.nan if v is None else v for v in values], dtype=np.float64),
+        quality=np.array(quality, dtype=np.int8),
+        method=np.array([index[m] for m in method], dtype=np.int32),
+        methods=names,
+        automatic=np.array(automatic, dtype=bool),
+        version=np.array(version, dtype=np.int32),
+    )
+
+
+def from_versions(versions: Iterable[ValueVersion]) -> CurrentArrays:
+    """The same columns from ValueVersion objects (tests, and small callers)."""
+    ordered = sorted(versions, key=lambda v: (v.meter_id, v.ts))
+    return from_rows([(v.meter_id, v.ts.timestamp(), v.value, QUALITY_CODES[v.quality],
+                       v.method, v.automatic, v.version) for v in ordered])
+
+
+def empty() -> CurrentArrays:
+    return CurrentArrays((), np.zeros(1, dtype=np.int64), np.zeros(0), np.zeros(0),
+                         np.zeros(0, dtype=np.int8), np.zeros(0, dtype=np.int32), (),
+                         np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int32))
