@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,9 @@ class Dlt645Switch:
     word back: a command is done only when the meter reports the relay as commanded."""
 
     def __init__(self, clients: Mapping[str, Dlt645Client], meters: Mapping[str, Meter],
-                 settings: PrepaidSettings, tz: ZoneInfo) -> None:
+                 settings: PrepaidSettings, tz: ZoneInfo,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.now = now
         self.clients = clients
         self.meters = meters
         self.settings = settings
@@ -52,7 +54,7 @@ class Dlt645Switch:
                       "(8 hex digits)", action, meter_id, self.settings.password_env)
             return False
         command = {TRIP: codec.RC_TRIP, RECONNECT: codec.RC_CLOSE}[action]
-        until = (datetime.now(UTC) + VALID_FOR).astimezone(self.tz)
+        until = (self.now() + VALID_FOR).astimezone(self.tz)
         try:
             await client.remote_control(meter.address, password, self.settings.operator,
                                         command, until)

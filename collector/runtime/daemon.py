@@ -89,12 +89,41 @@ def record_store(store: Store) -> Any:
     return getattr(store, "inner", store)
 
 
-def vee_services(settings: Settings, store: Store, clock: Clock) -> list[VeeService]:
+def vee_services(settings: Settings, store: Store, clock: Clock,
+                 readers: Mapping[str, MeterReader]) -> list[VeeService]:
     target = record_store(store)
     found = register_interval(settings)
     if found is None or not hasattr(target, "verdicts"):
         return []
-    return [VeeService(build_vee(settings, target), clock, found[0])]
+    after = [prepaid_update(settings, target, clock, readers)] if settings.prepaid.enabled else []
+    return [VeeService(build_vee(settings, target), clock, found[0], after)]
+
+
+def prepaid_update(settings: Settings, store: Any, clock: Clock,
+                   readers: Mapping[str, MeterReader]) -> Callable[[datetime], Awaitable[object]]:
+    """Prepaid balances after each VEE pass: charges from validated reads, alerts on MQTT
+    (on a head-end), and trips through the DL/T 645 buses this process drives."""
+    from collector.billing.prepaid import Prepaid
+    from collector.billing.switch import Dlt645Switch, MqttPublisher
+    from collector.billing.tariff import Tariffs
+
+    tz = settings.collector.tz
+    clients = {bus: c for bus in readers if (c := dlt645_client(readers, bus)) is not None}
+    switch = Dlt645Switch(clients, {m.id: m for m in settings.meters}, settings.prepaid, tz,
+                          now=clock.now)
+    publish = MqttPublisher(settings.mqtt) if settings.mqtt.role == "headend" else None
+    prepaid = Prepaid(store, settings.prepaid, tz, Tariffs(settings.billing.tariff_dirs),
+                      switch, publish, step=timedelta(minutes=settings.vee.interval_minutes),
+                      register_max=settings.vee.register_max,
+                      resolution=settings.vee.register_resolution)
+
+    async def update(when: datetime) -> object:
+        run = await prepaid.update(when)
+        if run.alerts or run.commands:
+            log.info("%s", run.summary())
+        return run
+
+    return update
 
 
 def client_settings(bus: BusConfig) -> ClientSettings:
@@ -378,7 +407,9 @@ async def run_collector(
             fixer = ClockSync(settings, readers, clock) if settings.flags.auto_time_sync else None
             services.append(FlagService(settings, engine, clock, fixer, metrics))
     if settings.vee.enabled and settings.mqtt.role != "gateway":
-        services += vee_services(settings, store, clock)
+        services += vee_services(settings, store, clock, readers)
+    elif settings.prepaid.enabled and settings.mqtt.role != "gateway":
+        log.info("[vee] is off, so prepaid balances move only with `collector prepaid update`")
     supervisor = Supervisor(metrics)
     stoppers: list[Callable[[], object]] = [scheduler.stop, supervisor.stop,
                                             *(s.stop for s in services)]

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from collector.acquisition.clock import SteppedClock
 from collector.acquisition.pipeline import CollectionResult
@@ -19,7 +20,7 @@ from collector.config.settings import (
     StorageSettings,
 )
 from collector.runtime.daemon import run_collector
-from model import Meter
+from model import Meter, PrepaidEvent
 from simulator.dlt645_meter import MeterFaults
 from simulator.fleet import Fleet, FleetSpec, build_fleet, meter_address
 from tests.integration.conftest import TZ
@@ -155,3 +156,46 @@ async def test_a_drifting_clock_is_flagged_and_a_time_sync_fixes_it(tmp_path: Pa
     assert offsets[0].value > 290
     assert abs(offsets[-1].value) <= 2  # synced by the flag pass, then read again
     assert abs(fleet.meters[2].faults.clock_offset_s) <= 2
+
+
+async def test_the_daemon_charges_prepaid_after_each_cycle_and_trips_over_its_own_bus(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    from dataclasses import replace
+
+    from collector.config.billing import PrepaidSettings
+    from model import MeterAssignment, ServicePoint
+    from storage.sqlite import SqliteStore
+
+    monkeypatch.setenv("COLLECTOR_TEST_METER_PASSWORD", "02000000")
+    db = tmp_path / "c.db"
+    store = SqliteStore(str(db))
+    await store.migrate()
+    await store.upsert_service_points([ServicePoint("sp1", "A1", "cn-residential", "S01")],
+                                      [MeterAssignment("sp1", "m1")])
+    await store.open_prepaid("A1", "sp1", START)
+    await store.post_prepaid((await store.prepaid_accounts("A1"))[0], [PrepaidEvent(
+        "A1", START, "topup", 0.1, reference="pay-1")])
+    await store.close()
+    clock = SteppedClock(START - timedelta(minutes=10))
+    spec = FleetSpec(meters=2, buses=1, tz=TZ)
+    fleet = build_fleet(spec, clock.now, START - timedelta(days=1))
+    await fleet.start()
+    settings = replace(settings_for(fleet, db, 2), prepaid=PrepaidSettings(
+        grace=timedelta(0), protected_from=timedelta(0), protected_to=timedelta(0),
+        protected_weekends=False, password_env="COLLECTOR_TEST_METER_PASSWORD"))
+    try:
+        await run_collector(settings, clock=clock, until=START + timedelta(hours=3),
+                            handle_signals=False)
+    finally:
+        await fleet.stop()
+    store = SqliteStore(str(db))
+    events = await store.prepaid_events("A1")
+    (acct,) = await store.prepaid_accounts("A1")
+    await store.close()
+    charges = [e for e in events if e.kind == "charge"]
+    assert len(charges) >= 2  # one per pass that found new reads, not one at the end
+    assert acct.charged_to >= START + timedelta(hours=2)
+    kinds = [e.kind for e in events]
+    assert "alert:zero" in kinds and "trip" in kinds
+    assert fleet.meters[1].relay_open and not fleet.meters[2].relay_open
+    assert acct.relay == "open"
