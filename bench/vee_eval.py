@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import tempfile
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -34,6 +36,7 @@ from collector.vee.estimate import LikeDays, estimate_meter
 from collector.vee.grid import Grid, local_midnight
 from collector.vee.rules import judge
 from model import Meter, Reading
+from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -184,9 +187,28 @@ def run_chunk(rng: np.random.Generator, meters: int, days: int, s: VeeSettings,
     return filled
 
 
-async def store_pass(meters: int, days: int, s: VeeSettings) -> tuple[float, float]:
-    """A full pass through SQLite (load, estimate, judge, write) against the same
-    SELECT of the same rows and a numpy sum: the ratio the issue asks for."""
+PLAIN = ("SELECT value FROM readings WHERE series_id IN (SELECT id FROM series WHERE "
+         "quantity = {p} AND kind = 'interval') AND ts >= {p} AND ts <= {p} "
+         "ORDER BY series_id, ts")
+
+
+async def plain_pass(store: Any, postgres: str | None, lo: datetime, hi: datetime) -> float:
+    """SELECT the same rows and sum their intervals with numpy: no versions, no rules."""
+    if postgres:
+        async with store._conn() as conn:
+            cur = await conn.execute(PLAIN.format(p="%s"), (ENERGY, lo, hi))
+            values = [r[0] for r in await cur.fetchall()]
+    else:
+        with sqlite3.connect(store.path) as conn:
+            values = [r[0] for r in conn.execute(PLAIN.format(p="?"),
+                                                 (ENERGY, lo.timestamp(), hi.timestamp()))]
+    return float(np.diff(np.array(values)).sum())
+
+
+async def store_pass(meters: int, days: int, s: VeeSettings,
+                     postgres: str | None) -> tuple[float, float]:
+    """A full pass through the store (load, estimate, judge, write) against a SELECT of
+    the same rows and a numpy sum: the ratio the issue asks for."""
     rng = np.random.default_rng(1)
     first = date(2026, 10, 1)
     start_day = first - timedelta(days=HISTORY)
@@ -194,7 +216,8 @@ async def store_pass(meters: int, days: int, s: VeeSettings) -> tuple[float, flo
     regs = np.round(np.cumsum(load, axis=1) + 1000, 2)
     start = local_midnight(start_day, TZ)
     with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(str(Path(tmp) / "vee.db"))
+        store: Any = (PostgresStore(postgres) if postgres
+                      else SqliteStore(str(Path(tmp) / "vee.db")))
         await store.migrate()
         ms = [Meter(f"m{i}", "dlt645", "bus1", f"{i:012d}") for i in range(meters)]
         await store.upsert_meters(ms)
@@ -205,9 +228,7 @@ async def store_pass(meters: int, days: int, s: VeeSettings) -> tuple[float, flo
         last = first + timedelta(days=days - 1)
         now = local_midnight(last + timedelta(days=1), TZ) + timedelta(hours=1)
         t0 = time.perf_counter()
-        got = await store.current_values(ENERGY, local_midnight(start_day, TZ), now)
-        arr = np.array([v.value for v in got if v.value is not None])
-        float(np.diff(arr).sum())
+        await plain_pass(store, postgres, local_midnight(start_day, TZ), now)
         plain = time.perf_counter() - t0
         engine = VeeEngine(store, VeeSettings(lookback_days=HISTORY), TZ, ms)
         t1 = time.perf_counter()
@@ -225,6 +246,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--store-meters", type=int, default=200)
     ap.add_argument("--store-days", type=int, default=14)
+    ap.add_argument("--postgres", default=None,
+                    help="run the store pass on this PostgreSQL URL (default: SQLite)")
     args = ap.parse_args()
     s = VeeSettings(lookback_days=HISTORY)
     rng = np.random.default_rng(args.seed)
@@ -263,9 +286,10 @@ def main() -> None:
     print(f"1,000,000 meter-days would take {1e6 / (meter_days / work):.0f} s (goal ≤ 60 s)")
     print(f"plain numpy pass over the same arrays: {meter_days / timing['plain']:,.0f} "
           f"meter-days/s; VEE/plain = {timing['plain'] / work:.3f}")
-    plain, full = asyncio.run(store_pass(args.store_meters, args.store_days, s))
+    plain, full = asyncio.run(store_pass(args.store_meters, args.store_days, s, args.postgres))
     md = args.store_meters * args.store_days
-    print(f"through SQLite ({args.store_meters} meters × {args.store_days} days): full pass "
+    where = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"through {where} ({args.store_meters} meters × {args.store_days} days): full pass "
           f"{md / full:,.0f} meter-days/s vs SELECT + numpy sum {md / plain:,.0f}; "
           f"ratio {plain / full:.2f}")
 

@@ -58,18 +58,18 @@ class Bill:
     released_by: str = ""
     released_at: datetime | None = None
     note: str = ""
+    digest: str = field(default="", compare=False, repr=False)
+    """What a rerun compares: the same inputs give the same digest. Computed once, here:
+    a cycle compares and stores it for every bill, and the JSON is most of a bill's cost."""
 
     def __post_init__(self) -> None:
         require_utc(self.start, "Bill.start")
         require_utc(self.end, "Bill.end")
-
-    @property
-    def digest(self) -> str:
-        """What a rerun compares: the same inputs give the same digest."""
-        doc = {"determinants": self.determinants, "holds": [[h.code, h.detail]
-                                                            for h in self.holds]}
-        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str)
-                              .encode()).hexdigest()
+        if not self.digest:
+            doc = {"determinants": self.determinants, "holds": [[h.code, h.detail]
+                                                                for h in self.holds]}
+            object.__setattr__(self, "digest", hashlib.sha256(
+                json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)

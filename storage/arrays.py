@@ -8,7 +8,7 @@ columns: one array per field, each meter's rows contiguous and in time order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +81,45 @@ def from_rows(rows: Sequence[Row]) -> CurrentArrays:
         methods=names,
         automatic=np.array(automatic, dtype=bool),
         version=np.array(version, dtype=np.int32),
+    )
+
+
+def from_columns(meter_of: Mapping[int, str], columns: NDArray[np.float64],
+                 methods: Sequence[str]) -> CurrentArrays:
+    """Raw reads and later versions as one float matrix, a row each: series id, epoch
+    seconds, value, quality code, method id (an index into `methods`), version,
+    automatic (0/1). Raw rows come ordered by series and time; each (series, time)
+    keeps its top version, and the series are put in meter order."""
+    if not len(columns):
+        return empty()
+    sid, ts, version = columns[:, 0], columns[:, 1], columns[:, 5]
+    if version.any():
+        order = np.lexsort((-version, ts, sid))
+        columns = columns[order]
+        sid, ts = columns[:, 0], columns[:, 1]
+        first = np.r_[True, (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])]
+        columns = columns[first]
+        sid = columns[:, 0]
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+    ends = np.r_[starts[1:], len(sid)]
+    names = [meter_of[int(i)] for i in sid[starts]]
+    by_meter = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[by_meter] = np.arange(len(names))
+    columns = columns[np.argsort(np.repeat(rank, ends - starts), kind="stable")]
+    sizes = (ends - starts)[by_meter]
+    quality = columns[:, 3].astype(np.int8)
+    value = np.where(quality == QUALITY_CODES[Quality.NULL], np.nan, columns[:, 2])
+    return CurrentArrays(
+        meter_ids=tuple(names[j] for j in by_meter),
+        bounds=np.r_[0, np.cumsum(sizes)].astype(np.int64),
+        ts=np.ascontiguousarray(columns[:, 1]),
+        value=value,
+        quality=quality,
+        method=columns[:, 4].astype(np.int32),
+        methods=tuple(methods),
+        automatic=columns[:, 6].astype(bool),
+        version=columns[:, 5].astype(np.int32),
     )
 
 

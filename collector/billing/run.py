@@ -70,6 +70,7 @@ class Biller:
         self.tariffs = tariffs or Tariffs(settings.tariff_dirs)
         self.step = timedelta(minutes=vee.interval_minutes)
         self._splits: dict[tuple[date, date, str], list[Part]] = {}
+        self._trailing_names: dict[str, list[str]] = {}
 
     def reading_day(self, sp: ServicePoint) -> int:
         return self.settings.segments.get(sp.segment, self.settings.default_reading_day)
@@ -228,8 +229,7 @@ class Biller:
         reads_estimated = sum(r.quality is not Quality.ACTUAL for r in used)
         holds += review.changes(lo, hi, first, end, assignments, changes)
         holds += review.estimated(slots, est_slots, methods, reads_estimated, self.settings)
-        trailing = [history[c.name] for n in range(1, self.settings.review_months + 1)
-                    if (c := cycle.shifted(n)).name in history]
+        trailing = [history[name] for name in self._trailing(cycle) if name in history]
         holds += review.review(kwh, cycle_days, history.get(cycle.last_year().name), trailing,
                                self.settings)
         demand = max((e for e in energies if e.demand_kw is not None),
@@ -253,6 +253,14 @@ class Biller:
                     tuple(unique), determinants,
                     BillStatus.HELD if unique else BillStatus.RELEASED,
                     released_by="" if unique else REVIEWER)
+
+    def _trailing(self, cycle: Cycle) -> list[str]:
+        """The names of the cycles before this one that review compares it with."""
+        found = self._trailing_names.get(cycle.name)
+        if found is None:
+            found = self._trailing_names[cycle.name] = [
+                cycle.shifted(n).name for n in range(1, self.settings.review_months + 1)]
+        return found
 
     def _tier_history(self, history: dict[str, Bill], cycle: Cycle) -> dict[date, float]:
         """kWh already billed in each tier year, from the earlier cycles' bills."""

@@ -86,7 +86,7 @@ class VeeEngine:
         start = local_midnight(first - timedelta(days=s.lookback_days), self.tz)
         end = local_midnight(last + timedelta(days=1), self.tz)
         current, frozen, other = await asyncio.gather(
-            self.store.current_values(ENERGY, start, end, ids),
+            self.store.current_arrays(ENERGY, start, end, ids),
             self.store.current_values(ENERGY, start, end, ids, ReadKind.FROZEN_DAILY),
             self.store.readings_in(start, end, [CLOCK, *VOLTS]))
         wanted = set(ids)

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from model import MeterAssignment, Reading, ValueVersion
+from model import MeterAssignment, Reading
+from storage.arrays import CurrentArrays
 
 F64 = NDArray[np.float64]
 BOOL = NDArray[np.bool_]
@@ -66,7 +67,7 @@ class Grid:
 
 def build_grid(
     meter_ids: Sequence[str], first: date, last: date, history_days: int, step: timedelta,
-    tz: ZoneInfo, now: datetime, current: Iterable[ValueVersion],
+    tz: ZoneInfo, now: datetime, current: CurrentArrays,
     frozen: Iterable[Reading] = (), clock: Iterable[Reading] = (),
     volts: Iterable[Reading] = (), assignments: Sequence[MeterAssignment] = (),
 ) -> Grid:
@@ -85,14 +86,20 @@ def build_grid(
         k, off = divmod(ts - start, step)
         return k if not off and 0 <= k < t else None
 
-    for v in current:
-        i, k = row.get(v.meter_id), slot(v.ts)
-        if i is None or k is None:
+    start_s, step_s = start.timestamp(), step.total_seconds()
+    for j, meter in enumerate(current.meter_ids):
+        i = row.get(meter)
+        if i is None:
             continue
-        auto[i, k] = v.automatic
-        if v.value is not None:
-            value[i, k] = v.value
-            fixed[i, k] = not v.automatic
+        rows = slice(int(current.bounds[j]), int(current.bounds[j + 1]))
+        at = (current.ts[rows] - start_s) / step_s
+        near = np.rint(at).astype(np.int64)
+        on = (np.abs(at - near) < 1e-6) & (near >= 0) & (near < t)
+        ks, v, auto_v = near[on], current.value[rows][on], current.automatic[rows][on]
+        auto[i, ks] = auto_v
+        has = ~np.isnan(v)
+        value[i, ks[has]] = v[has]
+        fixed[i, ks[has]] = ~auto_v[has]
     frozen_at = np.full((m, d + 1), np.nan)
     edge_of = {int(e): j for j, e in enumerate(edges)}
     for r in frozen:
