@@ -75,17 +75,19 @@ async def load_registers(store: ValidatedStore, wanted: Mapping[datetime, Iterab
     different few thousand meters at each."""
     out: dict[tuple[str, str, datetime], Read] = {}
     sources = ((ReadKind.FROZEN_DAILY, "frozen daily"), (ReadKind.INTERVAL, "interval"))
-    for at, meters in sorted(wanted.items()):
-        ids = sorted(meters)
-        for (kind, source), q, c in itertools.product(sources, quantities,
-                                                      range(0, len(ids), chunk)):
-            got = await store.current_arrays(q, at, at, ids[c:c + chunk], kind)
-            for i, meter in enumerate(got.meter_ids):
-                k = int(got.bounds[i])
-                if np.isnan(got.value[k]) or (meter, q, at) in out:
-                    continue
-                out[(meter, q, at)] = Read(float(got.value[k]), got.quality_of(k), source, at,
-                                           int(got.version[k]), got.methods[int(got.method[k])])
+    for (at, meters), q in itertools.product(sorted(wanted.items()), quantities):
+        missing = sorted(meters)
+        for kind, source in sources:
+            # The interval read only where the meter latched no frozen value itself.
+            for c in range(0, len(missing), chunk):
+                got = await store.current_arrays(q, at, at, missing[c:c + chunk], kind)
+                for i, meter in enumerate(got.meter_ids):
+                    k = int(got.bounds[i])
+                    if not np.isnan(got.value[k]):
+                        out[(meter, q, at)] = Read(
+                            float(got.value[k]), got.quality_of(k), source, at,
+                            int(got.version[k]), got.methods[int(got.method[k])])
+            missing = [m for m in missing if (m, q, at) not in out]
     return out
 
 
