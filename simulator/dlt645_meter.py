@@ -93,8 +93,8 @@ class SimulatedDlt645Meter:
         return bytes(raw)
 
     def _silent(self, now: datetime) -> bool:
-        if self.faults.silent:
-            return True
+        if self.faults.silent or now.timestamp() < self.registers.start_epoch:
+            return True  # dead, or not installed yet
         window = self.faults.silent_between
         return window is not None and window[0] <= now < window[1]
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, tzinfo
 from simulator.bus import SimulatedBus, WireTiming
 from simulator.dlt645_meter import MeterFaults, SimulatedDlt645Meter
 from simulator.load import FOUR_RATE, TWO_RATE, LoadModel, unit_noise
-from simulator.registers import RegisterBank
+from simulator.registers import EnergyChange, RegisterBank
 
 
 def meter_address(n: int) -> str:
@@ -28,6 +28,13 @@ class FleetSpec:
     """Faults by meter number (1-based)."""
     exporters: frozenset[int] = frozenset()
     three_phase: frozenset[int] = frozenset()
+    changes: Mapping[int, tuple[EnergyChange, ...]] = field(default_factory=dict)
+    """Register changes by meter number: spikes, zero runs, swaps, CT ratio changes."""
+    openings: Mapping[int, float] = field(default_factory=dict)
+    """Opening register by meter number (near 999999.99 to see a rollover)."""
+    installed: Mapping[int, datetime] = field(default_factory=dict)
+    """When a meter was installed (a replacement): silent before, and its memory and
+    registers start then. The others start at `registers_from`."""
 
 
 @dataclass
@@ -59,9 +66,12 @@ def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: da
     for n in range(1, spec.meters + 1):
         seed = spec.seed * 100_003 + n
         load = LoadModel.for_meter(seed, pv=n in spec.exporters, utc_offset_h=offset_h)
-        opening = round(2000 + 30000 * (unit_noise(seed, -2) + 1) / 2, 2)
+        opening = spec.openings.get(n, round(2000 + 30000 * (unit_noise(seed, -2) + 1) / 2, 2))
         calendar = FOUR_RATE if n in spec.three_phase else TWO_RATE
-        bank = RegisterBank(load, start_epoch, forward0=opening, calendar=calendar)
+        since = spec.installed.get(n)
+        bank = RegisterBank(load, int(since.timestamp()) if since else start_epoch,
+                            forward0=opening, calendar=calendar,
+                            changes=spec.changes.get(n, ()))
         meter = SimulatedDlt645Meter(
             address=meter_address(n),
             load=load,

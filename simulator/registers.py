@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from simulator.load import FOUR_RATE, MINUTE, LoadModel, tariff_at
 
 TARIFFS = 4
+
+
+@dataclass(frozen=True)
+class EnergyChange:
+    """What a meter's registers count over a window of simulated time: the cases VEE
+    must handle, made on the wire rather than painted onto stored series."""
+
+    start: datetime
+    end: datetime | None = None
+    """None: from `start` on."""
+    scale: float = 1.0
+    """Counted per true kWh inside the window: 0 a stopped register (a zero run while
+    voltage is present), 0.5 a CT ratio doubled."""
+    extra_kw: float = 0.0
+    """Load added inside the window: a spike."""
+    restart_at: float | None = None
+    """At `start` the registers restart from this value: a meter swapped at the same
+    address, with nobody recording it."""
+
+    def covers(self, epoch: float) -> bool:
+        return self.start.timestamp() <= epoch and (self.end is None
+                                                    or epoch < self.end.timestamp())
 
 
 @dataclass
@@ -25,6 +48,7 @@ class RegisterBank:
     """What the meter counts per true kWh: 1.0 healthy, 0 stopped, >1 runaway."""
     calendar: tuple[int, ...] = FOUR_RATE
     """The meter's tariff register for each local hour."""
+    changes: tuple[EnergyChange, ...] = ()
     _forward: list[list[float]] = field(default_factory=list)
     _reverse: list[list[float]] = field(default_factory=list)
 
@@ -38,9 +62,14 @@ class RegisterBank:
             m = len(self._forward) - 1
             epoch = self.start_epoch + m * MINUTE
             kw = self.load.net_kw(epoch) * self.scale
+            f, r = list(self._forward[-1]), list(self._reverse[-1])
+            for change in self.changes:
+                if change.covers(epoch):
+                    kw = kw * change.scale + change.extra_kw * self.scale
+                if change.restart_at is not None and change.start.timestamp() == epoch:
+                    f, r = _split(change.restart_at), [0.0] * (TARIFFS + 1)
             kwh = abs(kw) / 60.0
             tariff = tariff_at(self.load.local_hour(epoch), self.calendar)
-            f, r = list(self._forward[-1]), list(self._reverse[-1])
             target = f if kw >= 0 else r
             target[0] += kwh
             target[tariff] += kwh

@@ -1,10 +1,13 @@
-"""After downtime, re-read the slots the collector missed, from the meters' own memory.
+"""Re-read missed slots from the meters' own memory: after the collector's downtime,
+and after a meter's own silence.
 
 A crash or a power cut interrupts a slot, and every slot while the daemon is down is
 missed. DL/T 645 meters keep load-profile records of their energy registers, so on start
 each missed interval slot (within the configured horizon) is read back from memory and
 stored under the key it would have had; the slot's attempt says it was recovered.
 Meters with no memory (Modbus) get an attempt per missed slot that says why it is empty.
+A meter that was silent (a cut cable, a noisy bus) and answers again has its silent
+slots read back the same way: a late actual read replaces VEE's estimate of the gap.
 """
 
 from __future__ import annotations
@@ -92,8 +95,43 @@ async def catch_up(settings: Settings, meters: Sequence[Meter], store: Store, cl
     return sum(counts)
 
 
+async def backfill(settings: Settings, meter: Meter, since: datetime, until: datetime,
+                   client: Dlt645Client | None,
+                   persist: Callable[[CollectionResult], Awaitable[None]],
+                   metrics: Metrics | None = None) -> int:
+    """Read back the slots from `since` up to `until` that a silent meter missed; returns
+    how many were recovered. Slots it stays silent for keep their timeout attempts."""
+    if meter.protocol != "dlt645" or client is None:
+        return 0
+    recovered = 0
+    for schedule in memory_schedules(settings):
+        if not schedule.applies_to(meter.id):
+            continue
+        slots = missed_slots(since - timedelta(microseconds=1), until - schedule.every,
+                             schedule.every, settings.collector.catch_up or until - since)
+        if not slots:
+            continue
+        for result in await _recover(settings, meter, schedule, slots, client, SILENT):
+            if result.readings:
+                await persist(result)
+                recovered += 1
+                if metrics is not None:
+                    metrics.recovered.labels(meter.bus).inc()
+    if recovered:
+        log.info("meter %s: %d silent slots read back from its memory", meter.id, recovered,
+                 extra={"meter": meter.id, "bus": meter.bus})
+    return recovered
+
+
+DOWN = ("missed while the collector was down", "recovered from meter memory after downtime")
+SILENT = ("missed while the meter was silent",
+          "recovered from meter memory after the meter's silence")
+"""Why a slot was missed, and what its attempt says once it is recovered."""
+
+
 async def _recover(settings: Settings, meter: Meter, schedule: Schedule,
-                   slots: list[datetime], client: Dlt645Client | None
+                   slots: list[datetime], client: Dlt645Client | None,
+                   why: tuple[str, str] = DOWN
                    ) -> list[CollectionResult]:
     def empty(slot: datetime, outcome: Outcome, why: str) -> CollectionResult:
         result = CollectionResult(meter, slot, errors=[why])
@@ -105,8 +143,7 @@ async def _recover(settings: Settings, meter: Meter, schedule: Schedule,
         return [empty(slot, outcome, why) for slot in slots]
 
     if meter.protocol != "dlt645" or client is None:
-        return missed(Outcome.ERROR, "missed while the collector was down: this meter keeps "
-                                     "no load profile to read back")
+        return missed(Outcome.ERROR, f"{why[0]}: this meter keeps no load profile to read back")
     tz = settings.collector.tz
     started = time.monotonic()
     try:
@@ -117,8 +154,7 @@ async def _recover(settings: Settings, meter: Meter, schedule: Schedule,
         exc.with_context(meter=meter.id, bus=meter.bus)
         log.warning("meter %s: reading its memory for %d missed slots failed: %s", meter.id,
                     len(slots), exc, extra={"meter": meter.id, "bus": meter.bus})
-        return missed(outcome, f"missed while the collector was down; reading the meter's "
-                               f"memory failed: {exc}")
+        return missed(outcome, f"{why[0]}; reading the meter's memory failed: {exc}")
     latency = (time.monotonic() - started) * 1000 / max(1, len(slots))
     wanted = set(schedule.quantities)
     source = source_tag("dlt645", meter.bus, meter.multiplier, "memory")
@@ -127,8 +163,7 @@ async def _recover(settings: Settings, meter: Meter, schedule: Schedule,
     for slot in slots:
         record = by_slot.get(slot)
         if record is None:
-            results.append(empty(slot, Outcome.ERROR, "missed while the collector was down, "
-                                                      "and not in the meter's memory"))
+            results.append(empty(slot, Outcome.ERROR, f"{why[0]}, and not in the meter's memory"))
             continue
         result = CollectionResult(meter, slot)
         for obis, value in zip(data_ids.LOAD_PROFILE_OBIS,
@@ -139,6 +174,6 @@ async def _recover(settings: Settings, meter: Meter, schedule: Schedule,
                                                source=source))
         result.attempt = CollectionAttempt(
             meter.id, meter.bus, slot, Outcome.OK, latency,
-            "recovered from meter memory after downtime", settings.collector.gateway)
+            why[1], settings.collector.gateway)
         results.append(result)
     return results

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -23,6 +23,9 @@ from model import CollectionAttempt, Meter, Outcome
 from storage.base import StorageError, Store
 
 log = logging.getLogger(__name__)
+
+Backfill = Callable[[Meter, datetime, datetime], Awaitable[object]]
+"""Read back a meter's slots from `since` up to (not including) `until` from its memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +59,26 @@ class MeterHealth:
     skip_until: datetime | None = None
     silent_at: datetime | None = None
     """The slot in which the meter last timed out: its other jobs of that slot are skipped."""
+    silent_since: datetime | None = None
+    """The first slot of the current silence."""
 
-    def note(self, outcome: Outcome, slot: datetime, every: timedelta) -> None:
+    def note(self, outcome: Outcome, slot: datetime, every: timedelta) -> datetime | None:
+        """Count the outcome; when it ends a silence, return the silence's first slot."""
         if outcome is not Outcome.TIMEOUT:
+            since = self.silent_since if self.silent_in_a_row else None
             self.silent_in_a_row = 0
             self.skip_until = None
-            return
+            self.silent_since = None
+            return since
+        if not self.silent_in_a_row:
+            self.silent_since = slot
         self.silent_at = slot
         self.silent_in_a_row += 1
         if self.silent_in_a_row >= SILENT_BEFORE_BACKOFF:
             steps = 2 ** (self.silent_in_a_row - SILENT_BEFORE_BACKOFF)
             gap = min(every * steps, max(every, MAX_PROBE_GAP))
             self.skip_until = slot + gap
+        return None
 
 
 SILENT_BEFORE_BACKOFF = 3
@@ -125,9 +136,11 @@ class Scheduler:
         on_result: Callable[[CollectionResult], None] | None = None,
         workers: Mapping[str, int] | None = None,
         metrics: Metrics | None = None,
+        backfill: Backfill | None = None,
     ) -> None:
         """`readers` has one entry per lane: a serial bus (one worker: one request on the
-        wire at a time) or a TCP host (`workers[lane]` requests in flight)."""
+        wire at a time) or a TCP host (`workers[lane]` requests in flight). `backfill`
+        reads back from a meter's memory the slots it was silent for, once it answers."""
         self.meters = list(meters)
         self.schedules = list(schedules)
         self.readers = readers
@@ -142,6 +155,8 @@ class Scheduler:
         }
         self.workers = {lane: max(1, (workers or {}).get(lane, 1)) for lane in readers}
         self.health: dict[str, MeterHealth] = {}
+        self.backfill = backfill
+        self._backfills: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -162,6 +177,7 @@ class Scheduler:
             await asyncio.gather(*producers)
             for queue in self.queues.values():
                 await queue.join()
+            await asyncio.gather(*self._backfills, return_exceptions=True)
         for task in producers:
             task.cancel()
         self._stopping.set()
@@ -169,6 +185,9 @@ class Scheduler:
             for _ in range(self.workers[lane]):
                 queue.put_nowait(None)
         await asyncio.gather(*workers, return_exceptions=True)
+        for task in self._backfills:
+            task.cancel()
+        await asyncio.gather(*self._backfills, return_exceptions=True)
         stop_wait.cancel()
         await asyncio.gather(*producers, stop_wait, return_exceptions=True)
         return self.stats
@@ -236,7 +255,9 @@ class Scheduler:
         else:
             result = await reader.collect(job.meter, job.schedule, job.slot)
             assert result.attempt is not None
-            health.note(result.attempt.outcome, job.slot, job.schedule.every)
+            since = health.note(result.attempt.outcome, job.slot, job.schedule.every)
+            if since is not None and self.backfill is not None:
+                self._start_backfill(job.meter, since, job.slot)
             self.metrics.read_latency.labels(job.meter.bus).observe(
                 result.attempt.latency_ms / 1000)
         await self.persist(result)
@@ -247,6 +268,26 @@ class Scheduler:
             self.metrics.last_cycle.set(time.time())
         if self.on_result is not None:
             self.on_result(result)
+
+    def _start_backfill(self, meter: Meter, since: datetime, until: datetime) -> None:
+        """Beside the schedule, not in it: the bus lock interleaves the memory reads with
+        the current slot's, so a long silence never holds up the bus."""
+        assert self.backfill is not None
+        self.clock.hold()  # simulated time waits for the memory read, as for a slot
+        work = self.backfill(meter, since, until)
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("meter %s: reading back its silent slots failed", meter.id,
+                              extra={"meter": meter.id, "bus": meter.bus})
+            finally:
+                self.clock.release()
+
+        task = asyncio.create_task(run())
+        self._backfills.add(task)
+        task.add_done_callback(self._backfills.discard)
 
     async def persist(self, result: CollectionResult) -> None:
         assert result.attempt is not None

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from collector.acquisition.catch_up import backfill as read_back
 from collector.acquisition.catch_up import catch_up
 from collector.acquisition.clock import Clock, RealClock
 from collector.acquisition.pipeline import (
@@ -398,6 +399,9 @@ async def run_collector(
         on_result=on_result,
         workers=workers,
         metrics=metrics,
+        backfill=lambda meter, since, until: read_back(
+            settings, meter, since, until, dlt645_client(readers, meter.bus),
+            scheduler.persist, metrics),
     )
     services = mqtt_services(settings, store, readers, clock, metrics)
     if settings.flags.enabled and settings.mqtt.role != "gateway":
