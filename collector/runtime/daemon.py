@@ -11,7 +11,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from collector.acquisition.catch_up import backfill as read_back
 from collector.acquisition.catch_up import catch_up
@@ -44,6 +44,9 @@ from protocols.serial import LineSettings, SerialBus
 from storage import Store, open_store
 from storage.base import StorageError
 from storage.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from collector.billing.switch import Dlt645Switch
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
@@ -100,19 +103,35 @@ def vee_services(settings: Settings, store: Store, clock: Clock,
     return [VeeService(build_vee(settings, target), clock, found[0], after)]
 
 
+def local_switch(settings: Settings, readers: Mapping[str, MeterReader],
+                 clock: Clock) -> Dlt645Switch:
+    """Trips and reconnects over this process's own DL/T 645 buses."""
+    from collector.billing.switch import Dlt645Switch
+
+    clients = {bus: c for bus in readers if (c := dlt645_client(readers, bus)) is not None}
+    return Dlt645Switch(clients, {m.id: m for m in settings.meters}, settings.prepaid,
+                        settings.collector.tz, now=clock.now)
+
+
 def prepaid_update(settings: Settings, store: Any, clock: Clock,
                    readers: Mapping[str, MeterReader]) -> Callable[[datetime], Awaitable[object]]:
     """Prepaid balances after each VEE pass: charges from validated reads, alerts on MQTT
     (on a head-end), and trips through the DL/T 645 buses this process drives."""
     from collector.billing.prepaid import Prepaid
-    from collector.billing.switch import Dlt645Switch, MqttPublisher
+    from collector.billing.switch import MqttPublisher, MqttSwitch
     from collector.billing.tariff import Tariffs
 
     tz = settings.collector.tz
-    clients = {bus: c for bus in readers if (c := dlt645_client(readers, bus)) is not None}
-    switch = Dlt645Switch(clients, {m.id: m for m in settings.meters}, settings.prepaid, tz,
-                          now=clock.now)
+    local = local_switch(settings, readers, clock)
     publish = MqttPublisher(settings.mqtt) if settings.mqtt.role == "headend" else None
+    remote = MqttSwitch(settings.mqtt, {m.id: m.gateway for m in settings.meters
+                                        if m.gateway}) if publish else None
+
+    async def switch(meter_id: str, action: str, reason: str) -> bool:
+        if remote is not None and meter_id in remote.gateway_of and not local.reaches(meter_id):
+            return await remote(meter_id, action, reason)
+        return await local(meter_id, action, reason)
+
     prepaid = Prepaid(store, settings.prepaid, tz, Tariffs(settings.billing.tariff_dirs),
                       switch, publish, step=timedelta(minutes=settings.vee.interval_minutes),
                       register_max=settings.vee.register_max,
@@ -229,7 +248,8 @@ class ClockSync:
 
 
 class CommandHandler:
-    """The head-end's on-demand read and time-sync commands, run on this gateway's buses."""
+    """The head-end's commands, run on this gateway's buses: on-demand reads, time syncs,
+    and prepaid trips and reconnects (the meter password stays on the gateway)."""
 
     def __init__(self, settings: Settings, readers: dict[str, MeterReader], store: Store,
                  clock: Clock) -> None:
@@ -237,6 +257,7 @@ class CommandHandler:
         self.readers = readers
         self.store = store
         self.clock = clock
+        self.switch = local_switch(settings, readers, clock)
 
     async def __call__(self, command: schema.Command) -> tuple[bool, str, list[Reading]]:
         if command.command == "time_sync":
@@ -244,6 +265,12 @@ class CommandHandler:
         meter = next((m for m in self.settings.meters if m.id == command.meter), None)
         if meter is None or meter.bus not in self.readers:
             return False, f"meter {command.meter!r} is not on this gateway", []
+        if command.command in ("trip", "reconnect"):
+            log.info("head-end asks: %s meter %s (%s)", command.command, meter.id,
+                     command.reason, extra={"meter": meter.id, "bus": meter.bus})
+            done = await self.switch(meter.id, command.command, command.reason)
+            return done, (f"{command.command} confirmed by the meter" if done else
+                          f"{command.command} not confirmed: see the gateway's log"), []
         quantities = command.quantities or tuple(
             dict.fromkeys(q for s in self.settings.schedules for q in s.quantities))
         schedule = Schedule("on-demand", timedelta(minutes=1), quantities)

@@ -296,7 +296,8 @@ class _Checker:
 
 # --- commands --------------------------------------------------------------------------
 
-COMMANDS = ("read", "time_sync")
+COMMANDS = ("read", "time_sync", "trip", "reconnect")
+METER_COMMANDS = ("read", "trip", "reconnect")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +308,8 @@ class Command:
     quantities: tuple[str, ...] = ()
     force: bool = False
     """For time_sync: send it even where the offset looks like a time-zone mistake."""
+    reason: str = ""
+    """For trip and reconnect: why, as the head-end logged it (the gateway logs it too)."""
 
 
 def encode_command(cmd: Command) -> bytes:
@@ -317,6 +320,8 @@ def encode_command(cmd: Command) -> bytes:
         body["quantities"] = list(cmd.quantities)
     if cmd.force:
         body["force"] = True
+    if cmd.reason:
+        body["reason"] = cmd.reason
     return json.dumps(body).encode()
 
 
@@ -333,12 +338,16 @@ def decode_command(payload: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Comman
             isinstance(q, str) and _OBIS.fullmatch(q) for q in quantities):
         raise PayloadError("command.quantities must list OBIS codes")
     meter = check.text(body, "meter", "command", max_chars=limits.max_id_chars, default="")
-    if command == "read" and not meter:
-        raise PayloadError("a read command needs a meter")
+    if command in METER_COMMANDS and not meter:
+        raise PayloadError(f"a {command} command needs a meter")
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise PayloadError("command.force must be true or false")
-    return Command(check.ident(body, "id", "command"), command, meter, tuple(quantities), force)
+    reason = check.text(body, "reason", "command", max_chars=500, default="")
+    if command in ("trip", "reconnect") and not reason:
+        raise PayloadError(f"a {command} command needs its reason")
+    return Command(check.ident(body, "id", "command"), command, meter, tuple(quantities), force,
+                   reason)
 
 
 def encode_reply(cmd_id: str, ok: bool, detail: str, readings: Sequence[Reading] = ()) -> bytes:

@@ -152,3 +152,54 @@ async def test_alerts_are_published_on_mqtt_once(store: Any, broker: Any) -> Non
     assert got[1][1]["balance"] < 0
     assert await prepaid.flush() == 0  # nothing left to publish
     assert set(event_payload(PrepaidEvent("A", WED_10, "x"))) >= {"v", "account", "kind"}
+
+
+@pytest.mark.mosquitto
+async def test_a_head_end_trips_and_reconnects_a_meter_behind_a_remote_gateway(
+        broker: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    import asyncio
+
+    from collector.acquisition.clock import SimulatedClock
+    from collector.billing.switch import MqttSwitch
+    from collector.config.settings import (
+        BusConfig,
+        CollectorSettings,
+        Schedule,
+        Settings,
+        StorageSettings,
+    )
+    from collector.runtime.daemon import run_collector
+    from simulator.fleet import FleetSpec, build_fleet
+    from tests.integration.conftest import PASSWORD_ENV as MQTT_PASSWORD_ENV
+
+    monkeypatch.setenv(PASSWORD_ENV, "02000000")
+    mqtt = {"port": broker.port, "username": "collector", "password_env": MQTT_PASSWORD_ENV,
+            "session_expiry_s": 60}
+    clock = SimulatedClock(WED_10, speed=1)
+    fleet = build_fleet(FleetSpec(meters=1, buses=1, tz=TZ), clock.now,
+                        WED_10 - timedelta(days=1))
+    (path,) = await fleet.start()
+    gateway = Settings(
+        source="(test)", collector=CollectorSettings(timezone="Asia/Shanghai",
+                                                     gateway="gw-trip"),
+        storage=StorageSettings(url=f"sqlite:///{tmp_path / 'gw.db'}"),
+        buses=(BusConfig("bus1", path, baud=38400, latency_ms=10),),
+        meters=(Meter("m1", "dlt645", "bus1", meter_address(1)),),
+        schedules=(Schedule("daily", timedelta(days=1), ("1-0:1.8.0",)),),
+        mqtt=MqttSettings(role="gateway", **mqtt),
+        prepaid=PrepaidSettings(password_env=PASSWORD_ENV))
+    task = asyncio.create_task(run_collector(gateway, clock=clock, handle_signals=False))
+    switch = MqttSwitch(MqttSettings(role="headend", **mqtt), {"m1": "gw-trip"},
+                        timeout_s=30, resend_s=1)
+    try:
+        assert await switch("m1", "trip", "balance -1.00 at or below 0 since 10:00")
+        assert fleet.meters[1].relay_open
+        assert await switch("m1", "reconnect", "balance 50.00 restored above 0")
+        assert not fleet.meters[1].relay_open
+        assert fleet.meters[1].commands == ["trip", "direct close"]
+        assert not await MqttSwitch(MqttSettings(role="headend", **mqtt), {})(
+            "m9", "trip", "no gateway of record")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await fleet.stop()
