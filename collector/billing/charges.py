@@ -14,9 +14,10 @@ from collector.billing.tariff import Tariff
 
 
 def price_part(tariff: Tariff, first: date, kwh: float, tou: dict[str, float],
-               tier_before: float, demand_kw: float | None, share_of_cycle: float
-               ) -> tuple[list[dict[str, Any]], float]:
-    """(charge lines, amount) for one part of a cycle priced by `tariff`."""
+               tier_before: float, demand_kw: float | None, share_of_cycle: float,
+               demand_share: float | None = None) -> tuple[list[dict[str, Any]], float]:
+    """(charge lines, amount) for one part of a cycle priced by `tariff`; the demand
+    charge is `demand_kw` × `demand_share` (the part's share of the cycle by default)."""
     season = tariff.season_of(first)
     prices = {p.name: p.price for p in season.periods}
     lines: list[dict[str, Any]] = []
@@ -26,8 +27,8 @@ def price_part(tariff: Tariff, first: date, kwh: float, tou: dict[str, float],
         if add:
             lines.append(_line(f"tier {n} adder", e, "kWh", add))
     if tariff.demand_price and demand_kw is not None:
-        lines.append(_line("demand", demand_kw * share_of_cycle, "kW",
-                           tariff.demand_price))
+        share = share_of_cycle if demand_share is None else demand_share
+        lines.append(_line("demand", demand_kw * share, "kW", tariff.demand_price))
     if tariff.fixed_per_cycle:
         lines.append(_line("standing charge", share_of_cycle, "cycle", tariff.fixed_per_cycle))
     return lines, round(sum(line["amount"] for line in lines), 2)

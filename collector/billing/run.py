@@ -174,8 +174,8 @@ class Biller:
         currency = ""
         energies: list[Energy] = []
         tier_year_kwh = self._tier_history(history, cycle)
+        priced: list[tuple[Part, Tariff, Energy]] = []
         for part in parts:
-            p_lo, p_hi = local_midnight(part.first, self.tz), local_midnight(part.end, self.tz)
             doc: dict[str, Any] = {"from": part.first.isoformat(), "to": part.end.isoformat(),
                                    "tariff": part.tariff, "why": part.why}
             docs.append(doc)
@@ -184,10 +184,12 @@ class Biller:
                 continue
             tariff = self.tariffs.get(part.tariff)
             currency = tariff.currency
-            e = part_energy(sp.id, p_lo, p_hi, tariff, assignments, reads, self.tz,
-                            self.settings, self.step, self.vee.register_max,
+            e = part_energy(sp.id, local_midnight(part.first, self.tz),
+                            local_midnight(part.end, self.tz), tariff, assignments, reads,
+                            self.tz, self.settings, self.step, self.vee.register_max,
                             self.vee.register_resolution)
             energies.append(e)
+            priced.append((part, tariff, e))
             holds += e.holds
             doc.update(meters=e.meters, kwh=e.kwh, tou=e.tou, tou_source=e.tou_source)
             if e.tou_check:
@@ -195,6 +197,11 @@ class Biller:
             if e.demand_kw is not None and e.demand_at is not None:
                 doc["demand"] = {"kw": round(e.demand_kw, 3), "at": e.demand_at.isoformat(),
                                  "estimated": e.demand_estimated}
+        whole = bool(priced) and priced[-1][1].demand_split == "whole"
+        cycle_max = max((e.demand_kw for _, _, e in priced if e.demand_kw is not None),
+                        default=None)
+        for n, (part, tariff, e) in enumerate(priced):
+            doc = docs[n]
             if e.kwh is None or kwh is None or amount is None or not e.tou:
                 kwh = amount = None
                 continue
@@ -203,9 +210,12 @@ class Biller:
             if tariff.tiers:
                 doc["tier_year"] = year.isoformat() if year else "this cycle"
                 doc["tier_before"] = round(before, 4)
-            lines, part_amount = price_part(tariff, part.first, e.kwh, e.tou, before,
-                                            e.demand_kw, (part.end - part.first).days
-                                            / cycle_days)
+            share = (part.end - part.first).days / cycle_days
+            # 'whole': the cycle's maximum, once, on the last part at its tariff's price.
+            kw, kw_share = ((cycle_max, 1.0) if n == len(priced) - 1 else (None, 0.0)
+                            ) if whole else (e.demand_kw, share)
+            lines, part_amount = price_part(tariff, part.first, e.kwh, e.tou, before, kw,
+                                            share, kw_share)
             if year:
                 tier_year_kwh[year] = before + e.kwh
             doc.update(charges=lines, amount=part_amount)

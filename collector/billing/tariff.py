@@ -66,6 +66,9 @@ class Tier:
     """Added to the period price for each kWh in this step."""
 
 
+DEMAND_SPLITS = ("prorate", "whole")
+
+
 @dataclass(frozen=True, slots=True)
 class Tariff:
     name: str
@@ -84,6 +87,10 @@ class Tariff:
     source: str
     season_by_month: tuple[int, ...] = ()
     """Index into `seasons` for months 1–12 (at 0–11): a bill asks per interval."""
+    demand_split: str = "prorate"
+    """A cycle split by a tariff change: 'prorate' charges each part its own maximum
+    times its share of the cycle's days; 'whole' charges the whole cycle's maximum once,
+    at the price of the tariff in force at the cycle's end."""
 
     def season_of(self, day: date) -> Season:
         return self.seasons[self.season_by_month[day.month - 1]]
@@ -148,8 +155,12 @@ def parse_tariff(data: dict[str, Any], file: str, default_name: str) -> Tariff:
     demand = data.get("demand", {})
     if not isinstance(demand, dict):
         raise TariffError(file, "demand", "must be a table", "[demand]\nprice_per_kw = 38.0")
-    _only(demand, {"price_per_kw"}, file, "demand")
+    _only(demand, {"price_per_kw", "split"}, file, "demand")
     demand_price = float(_get(demand, "price_per_kw", (int, float), file, "demand.", 0.0))
+    demand_split = _get(demand, "split", str, file, "demand.", "prorate")
+    if demand_split not in DEMAND_SPLITS:
+        raise TariffError(file, "demand.split", f"{demand_split!r} is not one of "
+                          f"{', '.join(DEMAND_SPLITS)}", 'split = "whole"')
     fixed = float(_get(data, "fixed_per_cycle", (int, float), file, "", 0.0))
     for key, value in (("demand.price_per_kw", demand_price), ("fixed_per_cycle", fixed)):
         if value < 0:
@@ -158,7 +169,7 @@ def parse_tariff(data: dict[str, Any], file: str, default_name: str) -> Tariff:
                      for m in range(1, 13))
     return Tariff(name, _get(data, "description", str, file, "", ""), currency, valid_from,
                   valid_to, seasons, basis, year_start, tiers, demand_price, fixed, file,
-                  by_month)
+                  by_month, demand_split)
 
 
 def _seasons(raw: Any, file: str) -> tuple[Season, ...]:

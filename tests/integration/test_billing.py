@@ -8,6 +8,7 @@ import itertools
 import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,6 +39,7 @@ CYCLE = Cycle.parse("2026-11")
 FIRST, END = date(2026, 10, 1), date(2026, 11, 1)  # reading day 1
 RESIDENTIAL = Tariffs().get("cn-residential")
 COMMERCIAL = Tariffs().get("commercial-tou")
+COMMERCIAL_FILE = Path(COMMERCIAL.source)
 
 
 def midnight(d: date) -> datetime:
@@ -196,6 +198,37 @@ async def test_a_commercial_bill_charges_the_cycles_maximum_demand(store: Any) -
     assert lines["standing charge"]["amount"] == 20.0
     energy = priced(truth, COMMERCIAL, FIRST)
     assert bill.amount == pytest.approx(energy + lines["demand"]["amount"] + 20.0, abs=0.05)
+
+
+@pytest.mark.parametrize("split", ["prorate", "whole"])
+async def test_a_demand_charge_across_a_tariff_change_follows_the_tariffs_split_rule(
+        store: Any, tmp_path: Any, split: str) -> None:
+    text = (COMMERCIAL_FILE.read_text().replace('name = "commercial-tou"',
+                                                'name = "commercial-new"')
+            .replace("price_per_kw = 38.0", f'price_per_kw = 40.0\nsplit = "{split}"'))
+    (tmp_path / "commercial-new.toml").write_text(text)
+    peak = midnight(date(2026, 10, 5)) + timedelta(hours=19, minutes=15)  # in the first part
+    reads, _ = meter_series("m1", FIRST, END, commercial_calendar,
+                            scale=lambda t: 30.0 if t == peak else 20.0)
+    biller = await setup(store, [("m1", "commercial-tou", reads)],
+                         tariff_dirs=(str(tmp_path),))
+    await store.record_tariff_change(TariffChange("sp-m1", "commercial-new", date(2026, 10, 16)))
+    (bill,) = (await biller.run(CYCLE)).bills
+    first, last = ({line["item"]: line for line in p["charges"]}
+                   for p in bill.determinants["parts"])
+    top = bill.determinants["max_demand"]["kw"]
+    own = [p["demand"]["kw"] for p in bill.determinants["parts"]]
+    assert own[0] == pytest.approx(top) and own[1] < top
+    if split == "whole":
+        # The cycle's maximum once, at the later tariff's price; none on the first part.
+        assert "demand" not in first
+        assert last["demand"]["quantity"] == pytest.approx(top, abs=1e-3)
+        assert last["demand"]["price"] == 40.0
+    else:
+        # Each part its own maximum times its share of the cycle's 31 days.
+        assert first["demand"]["quantity"] == pytest.approx(own[0] * 15 / 31, abs=1e-3)
+        assert last["demand"]["quantity"] == pytest.approx(own[1] * 16 / 31, abs=1e-3)
+        assert (first["demand"]["price"], last["demand"]["price"]) == (38.0, 40.0)
 
 
 async def test_annual_tiers_add_their_price_beyond_each_step(store: Any) -> None:

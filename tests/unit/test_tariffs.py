@@ -74,6 +74,13 @@ def test_a_tariff_mistake_names_the_file_the_key_and_the_problem(
     assert words in err.value.problem
 
 
+def test_a_demand_split_rule_must_be_one_the_bill_run_knows(tmp_path: Path) -> None:
+    bad = GOOD + '[demand]\nprice_per_kw = 38.0\nsplit = "max"\n'
+    with pytest.raises(TariffError) as err:
+        load_tariff(write(tmp_path, bad))
+    assert err.value.key == "demand.split" and "prorate, whole" in err.value.problem
+
+
 def test_tier_steps_must_rise_and_end_open(tmp_path: Path) -> None:
     bad = GOOD + "[tiers]\nsteps = [{ up_to = 100, add = 0 }, { up_to = 50, add = 0.1 }]\n"
     with pytest.raises(TariffError, match=r"tiers.steps\[1\].up_to"):
