@@ -187,6 +187,14 @@ class SimulatedDlt645Meter:
             t += every
         return data_ids.encode_profile_records(records) if records else None
 
+    def meter_number(self, epoch: float) -> int:
+        """The number on the nameplate: the address, until a swap brings another meter."""
+        number = int(self.address)
+        for change in self.registers.changes:
+            if change.meter_number is not None and change.start.timestamp() <= epoch:
+                number = change.meter_number
+        return number
+
     def clock(self, now: datetime) -> datetime:
         return (now + timedelta(seconds=self.faults.clock_offset_s)).astimezone(self.tz)
 
@@ -263,6 +271,8 @@ class SimulatedDlt645Meter:
             return bank if item.is_block else [bank[tariff]]
         if item.obis[0] == "0-0:96.20.0":
             return [float(len(self.cover_opens))]
+        if item.obis[0] == data_ids.METER_NUMBER_OBIS:
+            return [float(self.meter_number(epoch))]
         values = self.instant(now)
         return [_clip(item, values[code]) for code in item.obis]
 

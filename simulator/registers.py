@@ -26,6 +26,8 @@ class EnergyChange:
     restart_at: float | None = None
     """At `start` the registers restart from this value: a meter swapped at the same
     address, with nobody recording it."""
+    meter_number: int | None = None
+    """From `start` the meter reports this meter number (表号): the new meter's."""
 
     def covers(self, epoch: float) -> bool:
         return self.start.timestamp() <= epoch and (self.end is None

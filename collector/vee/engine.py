@@ -29,6 +29,8 @@ from storage.versions import ValidatedStore
 ENERGY = "1-0:1.8.0"
 CLOCK = "0-0:1.0.0"
 VOLTS = ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0")
+METER_NUMBER = "0-0:96.1.0"
+"""表号: a meter answering with another number is another meter."""
 UNRECORDED = "unrecorded_replacement"
 
 
@@ -88,13 +90,14 @@ class VeeEngine:
         current, frozen, other = await asyncio.gather(
             self.store.current_arrays(ENERGY, start, end, ids),
             self.store.current_values(ENERGY, start, end, ids, ReadKind.FROZEN_DAILY),
-            self.store.readings_in(start, end, [CLOCK, *VOLTS]))
+            self.store.readings_in(start, end, [CLOCK, *VOLTS, METER_NUMBER]))
         wanted = set(ids)
         frozen_reads = [_as_reading(v) for v in frozen if v.value is not None]
         clock = [r for r in other if r.quantity == CLOCK and r.meter_id in wanted]
         volts = [r for r in other if r.quantity in VOLTS and r.meter_id in wanted]
+        numbers = [r for r in other if r.quantity == METER_NUMBER and r.meter_id in wanted]
         return build_grid(ids, first, last, s.lookback_days, step, self.tz, now, current,
-                          frozen_reads, clock, volts, assignments)
+                          frozen_reads, clock, volts, assignments, numbers)
 
     async def _pass(self, grid: Grid, now: datetime, run: VeeRun) -> None:
         s = self.settings

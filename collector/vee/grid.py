@@ -8,8 +8,9 @@ including the next one: 96 on most days, 92 or 100 on a DST day.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -50,6 +51,8 @@ class Grid:
     """Highest phase voltage seen each day (M × D); NaN: not read."""
     judged_from: int
     """Days before this index are history only (like days, spike reference)."""
+    renumbered: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    """(meter row, day) → the meter number read before and after, where it changed."""
 
     @property
     def slots(self) -> int:
@@ -70,6 +73,7 @@ def build_grid(
     tz: ZoneInfo, now: datetime, current: CurrentArrays,
     frozen: Iterable[Reading] = (), clock: Iterable[Reading] = (),
     volts: Iterable[Reading] = (), assignments: Sequence[MeterAssignment] = (),
+    numbers: Iterable[Reading] = (),
 ) -> Grid:
     days = [first - timedelta(days=history_days) + timedelta(days=i)
             for i in range((last - first).days + history_days + 1)]
@@ -119,7 +123,27 @@ def build_grid(
     expected = _expected(meter_ids, fixed, start, step, now, assignments,
                          local_midnight(first, tz))
     return Grid(list(meter_ids), start, step, days, edges, value, fixed, auto, expected,
-                frozen_at, clock_max, volts_max, history_days)
+                frozen_at, clock_max, volts_max, history_days,
+                _renumbered(numbers, row, edge_s, d))
+
+
+def _renumbered(numbers: Iterable[Reading], row: dict[str, int], edge_s: F64,
+                d: int) -> dict[tuple[int, int], dict[str, Any]]:
+    """The days on which a meter's number (表号) read differs from the read before it:
+    another meter answers at this meter's address."""
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    last: dict[str, Reading] = {}
+    for r in sorted(numbers, key=lambda r: (r.meter_id, r.ts)):
+        before = last.get(r.meter_id)
+        last[r.meter_id] = r
+        i = row.get(r.meter_id)
+        if before is None or i is None or before.value == r.value:
+            continue
+        day = int(np.searchsorted(edge_s, r.ts.timestamp(), side="left")) - 1
+        if 0 <= day < d:
+            out.setdefault((i, day), {"ts": r.ts.isoformat(), "from": int(before.value),
+                                      "to": int(r.value)})
+    return out
 
 
 def _daily_max(reads: Iterable[Reading], row: dict[str, int], edge_s: F64, m: int, d: int,

@@ -112,6 +112,14 @@ def judge(g: Grid, s: VeeSettings, phases: NDArray[np.int64], exporter: BOOL) ->
                     "to": float(cur[i, k]),
                     "hint": "the register restarted near zero with no replacement on record:"
                             " record it with `collector meters replace`"}
+        for (row, at_day), change in g.renumbered.items():
+            if at_day == day and judged[row, d] and passed[codes.REPLACEMENT][row, d]:
+                passed[codes.REPLACEMENT][row, d] = False
+                ev[(codes.REPLACEMENT, row, d)] = {
+                    **change, "meter_number": True,
+                    "hint": f"meter number {change['from']} became {change['to']}: another "
+                            "meter answers at this address; record the replacement with "
+                            "`collector meters replace`"}
         real = np.where(rolled, wrap - prev + cur, e)
         history = reference[:, None] * s.spike_factor
         spike = due & ((real > rating[:, None]) | (

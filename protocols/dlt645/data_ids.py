@@ -65,6 +65,8 @@ POWER_FACTOR = Numeric(2, 3, signed=True)
 ANGLE = Numeric(2, 1)
 FREQUENCY = Numeric(2, 2)
 COUNT = Numeric(3, 0)
+METER_NUMBER = Numeric(6, 0)
+"""表号, the meter's own number (12 digits, exact in a float)."""
 
 
 # --- the table -------------------------------------------------------------------------
@@ -167,6 +169,8 @@ for _di2, _name, _fmt, _unit, _elements in _INSTANT:
 _add(DataItem(0x02800001, "neutral current", CURRENT, ("1-0:91.7.0",), "A"))
 _add(DataItem(0x02800002, "grid frequency", FREQUENCY, ("1-0:14.7.0",), "Hz"))
 _add(DataItem(0x03300D00, "cover-open count", COUNT, ("0-0:96.20.0",), "count"))
+_add(DataItem(0x04000402, "meter number", METER_NUMBER, (METER_NUMBER_OBIS := "0-0:96.1.0",),
+              "number"))
 
 DI_DATE = 0x04000101
 DI_TIME = 0x04000102

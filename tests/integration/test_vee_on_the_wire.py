@@ -31,7 +31,7 @@ FWD = "1-0:1.8.0"
 SWAP = START + timedelta(hours=4)
 END = START + timedelta(hours=8)
 DAY = START.astimezone(TZ).date()
-METERS = 12
+METERS = 13
 REGISTERS_FROM = START - timedelta(days=1)
 
 
@@ -71,6 +71,9 @@ def spec() -> FleetSpec:
                              scale=0.0),),
             7: (EnergyChange(SWAP, restart_at=0.5),),
             10: (EnergyChange(SWAP, scale=0.5),),
+            # Another meter at m13's address whose register happens to read on: only its
+            # meter number (表号) tells.
+            13: (EnergyChange(SWAP, meter_number=990000000013),),
         },
         openings={5: rolling_over_at(5, START + timedelta(hours=3)), 9: 1.0},
         installed={9: SWAP},
@@ -97,7 +100,8 @@ async def test_every_vee_case_made_on_the_wire_is_judged_as_it_should_be(
     await store.record_replacement("m10", "m10", SWAP, ct_read, ct_read, multiplier=40.0)
     await store.close()
     settings = replace(settings_for(fleet, db, METERS), schedules=(
-        Schedule("interval", timedelta(minutes=15), QUANTITIES, clock=True),))
+        Schedule("interval", timedelta(minutes=15), QUANTITIES, clock=True),
+        Schedule("hourly", timedelta(hours=1), ("0-0:96.1.0",))))
     try:
         await run_collector(settings, clock=clock, until=END, handle_signals=False)
     finally:
@@ -114,8 +118,11 @@ async def test_every_vee_case_made_on_the_wire_is_judged_as_it_should_be(
         assert codes.ZERO in by_meter["m4"]
         assert codes.TIME in by_meter["m6"]
         assert codes.REPLACEMENT in by_meter["m7"]
+        assert codes.REPLACEMENT in by_meter["m13"]
+        (renumbered,) = [v for v in verdicts["m13"] if v.rule == codes.REPLACEMENT]
+        assert (renumbered.evidence["from"], renumbered.evidence["to"]) == (13, 990000000013)
         flagged = [r.flag.subject for r in await store.list_flags(kind="unrecorded_replacement")]
-        assert flagged == ["m7"]
+        assert sorted(flagged) == ["m13", "m7"]
         # Continuity, not faults: a rollover, a recorded swap, a recorded CT change.
         for meter in ("m5", "m8", "m9", "m10"):
             assert not by_meter.get(meter, set()) & {codes.NEGATIVE, codes.REPLACEMENT}, meter
