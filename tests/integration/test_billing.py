@@ -203,9 +203,10 @@ async def test_a_commercial_bill_charges_the_cycles_maximum_demand(store: Any) -
 @pytest.mark.parametrize("split", ["prorate", "whole"])
 async def test_a_demand_charge_across_a_tariff_change_follows_the_tariffs_split_rule(
         store: Any, tmp_path: Any, split: str) -> None:
-    text = (COMMERCIAL_FILE.read_text().replace('name = "commercial-tou"',
-                                                'name = "commercial-new"')
-            .replace("price_per_kw = 38.0", f'price_per_kw = 40.0\nsplit = "{split}"'))
+    shipped = COMMERCIAL_FILE.read_text()
+    text = (shipped[:shipped.index("[demand]")].replace('name = "commercial-tou"',
+                                                        'name = "commercial-new"')
+            + f'[demand]\nprice_per_kw = 40.0\nsplit = "{split}"\n')
     (tmp_path / "commercial-new.toml").write_text(text)
     peak = midnight(date(2026, 10, 5)) + timedelta(hours=19, minutes=15)  # in the first part
     reads, _ = meter_series("m1", FIRST, END, commercial_calendar,
