@@ -52,6 +52,7 @@ from storage.base import (
 )
 from storage.daily import daily_from_boundaries
 from storage.postgres_billing import PostgresBilling
+from storage.postgres_tokens import PostgresTokens
 from storage.versions import (
     LATE_READ_ACTOR,
     LATE_READ_NOTE,
@@ -128,7 +129,7 @@ _GROUP_SQL = {
 }
 
 
-class PostgresStore(PostgresBilling):
+class PostgresStore(PostgresBilling, PostgresTokens):
     def __init__(
         self,
         url: str,

@@ -55,6 +55,8 @@ from storage.base import (
 from storage.daily import daily_from_boundaries
 from storage.sqlite_billing import SCHEMA as BILLING_SCHEMA
 from storage.sqlite_billing import SqliteBilling
+from storage.sqlite_tokens import SCHEMA as TOKENS_SCHEMA
+from storage.sqlite_tokens import SqliteTokens
 from storage.versions import (
     LATE_READ_ACTOR,
     LATE_READ_NOTE,
@@ -214,6 +216,7 @@ _SCHEMA.append((
 ))
 
 _SCHEMA.append(BILLING_SCHEMA)
+_SCHEMA.append(TOKENS_SCHEMA)
 
 def _finish_conversion(db: sqlite3.Connection) -> None:
     """Drop the wide table only once every row is in the narrow one, in one unit."""
@@ -261,7 +264,7 @@ class OutboxRow:
     item: dict[str, Any]
 
 
-class SqliteStore(SqliteBilling):
+class SqliteStore(SqliteBilling, SqliteTokens):
     """With `outbox=True` (a gateway), every new or changed row is also queued in the
     outbox table in the same transaction, so a stored read is never left unsent."""
 

@@ -154,6 +154,18 @@ class OpsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiSettings:
+    listen: str = "127.0.0.1:8080"
+    """host:port that `collector api` serves the HTTP API and the web view on."""
+    session_hours: float = 12.0
+    """How long a web login (a token exchanged for a session cookie) lasts."""
+    secure_cookies: bool = False
+    """Mark the session cookie Secure: set it when a TLS proxy is in front."""
+    max_page: int = 10_000
+    """The most rows one page of readings may hold (`limit`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: str
     collector: CollectorSettings = field(default_factory=CollectorSettings)
@@ -168,6 +180,7 @@ class Settings:
     vee: VeeSettings = field(default_factory=VeeSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     prepaid: PrepaidSettings = field(default_factory=PrepaidSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -266,6 +279,12 @@ _COLLECTOR_KEYS = {
     "log_level": 'log_level = "INFO"',
     "catch_up": 'catch_up = "2d"  # re-read slots missed while down, from meter memory',
 }
+_API_KEYS = {
+    "listen": 'listen = "127.0.0.1:8080"  # collector api: HTTP API and web view',
+    "session_hours": "session_hours = 12.0",
+    "secure_cookies": "secure_cookies = true  # behind a TLS proxy",
+    "max_page": "max_page = 10000",
+}
 _OPS_KEYS = {
     "listen": 'listen = "127.0.0.1:9108"  # /metrics, /healthz, /readyz',
     "log_format": 'log_format = "json"  # or "text"',
@@ -363,6 +382,7 @@ _PREPAID_KEYS = {
     "password_env": 'password_env = "COLLECTOR_METER_PASSWORD"',
 }
 _TOP_KEYS = {
+    "api": "[api]",
     "billing": "[billing]",
     "prepaid": "[prepaid]",
     "flags": "[flags]",
@@ -402,6 +422,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     mqtt = _parse_mqtt(_Section(file, "mqtt", data.get("mqtt", {}), _MQTT_KEYS))
     flags = _parse_flags(_Section(file, "flags", data.get("flags", {}), _FLAG_KEYS))
     ops = _parse_ops(_Section(file, "ops", data.get("ops", {}), _OPS_KEYS))
+    api = _parse_api(_Section(file, "api", data.get("api", {}), _API_KEYS))
     vee = _parse_vee(_Section(file, "vee", data.get("vee", {}), _VEE_KEYS))
     billing = _parse_billing(_Section(file, "billing", data.get("billing", {}), _BILLING_KEYS))
     prepaid = _parse_prepaid(_Section(file, "prepaid", data.get("prepaid", {}), _PREPAID_KEYS))
@@ -438,7 +459,21 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         raise ConfigError(file, "storage.url", "a gateway keeps its outbox in SQLite",
                           'url = "sqlite:///var/lib/meter-collector/collector.db"')
     return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules),
-                    modbus, mqtt, flags, ops, vee, billing, prepaid)
+                    modbus, mqtt, flags, ops, vee, billing, prepaid, api)
+
+
+def _parse_api(s: _Section) -> ApiSettings:
+    default = ApiSettings()
+    listen = s.get("listen", str, default.listen)
+    if not _HOSTPORT.match(listen):
+        raise s.error("listen", f"{listen!r} is not host:port")
+    hours = s.get("session_hours", (int, float), default.session_hours)
+    if hours <= 0:
+        raise s.error("session_hours", f"must be positive, got {hours}")
+    page = s.get("max_page", int, default.max_page)
+    if page < 1:
+        raise s.error("max_page", f"must be at least 1, got {page}")
+    return ApiSettings(listen, float(hours), s.get("secure_cookies", bool, False), page)
 
 
 def _parse_ops(s: _Section) -> OpsSettings:

@@ -1,0 +1,1 @@
+"""Exports for billing systems: validated interval data as NEM12 or CSV, streamed."""

@@ -1,0 +1,71 @@
+"""API tokens and the audit trail in PostgreSQL (migration 0007_api)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from storage.tokens import ApiToken, AuditEntry, check_new, digest, new_secret
+from storage.versions import Refused
+
+
+def _token(r: Sequence[Any]) -> ApiToken:
+    return ApiToken(r[0], tuple(r[1]), r[2].astimezone(UTC), r[3] and r[3].astimezone(UTC))
+
+
+class PostgresTokens:
+    """Mixed into PostgresStore, which supplies the pooled connection."""
+
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
+        raise NotImplementedError
+
+    async def create_token(self, name: str, scopes: Sequence[str]) -> str:
+        chosen = check_new(name, scopes)
+        secret = new_secret()
+        async with self._conn() as conn:
+            try:
+                await conn.execute("INSERT INTO api_tokens (name, digest, scopes) "
+                                   "VALUES (%s, %s, %s)", (name, digest(secret), list(chosen)))
+            except psycopg.errors.UniqueViolation:
+                raise Refused(f"a token named {name!r} exists; revoke it or pick another "
+                              "name") from None
+        return secret
+
+    async def tokens(self) -> list[ApiToken]:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT name, scopes, created_at, revoked_at "
+                                     "FROM api_tokens ORDER BY name")
+            return [_token(r) for r in await cur.fetchall()]
+
+    async def revoke_token(self, name: str) -> bool:
+        async with self._conn() as conn:
+            cur = await conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = %s "
+                                     "AND revoked_at IS NULL", (name,))
+            return cur.rowcount > 0
+
+    async def token_for(self, secret: str) -> ApiToken | None:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT name, scopes, created_at, revoked_at FROM "
+                                     "api_tokens WHERE digest = %s AND revoked_at IS NULL",
+                                     (digest(secret),))
+            row = await cur.fetchone()
+            return _token(row) if row else None
+
+    async def audit(self, token: str, action: str, detail: dict[str, Any]) -> None:
+        async with self._conn() as conn:
+            await conn.execute("INSERT INTO api_audit (token, action, detail) "
+                               "VALUES (%s, %s, %s)",
+                               (token, action, json.dumps(detail, sort_keys=True, default=str)))
+
+    async def audit_trail(self, limit: int = 100) -> list[AuditEntry]:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT at, token, action, detail FROM api_audit "
+                                     "ORDER BY id DESC LIMIT %s", (limit,))
+            return [AuditEntry(r[0].astimezone(UTC), r[1], r[2], r[3])
+                    for r in await cur.fetchall()]
