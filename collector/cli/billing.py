@@ -13,11 +13,7 @@ from rich.table import Table
 
 from collector.cli.context import config_group, console, with_store
 from collector.config import settings as config_mod
-
-EXPORT_COLUMNS = ("service_point", "account", "segment", "cycle", "version", "status",
-                  "from", "to", "kwh", "amount", "currency", "quality", "sharp_kwh",
-                  "peak_kwh", "flat_kwh", "valley_kwh", "max_demand_kw", "max_demand_at",
-                  "holds", "correction", "released_by", "bill_id")
+from collector.exports.bills import BILL_COLUMNS, bill_row
 
 
 @config_group
@@ -167,29 +163,14 @@ def bill_export(ctx: click.Context, cycle_text: str, fmt: str, out: str,
     handle = sys.stdout if out == "-" else Path(out).open("w", newline="")  # noqa: SIM115
     try:
         w = csv.writer(handle)
-        w.writerow(EXPORT_COLUMNS)
+        w.writerow(BILL_COLUMNS)
         for b in rows:
-            w.writerow(export_row(b))
+            w.writerow(bill_row(b))
     finally:
         if handle is not sys.stdout:
             handle.close()
     if out != "-":
         console.print(f"{len(rows)} bills written to {out}")
-
-
-def export_row(b: Any) -> list[Any]:
-    d = b.determinants
-    tou: dict[str, float] = {}
-    for part in d["parts"]:
-        for p, e in (part.get("tou") or {}).items():
-            tou[p] = tou.get(p, 0.0) + e
-    demand = d.get("max_demand", {})
-    return [b.service_point_id, d.get("account", ""), b.segment, b.cycle, b.version, b.status,
-            d["from"], d["to"], b.kwh, b.amount, b.currency, b.quality,
-            *(round(tou[p], 4) if p in tou else "" for p in ("sharp", "peak", "flat", "valley")),
-            demand.get("kw", ""), demand.get("at", ""),
-            "; ".join(f"{h.code}: {h.detail}" for h in b.holds), b.correction, b.released_by,
-            b.id]
 
 
 @bill.command("tariff")

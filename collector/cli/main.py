@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from collector.cli.api import api, export, token
 from collector.cli.billing import bill, points, prepaid
 from collector.cli.field import clock, read, scan
 from collector.cli.flags import flags, plot, screen
@@ -20,8 +21,7 @@ def main() -> None:
 
 
 for command in (run, demo, read, scan, clock, simulate, db, report, flags, screen, plot,
-                service, vee, meters, bill, points,
-                prepaid):
+                service, vee, meters, bill, points, prepaid, api, token, export):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""What every route module shares: the store and settings of the running app, time and
+OBIS parameters checked the same way everywhere, and JSON-or-CSV answers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from collector.api.problems import Problem
+from collector.config.settings import Settings
+from collector.exports.csv_rows import table_lines
+from model import ValueVersion
+
+OBIS = re.compile(r"[0-9]{1,3}-[0-9]{1,3}:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+CSV = "text/csv"
+
+
+def store_of(request: Request) -> Any:
+    return request.app.state.store
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def invalid(detail: str) -> Problem:
+    return Problem(422, "A parameter is not valid", detail)
+
+
+def aware(ts: datetime, name: str) -> datetime:
+    """Times in queries must say their offset: a bare local time is ambiguous on DST
+    days and a frequent source of off-by-hours reads."""
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise invalid(f"{name}: give the offset, e.g. 2026-11-01T00:00:00+08:00 or ...Z")
+    return ts.astimezone(UTC)
+
+
+def span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    a, b = aware(start, "from"), aware(end, "to")
+    if b < a:
+        raise invalid("to: is before from")
+    return a, b
+
+
+def days(first: date, last: date, most: int = 400) -> tuple[date, date]:
+    if last < first:
+        raise invalid("to: is before from")
+    if (last - first).days >= most:
+        raise invalid(f"to: at most {most} days at a time")
+    return first, last
+
+
+def obis(code: str, name: str = "quantity") -> str:
+    if not OBIS.fullmatch(code):
+        raise invalid(f"{name}: {code[:40]!r} is not an OBIS code like 1-0:1.8.0")
+    return code
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: dataclasses as dicts, times as ISO 8601, enums by value."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def version_doc(v: ValueVersion) -> dict[str, Any]:
+    return {"ts": v.ts.isoformat(), "value": v.value, "unit": v.unit,
+            "quality": str(v.quality), "method": v.method, "reason": v.reason,
+            "version": v.version, "actor": v.actor, "note": v.note,
+            "created_at": v.created_at.isoformat() if v.created_at else None}
+
+
+def wants_csv(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return CSV in accept and "application/json" not in accept.split(CSV)[0]
+
+
+def table(request: Request, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+          doc: dict[str, Any], filename: str = "table.csv") -> Response:
+    """CSV when the caller asks for it (Accept: text/csv), JSON otherwise."""
+    if wants_csv(request):
+        return Response("".join(table_lines(columns, rows)), media_type=CSV,
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                 **({"X-Next-Cursor": doc["next"]} if doc.get("next") else {})})
+    return JSONResponse(plain(doc))
+
+
+def streamed(lines: AsyncIterator[str], media: str, filename: str) -> StreamingResponse:
+    async def encoded() -> AsyncIterator[bytes]:
+        batch: list[str] = []
+        async for line in lines:
+            batch.append(line)
+            if len(batch) >= 500:
+                yield "".join(batch).encode()
+                batch.clear()
+        if batch:
+            yield "".join(batch).encode()
+
+    return StreamingResponse(encoded(), media_type=media,
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -1,0 +1,158 @@
+"""/v1 collection success, flags and VEE: what integrators watch and operators act on."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from collector.api.auth import need
+from collector.api.common import (
+    days,
+    invalid,
+    obis,
+    plain,
+    settings_of,
+    span,
+    store_of,
+    table,
+    version_doc,
+)
+from collector.api.problems import Problem
+from collector.vee.status import readiness
+from model import ReadKind
+from storage.base import GROUPINGS
+from storage.tokens import ApiToken
+from storage.versions import Refused
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+READ = Depends(need("read"))
+COLLECTION_COLUMNS = ("group", "day", "attempts", "ok", "timeouts", "errors", "success",
+                      "avg_latency_ms", "last_error")
+
+
+def _row(r: Any) -> tuple[Any, ...]:
+    return (r.group, r.day, r.attempts, r.ok, r.timeouts, r.errors, round(r.success_rate, 4),
+            round(r.avg_latency_ms, 1), r.last_error)
+
+
+@router.get("/collection", dependencies=[READ])
+async def collection(
+    request: Request, start: Annotated[datetime, Query(alias="from")],
+    end: Annotated[datetime, Query(alias="to")], by: str = "meter",
+) -> Response:
+    """Reads attempted and answered per group (meter, bus, gateway or area) and local day."""
+    if by not in GROUPINGS:
+        raise invalid(f"by: {by[:20]!r} is not one of {', '.join(GROUPINGS)}")
+    lo, hi = span(start, end)
+    rows = await store_of(request).collection_summary(
+        lo, hi, by, str(settings_of(request).collector.tz))
+    items = [dict(zip(COLLECTION_COLUMNS, _row(r), strict=True)) for r in rows]
+    return table(request, COLLECTION_COLUMNS, (_row(r) for r in rows),
+                 {"by": by, "items": items}, "collection.csv")
+
+
+@router.get("/collection/worst", dependencies=[READ])
+async def worst(
+    request: Request, start: Annotated[datetime, Query(alias="from")],
+    end: Annotated[datetime, Query(alias="to")], limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> Any:
+    """The meters with the lowest success over the span, and those never heard from."""
+    lo, hi = span(start, end)
+    store = store_of(request)
+    rows = await store.collection_summary(lo, hi, "meter", str(settings_of(request).collector.tz))
+    totals: dict[str, list[int]] = {}
+    for r in rows:
+        t = totals.setdefault(r.group, [0, 0])
+        t[0] += r.attempts
+        t[1] += r.ok
+    ranked = sorted(totals.items(), key=lambda kv: (kv[1][1] / max(kv[1][0], 1), kv[0]))
+    known = {m.id for m in await store.meters() if not m.is_area_meter}
+    return {"worst": [{"meter": m, "attempts": a, "ok": ok, "success": round(ok / max(a, 1), 4)}
+                      for m, (a, ok) in ranked[:limit]],
+            "never_heard": sorted(known - set(totals))}
+
+
+@router.get("/flags", dependencies=[READ])
+async def flags(request: Request, kind: str | None = None, area: str | None = None,
+                open_only: Annotated[bool, Query(alias="open")] = False) -> Any:
+    rows = await store_of(request).list_flags(kind, area, open_only)
+    return {"items": [{"id": r.id, "status": r.status, "raised_at": r.raised_at.isoformat(),
+                       **plain(r.flag)} for r in rows]}
+
+
+@router.get("/flags/{flag_id}", dependencies=[READ])
+async def flag(request: Request, flag_id: int) -> Any:
+    found = next((r for r in await store_of(request).list_flags() if r.id == flag_id), None)
+    if found is None:
+        raise Problem(404, "Not found", f"no flag {flag_id}")
+    return {"id": found.id, "status": found.status, "raised_at": found.raised_at.isoformat(),
+            **plain(found.flag)}
+
+
+@router.get("/vee/status", dependencies=[READ])
+async def vee_status(request: Request, day: date | None = None,
+                     span_days: Annotated[int, Query(alias="days", ge=1, le=366)] = 1,
+                     area: str | None = None) -> Any:
+    """Per service point and local day: validated, or held and by which rule."""
+    settings = settings_of(request)
+    store = store_of(request)
+    last = day or (datetime.now(settings.collector.tz).date() - timedelta(days=1))
+    first, last = days(last - timedelta(days=span_days - 1), last)
+    r = await readiness(store, first, last, settings.collector.tz,
+                        settings.meters or await store.meters(), area)
+    return {"from": first.isoformat(), "to": last.isoformat(), "points": r.points,
+            "validated": r.validated, "estimated": r.estimated, "held": r.held,
+            "held_by": dict(r.held_by),
+            "worst": [{"service_point": p, "held_days": n, "rules": rules}
+                      for p, n, rules in r.worst]}
+
+
+@router.get("/vee/history/{meter_id}", dependencies=[READ])
+async def vee_history(request: Request, meter_id: str,
+                      start: Annotated[datetime, Query(alias="from")],
+                      end: Annotated[datetime, Query(alias="to")],
+                      quantity: str = "1-0:1.8.0", kind: ReadKind = ReadKind.INTERVAL) -> Any:
+    """Every version of every value in the span: who or what made it, when and why."""
+    lo, hi = span(start, end)
+    if hi - lo > timedelta(days=31):
+        raise invalid("to: history is served a month at a time")
+    got = await store_of(request).value_history(meter_id, obis(quantity), lo, hi, kind)
+    return {"meter": meter_id, "quantity": quantity, "items": [version_doc(v) for v in got]}
+
+
+class Edit(BaseModel):
+    meter: str = Field(max_length=64)
+    quantity: str = "1-0:1.8.0"
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    value: float | None = None
+    method: Literal["linear", "like-day"] | None = None
+    reason: str = Field(max_length=4)
+    note: str = Field(default="", max_length=500)
+
+
+@router.post("/vee/edits", status_code=201)
+async def vee_edit(request: Request, body: Edit,
+                   token: Annotated[ApiToken, Depends(need("write"))]) -> Any:
+    """A manual edit, written as a new version by the token's name; refused without a
+    reason code."""
+    from collector.vee.build import build_vee
+    from collector.vee.edit import edit
+
+    settings = settings_of(request)
+    store = store_of(request)
+    lo, hi = span(body.start, body.end)
+    engine = build_vee(settings, store, settings.meters or await store.meters())
+    try:
+        written = await edit(engine, body.meter, obis(body.quantity), lo, hi, value=body.value,
+                             method=body.method, reason=body.reason, note=body.note,
+                             by=f"api:{token.name}", now=datetime.now(UTC))
+    except Refused as exc:
+        raise Problem(422, "Edit refused", str(exc)) from None
+    await store.audit(token.name, "vee.edit", {**body.model_dump(mode="json", by_alias=True),
+                                                "written": written})
+    return {"written": written}

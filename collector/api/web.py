@@ -1,0 +1,259 @@
+"""The web view: server-rendered pages (Jinja2, no JavaScript) behind a login that
+exchanges an API token for a session cookie. Charts are SVG drawn here, so a page is
+whole when it arrives."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from html import escape
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from collector.api.auth import COOKIE, Sessions, bearer
+from collector.api.common import settings_of, store_of
+from collector.api.problems import Problem
+from collector.vee.grid import local_midnight
+from model import Quality, ValueVersion
+from storage.tokens import ApiToken
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+
+
+def mount_static(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+
+class LoginNeeded(Exception):
+    pass
+
+
+async def viewer(request: Request) -> ApiToken:
+    secret = bearer(request)
+    token: ApiToken | None = await store_of(request).token_for(secret) if secret else None
+    if token is None or not ({"read", "admin"} & set(token.scopes)):
+        raise Problem(303, "Log in first", headers={
+            "Location": f"/login?next={escape(request.url.path, quote=True)}"})
+    return token
+
+
+def page(request: Request, name: str, token: ApiToken | None, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"token": token, **context})
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str = "/collection") -> HTMLResponse:
+    return page(request, "login.html", None, next=_local(next), error="")
+
+
+@router.post("/login")
+async def login(request: Request, token: Annotated[str, Form()],
+                next: Annotated[str, Form()] = "/collection") -> Response:
+    found = await store_of(request).token_for(token.strip())
+    if found is None or not ({"read", "admin"} & set(found.scopes)):
+        return page(request, "login.html", None, next=_local(next),
+                    error="That token is unknown, revoked, or lacks the read scope.")
+    sessions: Sessions = request.app.state.sessions
+    response = RedirectResponse(_local(next), status_code=303)
+    response.set_cookie(COOKIE, sessions.start(token.strip()), httponly=True,
+                        samesite="strict", secure=sessions.secure,
+                        max_age=int(sessions.hours * 3600))
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    sid = request.cookies.get(COOKIE)
+    if sid:
+        request.app.state.sessions.end(sid)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+def _local(path: str) -> str:
+    """Only paths on this site: a login must not bounce the user elsewhere."""
+    return path if path.startswith("/") and not path.startswith("//") else "/collection"
+
+
+@router.get("/")
+async def home() -> Response:
+    return RedirectResponse("/collection", status_code=303)
+
+
+@router.get("/collection", response_class=HTMLResponse)
+async def collection(request: Request, days: Annotated[int, Query(ge=1, le=62)] = 7
+                     ) -> HTMLResponse:
+    token = await viewer(request)
+    store = store_of(request)
+    tz = settings_of(request).collector.tz
+    end = await _latest_day(store, tz) + timedelta(days=1)
+    first = end - timedelta(days=days)
+    lo, hi = local_midnight(first, tz), local_midnight(end, tz)
+    rows = await store.collection_summary(lo, hi, "area", str(tz))
+    day_names = [(first + timedelta(days=i)).isoformat() for i in range(days)]
+    cells: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        cells[r.group][r.day] = r.success_rate
+    heat = [(area, [cells[area].get(d) for d in day_names]) for area in sorted(cells)]
+    by_meter = await store.collection_summary(lo, hi, "meter", str(tz))
+    totals: dict[str, list[int]] = {}
+    for r in by_meter:
+        t = totals.setdefault(r.group, [0, 0])
+        t[0] += r.attempts
+        t[1] += r.ok
+    worst = sorted(({"meter": m, "attempts": a, "ok": ok, "success": ok / max(a, 1)}
+                    for m, (a, ok) in totals.items()), key=lambda w: (w["success"], w["meter"]))
+    known = {m.id for m in await store.meters() if not m.is_area_meter}
+    return page(request, "collection.html", token, days=day_names, heat=heat,
+                worst=worst[:15], never=sorted(known - set(totals)))
+
+
+async def _latest_day(store: Any, tz: Any) -> date:
+    """The last local day with any attempt: a demo database from last week still shows."""
+    latest = max((await store.last_attempts([m.id for m in await store.meters()])).values(),
+                 default=None)
+    return (latest or datetime.now(UTC)).astimezone(tz).date()
+
+
+@router.get("/flags", response_class=HTMLResponse)
+async def flags(request: Request, kind: str | None = None, area: str | None = None,
+                open_only: Annotated[bool, Query(alias="open")] = False) -> HTMLResponse:
+    token = await viewer(request)
+    store = store_of(request)
+    every = await store.list_flags()
+    rows = await store.list_flags(kind or None, area or None, open_only)
+    return page(request, "flags.html", token, rows=rows, kind=kind, area=area,
+                open=open_only, kinds=sorted({r.flag.kind for r in every}))
+
+
+@router.get("/flags/{flag_id}", response_class=HTMLResponse)
+async def flag(request: Request, flag_id: int) -> HTMLResponse:
+    token = await viewer(request)
+    found = next((r for r in await store_of(request).list_flags() if r.id == flag_id), None)
+    if found is None:
+        raise Problem(404, "Not found", f"no flag {flag_id}")
+    return page(request, "flag.html", token, row=found,
+                evidence=json.dumps(found.flag.evidence, indent=2, sort_keys=True,
+                                    default=str))
+
+
+@router.get("/meters/{meter_id}", response_class=HTMLResponse)
+async def meter(request: Request, meter_id: str,
+                start: Annotated[date | None, Query(alias="from")] = None,
+                end: Annotated[date | None, Query(alias="to")] = None) -> HTMLResponse:
+    token = await viewer(request)
+    store = store_of(request)
+    tz = settings_of(request).collector.tz
+    last = end or await _latest_day(store, tz)
+    first = start or last - timedelta(days=1)
+    if last < first or (last - first).days > 62:
+        raise Problem(422, "A parameter is not valid", "from/to: up to 62 days, in order")
+    lo, hi = local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz)
+    values = await store.current_values("1-0:1.8.0", lo, hi, [meter_id])
+    windows = [(r.flag.start, r.flag.end, r.flag.kind) for r in await store.list_flags()
+               if r.flag.subject == meter_id and r.flag.end >= lo and r.flag.start <= hi]
+    versions = [v for v in await store.value_history(meter_id, "1-0:1.8.0", lo, hi)
+                if v.version > 0]
+    assignments = await store.assignments(meter_id=meter_id)
+    point = assignments[-1].service_point_id if assignments else ""
+    bills = await store.bills(service_point_id=point) if point else []
+    return page(request, "meter.html", token, meter_id=meter_id, point=point,
+                first=first.isoformat(), last=last.isoformat(),
+                chart=profile_svg(values, windows, lo, hi), versions=versions[-200:],
+                bills=bills)
+
+
+def profile_svg(values: list[ValueVersion], windows: list[tuple[datetime, datetime, str]],
+                lo: datetime, hi: datetime, width: int = 960, height: int = 260) -> str:
+    """Interval energy as points joined by a line; estimated intervals orange, flag
+    windows shaded behind. A point per interval whose both register ends are known."""
+    pad = 40
+    points: list[tuple[datetime, float, bool]] = []
+    for prev, cur in itertools.pairwise(values):
+        if prev.value is None or cur.value is None:
+            continue
+        estimated = Quality.ACTUAL not in (prev.quality, cur.quality) or prev.quality != cur.quality
+        points.append((cur.ts, cur.value - prev.value, estimated))
+    span_s = max((hi - lo).total_seconds(), 1.0)
+    top = max((p[1] for p in points), default=1.0) or 1.0
+
+    def x(t: datetime) -> float:
+        return pad + (width - 2 * pad) * (t - lo).total_seconds() / span_s
+
+    def y(v: float) -> float:
+        return height - pad - (height - 2 * pad) * max(v, 0.0) / top
+
+    parts = [f'<svg id="profile" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="load profile">',
+             f'<rect x="{pad}" y="{pad}" width="{width - 2 * pad}" height="{height - 2 * pad}" '
+             'fill="#fff" stroke="#d5dbe3"/>']
+    for a, b, kind in windows:
+        x0, x1 = x(max(a, lo)), x(min(b, hi))
+        parts.append(f'<rect class="flag-window" x="{x0:.1f}" y="{pad}" '
+                     f'width="{max(x1 - x0, 2):.1f}" height="{height - 2 * pad}" '
+                     f'fill="#f8d3d3"><title>{escape(kind)}</title></rect>')
+    if points:
+        line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v, _ in points)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="#2b6cb0" '
+                     'stroke-width="1"/>')
+        for t, v, est in points:
+            parts.append(f'<circle class="{"estimated" if est else "actual"}" '
+                         f'cx="{x(t):.1f}" cy="{y(v):.1f}" r="{3 if est else 1.6}" '
+                         f'fill="{"#dd6b20" if est else "#2b6cb0"}"/>')
+    else:
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+                     'no interval data in this range</text>')
+    parts.append(f'<text x="{pad}" y="{pad - 8}" font-size="12">{top:.3f} kWh</text>')
+    parts.append(f'<text x="{pad}" y="{height - 12}" font-size="12">'
+                 f'{escape(lo.isoformat())}</text>')
+    parts.append(f'<text x="{width - pad}" y="{height - 12}" font-size="12" '
+                 f'text-anchor="end">{escape(hi.isoformat())}</text></svg>')
+    return "".join(parts)
+
+
+@router.get("/areas", response_class=HTMLResponse)
+async def areas(request: Request) -> HTMLResponse:
+    token = await viewer(request)
+    found = sorted({m.area for m in await store_of(request).meters() if m.area})
+    return page(request, "areas.html", token, areas=found)
+
+
+@router.get("/areas/{area}", response_class=HTMLResponse)
+async def area(request: Request, area: str, days: Annotated[int, Query(ge=1, le=62)] = 14
+               ) -> HTMLResponse:
+    token = await viewer(request)
+    store = store_of(request)
+    tz = settings_of(request).collector.tz
+    end = await _latest_day(store, tz) + timedelta(days=1)
+    lo, hi = local_midnight(end - timedelta(days=days), tz), local_midnight(end, tz)
+    meters = {m.id: m for m in await store.meters() if m.area == area}
+    per_day: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in await store.daily_consumption(lo, hi, "meter", str(tz)):
+        if r.subject in meters:
+            per_day[r.day][r.subject] = r.kwh
+    balance = []
+    for day in sorted(per_day):
+        feed = sum(v for m, v in per_day[day].items() if meters[m].is_area_meter)
+        has_feed = any(meters[m].is_area_meter for m in per_day[day])
+        customers = sum(v for m, v in per_day[day].items() if not meters[m].is_area_meter)
+        loss = feed - customers if has_feed else None
+        balance.append({"day": day, "feed": round(feed, 2) if has_feed else None,
+                        "customers": customers, "loss": loss,
+                        "pct": 100 * loss / feed if loss is not None and feed else None})
+    flagged = [r for r in await store.list_flags(kind="high_line_loss", area=area)]
+    ranking = []
+    if flagged:
+        for s in flagged[-1].flag.evidence.get("suspects_by_loss_correlation", []):
+            ranking.append({"meter": s.get("meter"), "detail": f"correlation {s.get('corr')}"})
+    return page(request, "area.html", token, area=area, balance=balance, ranking=ranking)

@@ -1,0 +1,193 @@
+"""`collector api`, `collector token …` and `collector export …`: the interfaces billing
+systems and integrators use."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.table import Table
+
+from collector.cli.context import (
+    CONFIG_OPTION,
+    EXIT_CONFIG,
+    config_group,
+    console,
+    load_settings,
+    plain_store,
+    run_async,
+    with_store,
+)
+from collector.config import settings as config_mod
+from storage.tokens import SCOPES
+from storage.versions import Refused
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--host", default=None, help="Listen address (default: [api] listen).")
+@click.option("--port", type=int, default=None, help="Port (default: [api] listen).")
+@click.option("--log-level", default="info", show_default=True)
+def api(config_path: str, host: str | None, port: int | None, log_level: str) -> None:
+    """Serve the HTTP API (/v1, /openapi.json, /docs) and the web view."""
+    import uvicorn
+
+    from collector.api.app import create_app
+
+    settings = load_settings(config_path)
+    listen_host, _, listen_port = settings.api.listen.rpartition(":")
+    store = plain_store(settings)
+    run_async(store.migrate())
+    app = create_app(settings, store, close_store=True)
+    bind = (host or listen_host.strip("[]"), port or int(listen_port))
+    console.print(f"API on http://{bind[0]}:{bind[1]}/ (docs at /docs), store "
+                  f"{settings.storage.url}")
+    uvicorn.run(app, host=bind[0], port=bind[1], log_level=log_level)
+
+
+@config_group
+def token() -> None:
+    """API tokens: create (printed once), list, revoke."""
+
+
+def _migrated(use: Any) -> Any:
+    async def go(store: Any, settings: config_mod.Settings) -> Any:
+        await store.migrate()
+        try:
+            return await use(store, settings)
+        except Refused as exc:
+            console.print(f"[red]error:[/] {exc}", highlight=False)
+            sys.exit(EXIT_CONFIG)
+
+    return go
+
+
+@token.command("create")
+@click.option("--name", required=True, help="Who uses it (billing-system, ops-alice).")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(SCOPES), help="Repeat for several scopes.")
+@click.pass_context
+def token_create(ctx: click.Context, name: str, scopes: tuple[str, ...]) -> None:
+    """Make a token and print it, alone on the last line: it is not shown again."""
+
+    async def use(store: Any, settings: config_mod.Settings) -> str:
+        secret: str = await store.create_token(name, scopes)
+        return secret
+
+    secret = with_store(ctx.obj["config"], _migrated(use))
+    click.echo(f"token {name} ({', '.join(scopes)}); keep it, it is not shown again:",
+               err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@click.pass_context
+def token_list(ctx: click.Context) -> None:
+    """Every token by name, with its scopes and whether it is revoked."""
+
+    async def use(store: Any, settings: config_mod.Settings) -> list[Any]:
+        return list(await store.tokens())
+
+    table = Table(title="API tokens")
+    for col in ("name", "scopes", "created", "revoked"):
+        table.add_column(col)
+    for t in with_store(ctx.obj["config"], _migrated(use)):
+        table.add_row(t.name, ", ".join(t.scopes), f"{t.created_at:%Y-%m-%d %H:%M}Z",
+                      f"{t.revoked_at:%Y-%m-%d %H:%M}Z" if t.revoked_at else "")
+    console.print(table)
+
+
+@token.command("revoke")
+@click.argument("name")
+@click.pass_context
+def token_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke a token: every request and web session using it stops at once."""
+
+    async def use(store: Any, settings: config_mod.Settings) -> bool:
+        done: bool = await store.revoke_token(name)
+        return done
+
+    if not with_store(ctx.obj["config"], _migrated(use)):
+        console.print(f"[red]error:[/] no active token named {name!r}", highlight=False)
+        sys.exit(1)
+    console.print(f"token {name} revoked")
+
+
+@config_group
+def export() -> None:
+    """Exports for billing systems: NEM12 and CSV, streamed to a file."""
+
+
+def _meter_ids(store_meters: list[Any], meters: str | None, area: str | None) -> list[str]:
+    if meters:
+        return [m.strip() for m in meters.split(",") if m.strip()]
+    return sorted(m.id for m in store_meters
+                  if not m.is_area_meter and (area is None or m.area == area))
+
+
+DATE = click.DateTime(["%Y-%m-%d"])
+
+
+@export.command("nem12")
+@click.option("--from", "first", type=DATE, required=True, help="First local day.")
+@click.option("--to", "last", type=DATE, required=True, help="Last local day (included).")
+@click.option("--meters", default=None, help="Comma-separated meter ids (default: all).")
+@click.option("--area", default=None, help="Only the meters of this transformer area.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.pass_context
+def export_nem12(ctx: click.Context, first: datetime, last: datetime, meters: str | None,
+                 area: str | None, out: str) -> None:
+    """NEM12 of validated intervals with their quality and method flags."""
+    from collector.exports.nem12 import nem12_lines
+    from collector.exports.streams import stream_days
+
+    async def use(store: Any, settings: config_mod.Settings, f: IO[str]) -> int:
+        ids = _meter_ids(await store.meters(), meters, area)
+        step = settings.vee.interval_minutes
+        days = stream_days(store, ids, first.date(), last.date(), settings.collector.tz,
+                           timedelta(minutes=step))
+        lines = 0
+        async for line in nem12_lines(days, step, datetime.now(UTC)):
+            f.write(line + "\n")
+            lines += 1
+        return lines
+
+    with Path(out).open("w", newline="") as f:
+        done = with_store(ctx.obj["config"], lambda store, settings: use(store, settings, f))
+    console.print(f"{done} NEM12 lines written to {out}")
+
+
+@export.command("readings")
+@click.option("--from", "first", type=DATE, required=True, help="First local day.")
+@click.option("--to", "last", type=DATE, required=True, help="Last local day (included).")
+@click.option("--meters", default=None, help="Comma-separated meter ids (default: all).")
+@click.option("--area", default=None)
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.pass_context
+def export_readings(ctx: click.Context, first: datetime, last: datetime, meters: str | None,
+                    area: str | None, out: str) -> None:
+    """Current interval values in long format: service point, meter, quantity, interval
+    end, value, unit, quality, method, reason, version."""
+    from collector.exports.csv_rows import READING_COLUMNS, csv_line, reading_row
+    from collector.vee.grid import local_midnight
+
+    async def use(store: Any, settings: config_mod.Settings, f: IO[str]) -> int:
+        tz = settings.collector.tz
+        lo = local_midnight(first.date(), tz)
+        hi = local_midnight(last.date() + timedelta(days=1), tz)
+        points = {a.meter_id: a.service_point_id for a in await store.assignments()}
+        rows = 0
+        f.write(csv_line(READING_COLUMNS))
+        for meter in _meter_ids(await store.meters(), meters, area):
+            for v in await store.current_values("1-0:1.8.0", lo, hi, [meter]):
+                f.write(csv_line(reading_row(points.get(meter, ""), v)))
+                rows += 1
+        return rows
+
+    with Path(out).open("w", newline="") as f:
+        done = with_store(ctx.obj["config"], lambda store, settings: use(store, settings, f))
+    console.print(f"{done} readings written to {out}")
+
