@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
@@ -155,7 +155,7 @@ async def meter(request: Request, meter_id: str,
     store = store_of(request)
     tz = settings_of(request).collector.tz
     last = end or await _latest_day(store, tz)
-    first = start or last - timedelta(days=1)
+    first = start or last
     if last < first or (last - first).days > 62:
         raise Problem(422, "A parameter is not valid", "from/to: up to 62 days, in order")
     lo, hi = local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz)
@@ -169,12 +169,13 @@ async def meter(request: Request, meter_id: str,
     bills = await store.bills(service_point_id=point) if point else []
     return page(request, "meter.html", token, meter_id=meter_id, point=point,
                 first=first.isoformat(), last=last.isoformat(),
-                chart=profile_svg(values, windows, lo, hi), versions=versions[-200:],
+                chart=profile_svg(values, windows, lo, hi, tz), versions=versions[-200:],
                 bills=bills)
 
 
 def profile_svg(values: list[ValueVersion], windows: list[tuple[datetime, datetime, str]],
-                lo: datetime, hi: datetime, width: int = 960, height: int = 260) -> str:
+                lo: datetime, hi: datetime, tz: tzinfo, width: int = 960,
+                height: int = 260) -> str:
     """Interval energy as points joined by a line; estimated intervals orange, flag
     windows shaded behind. A point per interval whose both register ends are known."""
     pad = 40
@@ -215,10 +216,17 @@ def profile_svg(values: list[ValueVersion], windows: list[tuple[datetime, dateti
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">'
                      'no interval data in this range</text>')
     parts.append(f'<text x="{pad}" y="{pad - 8}" font-size="12">{top:.3f} kWh</text>')
-    parts.append(f'<text x="{pad}" y="{height - 12}" font-size="12">'
-                 f'{escape(lo.isoformat())}</text>')
-    parts.append(f'<text x="{width - pad}" y="{height - 12}" font-size="12" '
-                 f'text-anchor="end">{escape(hi.isoformat())}</text></svg>')
+    hours = max(int((hi - lo).total_seconds() // 3600), 1)
+    every = max(1, hours // 12)
+    for h in range(0, hours + 1, every):
+        t = lo + timedelta(hours=h)
+        parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{height - pad}" '
+                     f'y2="{height - pad + 4}" stroke="#888"/><text x="{x(t):.1f}" '
+                     f'y="{height - pad + 16}" font-size="11" text-anchor="middle">'
+                     f'{t.astimezone(tz):%H:%M}</text>')
+    parts.append(f'<text x="{pad}" y="{height - 6}" font-size="12">'
+                 f'{lo.astimezone(tz):%Y-%m-%d %H:%M} to {hi.astimezone(tz):%Y-%m-%d %H:%M} '
+                 f'{escape(str(tz))}</text></svg>')
     return "".join(parts)
 
 

@@ -1,0 +1,134 @@
+"""The web view in a real browser: Debian's chromium, driven through chromium-driver,
+against `collector api` serving a database `collector demo` made. Every page loads with
+no console error; a flag opens to its evidence; a meter's chart has drawn its points."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from simulator.ports import free_port
+
+pytestmark = pytest.mark.browser
+CLI = [sys.executable, "-m", "collector.cli"]
+
+
+@dataclass
+class Site:
+    url: str
+    token: str
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("web")
+    db = root / "demo.db"
+    subprocess.run([*CLI, "demo", "--hours", "3", "--seconds", "6", "--db", str(db)],
+                   check=True, capture_output=True, timeout=180)
+    config = root / "collector.toml"
+    config.write_text(f'[collector]\ntimezone = "Asia/Shanghai"\n'
+                      f'[storage]\nurl = "sqlite:///{db}"\n')
+    made = subprocess.run([*CLI, "token", "-c", str(config), "create", "--name", "browser",
+                           "--scope", "read"], check=True, capture_output=True, text=True,
+                          timeout=60)
+    token = made.stdout.strip().splitlines()[-1]
+    port = free_port()
+    server = subprocess.Popen([*CLI, "api", "-c", str(config), "--host", "127.0.0.1",
+                               "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:  # the server says when it is up: wait for that
+            if "Application startup complete" in line:
+                break
+        else:
+            raise AssertionError(f"collector api exited with {server.wait()}")
+        yield Site(f"http://127.0.0.1:{port}", token)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "install Debian's chromium and chromium-driver (./dev setup)"
+    options = Options()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",
+                "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    b = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield b
+    finally:
+        b.quit()
+
+
+def console_errors(b: WebDriver) -> list[str]:
+    return [e["message"] for e in b.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def logged_in(site: Site, b: WebDriver) -> None:
+    b.get(f"{site.url}/collection")
+    if "/login" in b.current_url:
+        b.find_element(By.ID, "token").send_keys(site.token)
+        b.find_element(By.ID, "login").click()
+    assert b.current_url.endswith("/collection"), b.current_url
+
+
+def test_a_page_without_a_session_asks_for_a_token_and_refuses_a_wrong_one(
+        site: Site, browser: WebDriver) -> None:
+    browser.delete_all_cookies()
+    browser.get(f"{site.url}/flags")
+    assert "/login" in browser.current_url
+    browser.find_element(By.ID, "token").send_keys("mc_wrong")
+    browser.find_element(By.ID, "login").click()
+    assert "unknown, revoked" in browser.find_element(By.ID, "login-error").text
+    cookie_flags = {c["name"]: c for c in browser.get_cookies()}
+    assert "mc_session" not in cookie_flags
+    browser.find_element(By.ID, "token").send_keys(site.token)
+    browser.find_element(By.ID, "login").click()
+    session = {c["name"]: c for c in browser.get_cookies()}["mc_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert browser.current_url.endswith("/flags")
+
+
+def test_every_page_loads_without_a_console_error(site: Site, browser: WebDriver) -> None:
+    logged_in(site, browser)
+    for path, element in (("/collection", "heatmap"), ("/flags?open=true", "flags"),
+                          ("/areas", "areas"), ("/areas/T01", "balance"),
+                          ("/meters/m001", "profile")):
+        browser.get(site.url + path)
+        assert browser.find_element(By.ID, element).is_displayed(), path
+        assert console_errors(browser) == [], path
+    browser.get(site.url + "/collection")
+    heat = browser.find_element(By.ID, "heatmap")
+    assert "T01" in heat.text and "%" in heat.text
+    assert "m020" in browser.find_element(By.ID, "worst").text  # the dead meter ranks first
+
+
+def test_a_flag_opens_to_its_evidence_and_its_meter_to_a_drawn_chart(
+        site: Site, browser: WebDriver) -> None:
+    logged_in(site, browser)
+    browser.get(f"{site.url}/flags?kind=clock_drift")
+    browser.find_element(By.CSS_SELECTOR, "#flags a.flag").click()
+    evidence = browser.find_element(By.ID, "evidence").text
+    assert "max_offset_s" in evidence
+    browser.find_element(By.CSS_SELECTOR, "h1 a").click()
+    assert "/meters/m017" in browser.current_url
+    chart = browser.find_element(By.ID, "profile")
+    points = chart.find_elements(By.CSS_SELECTOR, "circle")
+    assert len(points) >= 10  # three hours of 15-minute intervals, drawn
+    assert chart.find_elements(By.CSS_SELECTOR, "rect.flag-window")  # the drift, shaded
+    assert console_errors(browser) == []
