@@ -30,10 +30,6 @@ def quality_method(i: Interval) -> str:
     return f"{i.quality}{method}"
 
 
-def _value(i: Interval) -> str:
-    return "" if i.value is None else f"{i.value:.3f}"
-
-
 def header(created: datetime, sender: str, receiver: str) -> str:
     return f"100,NEM12,{created:%Y%m%d%H%M},{sender[:10]},{receiver[:10]}"
 
@@ -44,10 +40,13 @@ def stream_header(day: StreamDay, interval_minutes: int) -> str:
 
 
 def day_records(day: StreamDay, updated: datetime) -> Iterator[str]:
+    values = ",".join("" if v != v else f"{v:.3f}" for v in day.values.tolist())
+    stamp = f"{updated:%Y%m%d%H%M%S}"
+    if day.qualities is None:
+        yield f"300,{day.day:%Y%m%d},{values},A,,,{stamp},"
+        return
     flags = [(quality_method(i), "" if i.quality is Quality.ACTUAL else i.reason or "0")
              for i in day.intervals]
-    values = ",".join(_value(i) for i in day.intervals)
-    stamp = f"{updated:%Y%m%d%H%M%S}"
     if len(set(flags)) == 1:
         qm, reason = flags[0]
         yield f"300,{day.day:%Y%m%d},{values},{qm},{reason},,{stamp},"
