@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 from model import Meter, Reading
 from simulator.ports import free_port
 from storage.postgres import PostgresStore
-from tests.support.services import PgCluster
+from tests.support.services import PgCluster, started_api
 
 TZ = ZoneInfo("Asia/Shanghai")
 FIRST = date(2026, 10, 1)
@@ -180,13 +180,7 @@ def main() -> None:
                  "read", "--scope", "billing"], check=True, capture_output=True,
                 text=True).stdout.strip().splitlines()[-1]
             port = free_port()
-            server = subprocess.Popen([*cli, "api", "-c", str(config), "--port", str(port),
-                                       "--log-level", "warning"], stderr=subprocess.PIPE,
-                                      text=True)
-            assert server.stderr is not None
-            for line in server.stderr:
-                if "Application startup complete" in line or "Uvicorn running" in line:
-                    break
+            server = started_api([*cli, "api", "-c", str(config), "--port", str(port)])
             base = f"http://127.0.0.1:{port}"
             api_lat, api_wall = asyncio.run(through_api(base, token, args.meters, args.days,
                                                         args.requests))

@@ -19,8 +19,9 @@ from storage.base import QUALITY_CODES, QUALITY_OF_CODE
 
 ACTUAL_CODE = QUALITY_CODES[Quality.ACTUAL]
 
-Row = tuple[str, float, float | None, int, str, bool, int]
-"""(meter_id, epoch seconds, value or None, quality code, method, automatic, version)."""
+Row = tuple[str, float, float | None, int, str, bool, int, str]
+"""(meter_id, epoch seconds, value or None, quality code, method, automatic, version,
+unit)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class CurrentArrays:
     """VEE wrote this version itself (it may be re-estimated)."""
     version: NDArray[np.int32]
     """0 for the raw read."""
+    units: tuple[str, ...] = ()
+    """Each meter's unit of this quantity, by meter_ids' order."""
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -50,6 +53,10 @@ class CurrentArrays:
         if i is None:
             return slice(0, 0)
         return slice(int(self.bounds[i]), int(self.bounds[i + 1]))
+
+    def unit(self, meter_id: str) -> str:
+        i = self._index().get(meter_id)
+        return self.units[i] if i is not None and i < len(self.units) else ""
 
     def quality_of(self, k: int) -> Quality:
         return QUALITY_OF_CODE[int(self.quality[k])]
@@ -66,11 +73,12 @@ def from_rows(rows: Sequence[Row]) -> CurrentArrays:
     """Rows ordered by meter, then time."""
     if not rows:
         return empty()
-    meters, ts, values, quality, method, automatic, version = zip(*rows, strict=True)
+    meters, ts, values, quality, method, automatic, version, units = zip(*rows, strict=True)
     names = tuple(dict.fromkeys(method))
     index = {n: i for i, n in enumerate(names)}
     meter_arr = np.array(meters, dtype=object)
     starts = np.flatnonzero(np.r_[True, meter_arr[1:] != meter_arr[:-1]])
+    unit_arr = np.array(units, dtype=object)
     return CurrentArrays(
         meter_ids=tuple(meter_arr[starts].tolist()),
         bounds=np.r_[starts, len(rows)].astype(np.int64),
@@ -81,11 +89,13 @@ def from_rows(rows: Sequence[Row]) -> CurrentArrays:
         methods=names,
         automatic=np.array(automatic, dtype=bool),
         version=np.array(version, dtype=np.int32),
+        units=tuple(unit_arr[starts].tolist()),
     )
 
 
 def from_columns(meter_of: Mapping[int, str], columns: NDArray[np.float64],
-                 methods: Sequence[str]) -> CurrentArrays:
+                 methods: Sequence[str], unit_of: Mapping[int, str] | None = None
+                 ) -> CurrentArrays:
     """Raw reads and later versions as one float matrix, a row each: series id, epoch
     seconds, value, quality code, method id (an index into `methods`), version,
     automatic (0/1). Raw rows come ordered by series and time; each (series, time)
@@ -103,6 +113,7 @@ def from_columns(meter_of: Mapping[int, str], columns: NDArray[np.float64],
     starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
     ends = np.r_[starts[1:], len(sid)]
     names = [meter_of[int(i)] for i in sid[starts]]
+    units = [(unit_of or {}).get(int(i), "") for i in sid[starts]]
     by_meter = sorted(range(len(names)), key=names.__getitem__)
     rank = np.empty(len(names), dtype=np.int64)
     rank[by_meter] = np.arange(len(names))
@@ -120,6 +131,7 @@ def from_columns(meter_of: Mapping[int, str], columns: NDArray[np.float64],
         methods=tuple(methods),
         automatic=columns[:, 6].astype(bool),
         version=columns[:, 5].astype(np.int32),
+        units=tuple(units[j] for j in by_meter),
     )
 
 
@@ -127,7 +139,7 @@ def from_versions(versions: Iterable[ValueVersion]) -> CurrentArrays:
     """The same columns from ValueVersion objects (tests, and small callers)."""
     ordered = sorted(versions, key=lambda v: (v.meter_id, v.ts))
     return from_rows([(v.meter_id, v.ts.timestamp(), v.value, QUALITY_CODES[v.quality],
-                       v.method, v.automatic, v.version) for v in ordered])
+                       v.method, v.automatic, v.version, v.unit) for v in ordered])
 
 
 def empty() -> CurrentArrays:

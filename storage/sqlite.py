@@ -1117,9 +1117,11 @@ def _current_arrays(db: sqlite3.Connection, quantity: str, kind: ReadKind, start
     Named meters are asked for by their series ids, found once: SQLite would otherwise
     bind and search the meter list again for each table."""
     where, args = _series_filter(quantity, kind, meter_ids)
-    meter_of = dict(db.execute(f"SELECT id, meter_id FROM series WHERE {where}", args))
-    if not meter_of:
+    found = db.execute(f"SELECT id, meter_id, unit FROM series WHERE {where}", args).fetchall()
+    if not found:
         return empty_arrays()
+    meter_of = {sid: meter for sid, meter, _ in found}
+    unit_of = {sid: unit for sid, _, unit in found}
     span = (start.timestamp(), end.timestamp())
     if meter_ids is None:
         chosen, ids = f"series_id IN (SELECT id FROM series WHERE {where})", args
@@ -1145,7 +1147,7 @@ def _current_arrays(db: sqlite3.Connection, quantity: str, kind: ReadKind, start
     for i, n in names.items():
         methods[i] = n
     columns = np.vstack([raw, np.array(later, dtype=np.float64).reshape(-1, 7)])
-    return from_columns(meter_of, columns, methods)
+    return from_columns(meter_of, columns, methods, unit_of)
 
 
 _PACK = 1 << 20

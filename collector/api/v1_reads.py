@@ -3,17 +3,21 @@ daily and monthly consumption."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from numpy.typing import NDArray
 
 from collector.api import paging
 from collector.api.auth import need
 from collector.api.common import (
+    JsonText,
     aware,
     days,
     obis,
@@ -23,11 +27,13 @@ from collector.api.common import (
     store_of,
     table,
     version_doc,
+    wants_csv,
 )
 from collector.api.problems import Problem
 from collector.vee.grid import local_midnight
 from collector.vee.service_points import consumption
 from model import ReadKind, ValueVersion
+from storage.base import QUALITY_OF_CODE
 
 router = APIRouter(prefix="/v1", tags=["readings"])
 READ = Depends(need("read"))
@@ -97,6 +103,45 @@ async def _page(store: Any, meter_id: str, quantity: str, kind: ReadKind, versio
     return out, None
 
 
+def _iso(epochs: NDArray[np.float64]) -> list[str]:
+    """ISO 8601 UTC stamps for many epoch seconds at once, as datetime.isoformat writes
+    them (whole seconds: register reads are stamped at interval ends)."""
+    text = np.datetime_as_string(np.rint(epochs).astype("datetime64[s]"), unit="s")
+    return [f"{t}+00:00" for t in text.tolist()]
+
+
+async def _raw_page(store: Any, meter_id: str, quantity: str, kind: ReadKind,
+                    start: datetime, end: datetime, after: tuple[float, int] | None,
+                    limit: int) -> tuple[bytes, int, tuple[float, int] | None] | None:
+    """The current values as JSON text straight from the store's columns, for the usual
+    page where every value is a raw read (version 0); None sends the caller the slow way.
+    A month of 15-minute reads is 2,881 rows: an object and a dict each cost more than
+    the query."""
+    got = await store.current_arrays(quantity, start, end, [meter_id], kind)
+    rows = got.rows(meter_id)
+    ts = got.ts[rows]
+    if after is not None:
+        rows = slice(rows.start + int(np.searchsorted(ts, after[0], side="right")), rows.stop)
+    if np.any(got.version[rows]):
+        return None
+    take = slice(rows.start, min(rows.stop, rows.start + limit))
+    more = rows.stop - rows.start > limit
+    unit = json.dumps(got.unit(meter_id))
+    stamps = _iso(got.ts[take])
+    values = got.value[take].tolist()
+    letter = {c: str(QUALITY_OF_CODE[c]) for c in QUALITY_OF_CODE}
+    methods = [json.dumps(m) for m in got.methods]
+    quality = got.quality[take].tolist()
+    method = got.method[take].tolist()
+    items = ",".join(
+        f'{{"ts":"{t}","value":{"null" if v != v else repr(v)},"unit":{unit},'
+        f'"quality":"{letter[q]}","method":{methods[m]},"reason":"","version":0,'
+        f'"actor":"","note":"","created_at":null}}'
+        for t, v, q, m in zip(stamps, values, quality, method, strict=True))
+    last = (float(got.ts[take.stop - 1]), 0) if more else None
+    return items.encode(), take.stop - take.start, last
+
+
 @router.get("/meters/{meter_id}/readings", dependencies=[READ])
 async def meter_readings(
     request: Request, meter_id: str,
@@ -113,7 +158,17 @@ async def meter_readings(
     pos = paging.decode(cursor)
     after = (float(pos["ts"]), int(pos["v"])) if pos else None
     step = timedelta(minutes=settings_of(request).vee.interval_minutes)
-    rows, more = await _page(store_of(request), meter_id, obis(quantity), kind, version, lo,
+    quantity = obis(quantity)
+    fast = (await _raw_page(store_of(request), meter_id, quantity, kind, lo, hi, after, limit)
+            if version == "current" and not wants_csv(request) else None)
+    if fast is not None:
+        items, _, last = fast
+        nxt = json.dumps(paging.encode({"ts": last[0], "v": last[1]}) if last else None)
+        head = json.dumps({"meter": meter_id, "quantity": quantity, "kind": str(kind),
+                           "version": version})[:-1]
+        return JsonText(f'{head},"items":['.encode() + items
+                        + f'],"next":{nxt}}}'.encode())
+    rows, more = await _page(store_of(request), meter_id, quantity, kind, version, lo,
                              hi, after, limit, step)
     doc = {"meter": meter_id, "quantity": quantity, "kind": str(kind), "version": version,
            "items": [version_doc(v) for v in rows],

@@ -39,8 +39,15 @@ def stream_header(day: StreamDay, interval_minutes: int) -> str:
             f"{interval_minutes},")
 
 
+def _values(day: StreamDay) -> str:
+    row = day.values.tolist()
+    if day.qualities is None:  # all actual, no null: one C-level format for the day
+        return (",".join(["%.3f"] * len(row))) % tuple(row)
+    return ",".join("" if v != v else f"{v:.3f}" for v in row)
+
+
 def day_records(day: StreamDay, updated: datetime) -> Iterator[str]:
-    values = ",".join("" if v != v else f"{v:.3f}" for v in day.values.tolist())
+    values = _values(day)
     stamp = f"{updated:%Y%m%d%H%M%S}"
     if day.qualities is None:
         yield f"300,{day.day:%Y%m%d},{values},A,,,{stamp},"

@@ -10,6 +10,7 @@ estimated read's, so an interval next to an estimate is marked estimated too.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -73,24 +74,30 @@ async def stream_days(store: ValidatedStore, meter_ids: Sequence[str], first: da
         assignments.setdefault(a.meter_id, []).append(a)
     lo = standard_midnight(first, tz)
     hi = standard_midnight(last + timedelta(days=1), tz)
+    per_day = int(timedelta(days=1) / step)
+    days = _days(first, last)
+    starts = [standard_midnight(d, tz) for d in days]
+    contiguous = all(b - a == timedelta(days=1) for a, b in itertools.pairwise(starts))
     for c in range(0, len(meter_ids), chunk):
         ids = list(meter_ids[c:c + chunk])
         arrays = await store.current_arrays(ENERGY, lo, hi, ids)
         for meter in ids:
             if arrays.rows(meter).stop == arrays.rows(meter).start:
                 continue
-            own = assignments.get(meter) or [MeterAssignment(meter, meter)]
-            for a in own:
-                for day in _days(first, last):
-                    start = standard_midnight(day, tz)
-                    end = start + timedelta(days=1)
-                    if not (a.start is None or a.start < end) or not (a.end is None
-                                                                      or a.end > start):
-                        continue
-                    values, qualities, methods = _day(arrays, meter, start, step, a)
-                    if qualities is None or not all(q is Quality.NULL for q in qualities):
-                        yield StreamDay(a.service_point_id, meter, day, start, values,
-                                        qualities, methods)
+            for a in assignments.get(meter) or [MeterAssignment(meter, meter)]:
+                # One pass over the whole span where the days join up (a zone whose
+                # standard offset did not change), else a day at a time.
+                spans = ([(0, lo, len(days))] if contiguous
+                         else [(i, t, 1) for i, t in enumerate(starts)])
+                for first_day, begin, count in spans:
+                    got = _span(arrays, meter, begin, count * per_day, step, a)
+                    for k in range(count):
+                        part = slice(k * per_day, (k + 1) * per_day)
+                        day = StreamDay(a.service_point_id, meter, days[first_day + k],
+                                        starts[first_day + k], *_judged(arrays, got, part))
+                        if day.qualities is None or not all(
+                                q is Quality.NULL for q in day.qualities):
+                            yield day
 
 
 def _days(first: date, last: date) -> list[date]:
@@ -103,14 +110,16 @@ for _q, _code in QUALITY_CODES.items():
 _NULL = QUALITY_CODES[Quality.NULL]
 
 
-def _day(arrays: CurrentArrays, meter: str, start: datetime, step: timedelta,
-         a: MeterAssignment) -> tuple[NDArray[np.float64], tuple[Quality, ...] | None,
-                                      tuple[str, ...]]:
-    """One day's interval energy, qualities and methods, as arrays: an export of a month
-    for 100,000 meters is 288 M intervals, too many for an object each."""
+Span = tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], NDArray[np.int64]]
+
+
+def _span(arrays: CurrentArrays, meter: str, start: datetime, n: int, step: timedelta,
+          a: MeterAssignment) -> Span:
+    """Interval energy over n slots from `start`, whether each is actual, usable (both
+    ends read, on the service point then), and the row of its worse end; as arrays, a
+    meter-month at a time: an export of a month for 100,000 meters is 288 M intervals."""
     rows = arrays.rows(meter)
     ts = arrays.ts[rows]
-    n = int(timedelta(days=1) / step)
     ends = start.timestamp() + step.total_seconds() * np.arange(n + 1)
     at = np.minimum(np.searchsorted(ts, ends), max(len(ts) - 1, 0))
     found = (ts[at] == ends) if len(ts) else np.zeros(n + 1, dtype=bool)
@@ -122,19 +131,24 @@ def _day(arrays: CurrentArrays, meter: str, start: datetime, step: timedelta,
     if a.end is not None:
         on &= slot_start < a.end.timestamp()
     value = arrays.value[idx]
-    code = arrays.quality[idx]
-    rank = _RANK_OF_CODE[code]
+    rank = _RANK_OF_CODE[arrays.quality[idx]]
     worse = np.where(rank[1:] <= rank[:-1], idx[1:], idx[:-1])
     usable = on & found[:-1] & found[1:]
-    energy: NDArray[np.float64] = np.where(usable, (value[1:] - value[:-1]) * a.multiplier,
-                                           np.nan).astype(np.float64)
+    energy = np.round(np.where(usable, (value[1:] - value[:-1]) * a.multiplier, np.nan), 6)
     actual = usable & ~np.isnan(energy) & (_RANK_OF_CODE[arrays.quality[worse]]
                                            == Quality.ACTUAL.rank)
+    return energy.astype(np.float64), actual, usable, worse
+
+
+def _judged(arrays: CurrentArrays, got: Span, part: slice
+            ) -> tuple[NDArray[np.float64], tuple[Quality, ...] | None, tuple[str, ...]]:
+    """One day's values, and its qualities and methods unless every interval is actual."""
+    energy, actual, usable, worse = got[0][part], got[1][part], got[2][part], got[3][part]
     if actual.all():
-        return np.round(energy, 6), None, ()
+        return energy, None, ()
     qualities: list[Quality] = []
     methods: list[str] = []
-    for k in range(n):
+    for k in range(len(energy)):
         if actual[k]:
             qualities.append(Quality.ACTUAL)
             methods.append("")
@@ -144,4 +158,4 @@ def _day(arrays: CurrentArrays, meter: str, start: datetime, step: timedelta,
         else:
             qualities.append(arrays.quality_of(int(worse[k])))
             methods.append(arrays.methods[int(arrays.method[worse[k]])])
-    return np.round(energy, 6), tuple(qualities), tuple(methods)
+    return energy, tuple(qualities), tuple(methods)

@@ -18,6 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from simulator.ports import free_port
+from tests.support.services import started_api
 
 pytestmark = pytest.mark.browser
 CLI = [sys.executable, "-m", "collector.cli"]
@@ -43,15 +44,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                           timeout=60)
     token = made.stdout.strip().splitlines()[-1]
     port = free_port()
-    server = subprocess.Popen([*CLI, "api", "-c", str(config), "--host", "127.0.0.1",
-                               "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    server = started_api([*CLI, "api", "-c", str(config), "--host", "127.0.0.1",
+                          "--port", str(port)])
     try:
-        assert server.stderr is not None
-        for line in server.stderr:  # the server says when it is up: wait for that
-            if "Application startup complete" in line:
-                break
-        else:
-            raise AssertionError(f"collector api exited with {server.wait()}")
         yield Site(f"http://127.0.0.1:{port}", token)
     finally:
         server.terminate()

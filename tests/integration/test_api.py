@@ -246,3 +246,19 @@ async def test_the_nem12_export_streams_a_file_nemreader_reads(api: Any, tmp_pat
     assert lines[0] == ["service_point", "meter", "quantity", "interval_end", "value", "unit",
                         "quality", "method", "reason", "version"]
     assert lines[1][:2] == ["sp1", "m1"]
+
+
+async def test_a_page_of_raw_reads_says_exactly_what_the_versions_say(
+        api: Any, store: Any) -> None:
+    from collector.api.common import version_doc
+
+    client, tokens = api
+    lo, hi = START + 100 * STEP, START + 200 * STEP  # no estimate in here: the fast path
+    got = (await client.get("/v1/meters/m2/readings", headers=auth(tokens["read"]), params={
+        "from": lo.isoformat(), "to": hi.isoformat(), "limit": 60})).json()
+    want = await store.current_values("1-0:1.8.0", lo, hi, ["m2"])
+    assert got["items"] == [version_doc(v) for v in want[:60]]
+    rest = (await client.get("/v1/meters/m2/readings", headers=auth(tokens["read"]), params={
+        "from": lo.isoformat(), "to": hi.isoformat(), "limit": 60,
+        "cursor": got["next"]})).json()
+    assert rest["items"] == [version_doc(v) for v in want[60:]] and rest["next"] is None

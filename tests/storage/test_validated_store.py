@@ -162,6 +162,7 @@ async def test_current_values_as_columns_hold_the_same_top_versions_in_the_same_
     cols = await store.current_arrays(FWD, slot(0), slot(6))
     want = from_versions(objects)
     assert cols.meter_ids == want.meter_ids == ("m1", "m2")
+    assert cols.units == want.units == ("kWh", "kWh") and cols.unit("m2") == "kWh"
     assert cols.bounds.tolist() == want.bounds.tolist() == [0, 7, 11]
     assert cols.ts.tolist() == want.ts.tolist()
     assert np.array_equal(cols.value, want.value, equal_nan=True)

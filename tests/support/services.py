@@ -88,3 +88,21 @@ def running_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+def started_api(cmd: list[str]) -> subprocess.Popen[str]:
+    """`collector api` in a child process, returned once uvicorn says it is serving; its
+    log is drained on a thread from then on, so a chatty server never blocks on a full
+    pipe."""
+    import threading
+
+    server = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    assert server.stderr is not None
+    for line in server.stderr:
+        if "Application startup complete" in line:
+            break
+    else:
+        raise RuntimeError(f"{' '.join(cmd[:4])} … exited with {server.wait()}")
+    stream = server.stderr
+    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
+    return server
