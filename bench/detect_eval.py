@@ -18,6 +18,7 @@ import numpy as np
 
 from collector.config.thresholds import Thresholds
 from collector.flags import detect
+from collector.phasors.fit import describe_wiring
 from simulator.population import (
     METER_KINDS,
     SLOTS,
@@ -128,7 +129,7 @@ def main() -> None:
     for kind in ("reversed_ct", "swapped_phases"):
         for i in pop.labels[kind]:
             perm, signs = pop.wiring[i]
-            want = detect.describe_wiring(perm, signs)
+            want = describe_wiring(perm, signs)
             got = [x.evidence.get("diagnosis") for x in found[i] if x.kind == "wiring"]
             total += 1
             correct += got == [want]

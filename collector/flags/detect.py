@@ -7,7 +7,6 @@ on a handful of numbers and runnable over a 2,000-meter population in seconds.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,10 +14,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from collector.config.thresholds import Thresholds
+from collector.phasors.fit import circular_mean, fit_wiring
 
 F64 = NDArray[np.float64]
 PHASES = "ABC"
-PHASE_ANGLE = np.array([0.0, -120.0, 120.0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,67 +193,21 @@ def negative_phase_power(watts: F64, exporter: bool, t: Thresholds) -> list[Find
     return out
 
 
-_HYPOTHESES = [
-    (perm, signs)
-    for perm in itertools.permutations(range(3))
-    for signs in itertools.product((1, -1), repeat=3)
-]
-
-
-def _predicted(perm: tuple[int, ...], signs: tuple[int, ...]) -> F64:
-    return np.array([(PHASE_ANGLE[k] - PHASE_ANGLE[perm[k]] + (180.0 if signs[k] < 0 else 0))
-                     % 360 for k in range(3)])
-
-
-def describe_wiring(perm: tuple[int, ...], signs: tuple[int, ...]) -> str:
-    parts = []
-    moved = [k for k in range(3) if perm[k] != k]
-    if len(moved) == 2:
-        a, b = moved
-        parts.append(f"phase {PHASES[a]} and {PHASES[b]} currents swapped")
-    elif len(moved) == 3:
-        parts.append("currents rotated: " + ", ".join(
-            f"element {PHASES[k]} sees phase {PHASES[perm[k]]}" for k in range(3)))
-    parts += [f"phase {PHASES[k]} current reversed" for k in range(3) if signs[k] < 0]
-    return "; ".join(parts) or "correct"
-
-
 def phasor_diagnosis(angle: F64, amps: F64, exporter: bool, t: Thresholds) -> list[Finding]:
-    """Name the wiring of a three-phase four-wire meter from its U→I phase angles.
-
-    Element k reads the angle between its voltage and the current it is given. With a
-    current from phase j (sign s) it reads load angle + (θk − θj) + (180° if s < 0); we
-    fit all 48 permutations × signs to the observed angles and name the best one.
-    """
+    """A wiring flag where the fit of the recent loaded snapshots names a fault
+    (collector.phasors.fit: the same fit `collector wiring` uses in the field)."""
     loaded = (np.abs(amps) > t.min_current_a).all(axis=1)
     if exporter or loaded.sum() < t.sustain_snapshots:
         return []
     recent = angle[loaded][-max(t.sustain_snapshots, 4):]
-    observed = np.degrees(np.angle(np.exp(1j * np.radians(recent)).mean(axis=0))) % 360
-    fits = []
-    for perm, signs in _HYPOTHESES:
-        offsets = (observed - _predicted(perm, signs)) % 360  # the common load angle
-        load = float(np.degrees(np.angle(np.exp(1j * np.radians(offsets)).mean())) % 360)
-        if load > 180:
-            load -= 360
-        if not -60 <= load <= 60:
-            continue
-        err = float(np.abs((offsets - load + 180) % 360 - 180).max())
-        # A rotation with every current reversed fits as well as no fault at all, 60°
-        # over: among equal fits the wiring with the fewest faults is the diagnosis.
-        changes = sum(perm[k] != k for k in range(3)) + sum(s < 0 for s in signs)
-        fits.append((round(err / 5), changes, abs(load - 20), err, perm, signs, load))
-    if not fits:
-        return []
-    _, _, _, err, perm, signs, load = min(fits)
-    if err > 30:
-        return []
-    if perm == (0, 1, 2) and signs == (1, 1, 1):
+    observed = circular_mean(recent)
+    fit = fit_wiring(observed)
+    if fit is None or fit.error_deg > 30 or fit.correct:
         return []
     return [Finding("wiring", "critical", int(np.flatnonzero(loaded)[0]),
                     int(np.flatnonzero(loaded)[-1]),
-                    {"diagnosis": describe_wiring(perm, signs), "load_angle_deg": round(load, 1),
-                     "fit_error_deg": round(err, 1),
+                    {"diagnosis": fit.description, "load_angle_deg": fit.load_deg,
+                     "fit_error_deg": fit.error_deg,
                      "angles_deg": [round(float(a), 1) for a in observed]})]
 
 

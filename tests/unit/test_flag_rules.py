@@ -5,6 +5,7 @@ import pytest
 
 from collector.config.thresholds import Thresholds
 from collector.flags import detect
+from collector.phasors.fit import PHASE_ANGLE
 
 T = Thresholds()
 
@@ -63,7 +64,7 @@ def test_one_phase_with_negative_power_while_the_others_import_is_flagged() -> N
 def test_phasor_diagnosis_names_the_wiring(perm: tuple[int, int, int],
                                            signs: tuple[int, int, int], name: str) -> None:
     load = 25.0
-    angles = np.array([(detect.PHASE_ANGLE[k] - detect.PHASE_ANGLE[perm[k]]
+    angles = np.array([(PHASE_ANGLE[k] - PHASE_ANGLE[perm[k]]
                         + (180 if signs[k] < 0 else 0) + load) % 360 for k in range(3)])
     observed = np.tile(angles, (8, 1)) + np.random.default_rng(3).normal(0, 2, (8, 3))
     (f,) = detect.phasor_diagnosis(observed, np.full((8, 3), 5.0), False, T)

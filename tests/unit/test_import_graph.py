@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"model": 0, "protocols": 1, "storage": 1, "simulator": 2, "collector": 3,
             "bench": 4}
 COLLECTOR_ROOMS = {"__init__": 0, "errors": 0, "config": 1, "ops": 1, "acquisition": 2,
-                   "flags": 3, "field": 3, "vee": 3, "billing": 4, "runtime": 5,
+                   "phasors": 2, "flags": 3, "field": 3, "vee": 3, "billing": 4, "runtime": 5,
                    "exports": 5, "api": 6, "cli": 7}
 """Rooms of equal rank do not import each other: they meet through storage. The CLI
 stands on the API only to serve it (`collector api`)."""
