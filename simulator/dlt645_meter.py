@@ -14,6 +14,7 @@ from protocols.dlt645.codec import Frame
 from simulator.instant import instantaneous
 from simulator.load import LoadModel
 from simulator.registers import RegisterBank
+from simulator.wiring import Miswiring
 
 NO_SUCH_DATA = 0x02
 
@@ -67,6 +68,8 @@ class SimulatedDlt645Meter:
     password: bytes = bytes.fromhex("02000000")
     """What a remote-control command must carry (the plain 2007 form, no ESAM)."""
     relay_open: bool = False
+    wiring: Miswiring | None = None
+    """How its CTs and voltage leads are connected, if not correctly (three-phase)."""
     commands: list[str] = field(default_factory=list)
     """Remote-control commands obeyed, in order ('trip', 'direct close', …)."""
     replies: int = 0
@@ -200,7 +203,7 @@ class SimulatedDlt645Meter:
 
     def instant(self, now: datetime) -> dict[str, float]:
         """Instantaneous quantities by OBIS code."""
-        return instantaneous(self.load, self.phases, now)
+        return instantaneous(self.load, self.phases, now, self.wiring)
 
     def _frozen_instant(self, now: datetime, n: int) -> datetime | None:
         local = self.clock(now)

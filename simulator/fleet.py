@@ -8,8 +8,10 @@ from datetime import datetime, timedelta, tzinfo
 
 from simulator.bus import SimulatedBus, WireTiming
 from simulator.dlt645_meter import MeterFaults, SimulatedDlt645Meter
+from simulator.instant import power_factor
 from simulator.load import FOUR_RATE, TWO_RATE, LoadModel, unit_noise
 from simulator.registers import EnergyChange, RegisterBank
+from simulator.wiring import Miswiring
 
 
 def meter_address(n: int) -> str:
@@ -32,6 +34,8 @@ class FleetSpec:
     """Register changes by meter number: spikes, zero runs, swaps, CT ratio changes."""
     openings: Mapping[int, float] = field(default_factory=dict)
     """Opening register by meter number (near 999999.99 to see a rollover)."""
+    wiring: Mapping[int, Miswiring] = field(default_factory=dict)
+    """Miswired three-phase meters by number: angles, powers and registers follow."""
     installed: Mapping[int, datetime] = field(default_factory=dict)
     """When a meter was installed (a replacement): silent before, and its memory and
     registers start then. The others start at `registers_from`."""
@@ -53,6 +57,10 @@ class Fleet:
             await bus.stop()
 
 
+def _registered(load: LoadModel, wiring: Miswiring) -> Callable[[float], float]:
+    return lambda epoch: wiring.registered(power_factor(load, epoch))
+
+
 def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: datetime) -> Fleet:
     """Meters 1..N dealt round-robin onto the buses, so every bus has a similar load."""
     from datetime import UTC, timezone
@@ -69,9 +77,11 @@ def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: da
         opening = spec.openings.get(n, round(2000 + 30000 * (unit_noise(seed, -2) + 1) / 2, 2))
         calendar = FOUR_RATE if n in spec.three_phase else TWO_RATE
         since = spec.installed.get(n)
+        wiring = spec.wiring.get(n) if n in spec.three_phase else None
         bank = RegisterBank(load, int(since.timestamp()) if since else start_epoch,
                             forward0=opening, calendar=calendar,
-                            changes=spec.changes.get(n, ()))
+                            changes=spec.changes.get(n, ()),
+                            registered=_registered(load, wiring) if wiring else None)
         meter = SimulatedDlt645Meter(
             address=meter_address(n),
             load=load,
@@ -79,6 +89,7 @@ def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: da
             tz=tz,
             phases=3 if n in spec.three_phase else 1,
             faults=spec.faults.get(n, MeterFaults()),
+            wiring=wiring,
         )
         meters[n] = meter
         bus_of[n] = (n - 1) % spec.buses

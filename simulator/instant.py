@@ -10,13 +10,20 @@ import math
 from datetime import datetime
 
 from simulator.load import LoadModel, unit_noise
+from simulator.wiring import PHASE_OBIS, Miswiring
 
 
-def instantaneous(load: LoadModel, phases: int, now: datetime) -> dict[str, float]:
+def power_factor(load: LoadModel, epoch: float) -> float:
+    """The load's power factor in the minute of `epoch` (lagging, 0.92–0.98)."""
+    return 0.95 + 0.03 * unit_noise(load.seed + 3, int(epoch // 60))
+
+
+def instantaneous(load: LoadModel, phases: int, now: datetime,
+                  wiring: Miswiring | None = None) -> dict[str, float]:
     epoch = now.timestamp()
     slot = int(epoch // 60)
     kw = load.net_kw(epoch)
-    pf = 0.95 + 0.03 * unit_noise(load.seed + 3, slot)
+    pf = power_factor(load, epoch)
     phi = math.acos(pf)
     per_phase = kw / phases
     out: dict[str, float] = {
@@ -25,11 +32,7 @@ def instantaneous(load: LoadModel, phases: int, now: datetime) -> dict[str, floa
         "1-0:13.7.0": pf if kw >= 0 else -pf,
         "1-0:14.7.0": 50.0 + 0.05 * unit_noise(load.seed + 5, slot),
     }
-    phase_obis = (
-        ("1-0:32.7.0", "1-0:31.7.0", "1-0:36.7.0", "1-0:151.7.0", "1-0:33.7.0", "1-0:81.7.4"),
-        ("1-0:52.7.0", "1-0:51.7.0", "1-0:56.7.0", "1-0:171.7.0", "1-0:53.7.0", "1-0:81.7.15"),
-        ("1-0:72.7.0", "1-0:71.7.0", "1-0:76.7.0", "1-0:191.7.0", "1-0:73.7.0", "1-0:81.7.26"),
-    )
+    phase_obis = PHASE_OBIS
     for n in range(3):
         v_obis, i_obis, p_obis, q_obis, pf_obis, angle_obis = phase_obis[n]
         if n >= phases:
@@ -45,4 +48,6 @@ def instantaneous(load: LoadModel, phases: int, now: datetime) -> dict[str, floa
         out[pf_obis] = out["1-0:13.7.0"]
         out[angle_obis] = math.degrees(phi) + (180.0 if per_phase < 0 else 0.0)
     out["1-0:91.7.0"] = abs(out["1-0:31.7.0"]) if phases == 1 else 0.0
+    if wiring is not None and phases == 3:
+        out = wiring.apply(out, out["1-0:13.7.0"])
     return out

@@ -15,6 +15,7 @@ from protocols.modbus.profile import Profile
 from simulator.instant import instantaneous
 from simulator.load import LoadModel
 from simulator.registers import RegisterBank
+from simulator.wiring import Miswiring
 
 
 @dataclass
@@ -50,10 +51,12 @@ class SimulatedModbusMeter:
     registers: RegisterBank
     phases: int = 3
     faults: ModbusFaults = field(default_factory=ModbusFaults)
+    wiring: Miswiring | None = None
+    """Miswired CTs or a missing voltage lead; give `registers` the same wiring."""
 
     def values(self, now: datetime) -> dict[str, float]:
         epoch = now.timestamp()
-        out = instantaneous(self.load, self.phases, now)
+        out = instantaneous(self.load, self.phases, now, self.wiring)
         out["1-0:1.8.0"] = self.registers.forward(epoch)[0]
         out["1-0:2.8.0"] = self.registers.reverse(epoch)[0]
         out["1-0:15.8.0"] = out["1-0:1.8.0"] + out["1-0:2.8.0"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -51,6 +52,9 @@ class RegisterBank:
     calendar: tuple[int, ...] = FOUR_RATE
     """The meter's tariff register for each local hour."""
     changes: tuple[EnergyChange, ...] = ()
+    registered: Callable[[float], float] | None = None
+    """What the meter counts per true kWh at an instant (a miswired meter: less, or
+    negative into the reverse register)."""
     _forward: list[list[float]] = field(default_factory=list)
     _reverse: list[list[float]] = field(default_factory=list)
 
@@ -64,6 +68,8 @@ class RegisterBank:
             m = len(self._forward) - 1
             epoch = self.start_epoch + m * MINUTE
             kw = self.load.net_kw(epoch) * self.scale
+            if self.registered is not None:
+                kw *= self.registered(epoch)
             f, r = list(self._forward[-1]), list(self._reverse[-1])
             for change in self.changes:
                 if change.covers(epoch):
