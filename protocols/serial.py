@@ -107,6 +107,20 @@ class SerialPort:
         except (serial.SerialException, OSError) as exc:
             raise TransportError(f"write to {self.port} failed: {exc}", bus=self.port) from exc
 
+    async def set_baud(self, baud: int) -> None:
+        """Switch speed once what was written has left (IEC 62056-21 switches after the
+        acknowledgement is sent, not while it is)."""
+        if self._serial is None:
+            raise TransportError(f"{self.port} is not open", bus=self.port)
+        try:
+            await asyncio.to_thread(self._serial.flush)
+            self._serial.baudrate = baud
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            raise TransportError(f"{self.port}: the adapter cannot switch to {baud} baud "
+                                 f"({exc})", bus=self.port) from exc
+        self.settings = LineSettings(baud, self.settings.parity, self.settings.bytesize,
+                                     self.settings.stopbits)
+
     def discard_input(self) -> bytes:
         stale = bytes(self._buffer)
         self._buffer.clear()

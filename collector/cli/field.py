@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -58,12 +59,21 @@ def _need_port(port: str | None) -> str:
 @click.option("--profile-dir", "profile_dirs", multiple=True, help="Extra profile directory.")
 @click.option("--quantity", "quantities", multiple=True,
               help="OBIS code to read (repeatable); default: energy, V, I, P, PF, Hz.")
+@click.option("--iec62056", "optical", metavar="PORT",
+              help="An optical probe (IEC 62056-21 mode C) on this port instead.")
+@click.option("--max-baud", type=int, default=None,
+              help="With --iec62056: never switch above this speed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
 def read(port: str | None, modbus_url: str | None, baud: int, parity: str, latency_ms: float,
          address: str | None, unit: int | None, profile_name: str | None,
-         profile_dirs: tuple[str, ...], quantities: tuple[str, ...]) -> None:
+         profile_dirs: tuple[str, ...], quantities: tuple[str, ...], optical: str | None,
+         max_baud: int | None, as_json: bool) -> None:
     """Read one meter once and show its values with units."""
     from collector.field.tools import DEFAULT_READ, dlt645_session, read_meter
 
+    if optical:
+        _read_optical(optical, address or "", max_baud, quantities, as_json)
+        return
     if modbus_url:
         _read_modbus(modbus_url, unit, profile_name, profile_dirs, quantities, latency_ms)
         return
@@ -77,10 +87,42 @@ def read(port: str | None, modbus_url: str | None, baud: int, parity: str, laten
             port, LineSettings(baud, parity), ClientSettings(latency_s=latency_ms / 1000)
         ) as client:
             outcome = await read_meter(client, addr, quantities or DEFAULT_READ)
+        if as_json:
+            click.echo(json.dumps({"meter": addr, "port": port, "values": [
+                {"obis": v.obis, "value": v.value, "unit": v.unit} for v in outcome.values],
+                "problems": outcome.problems}, indent=2))
+            return
         console.print(values_table(f"meter {addr} on {port}",
                                    [(v.obis, v.value, v.unit) for v in outcome.values]))
         for problem in outcome.problems:
             console.print(f"[yellow]{problem}[/]")
+
+    run_async(go())
+
+
+def _read_optical(path: str, address: str, max_baud: int | None,
+                  quantities: tuple[str, ...], as_json: bool) -> None:
+    from protocols.iec62056.client import open_probe, read_out
+
+    async def go() -> None:
+        port = await open_probe(path)
+        try:
+            got = await read_out(port, address, max_baud)
+        finally:
+            await port.close()
+        rows = [d for d in got.data if not quantities or d.obis in quantities]
+        who = (f"{got.identification.manufacturer} {got.identification.identification} "
+               f"via {path} at {got.baud} baud")
+        if as_json:
+            click.echo(json.dumps({"meter": who, "values": [
+                {"obis": d.obis, "address": d.address, "value": d.number
+                 if d.number is not None else d.value, "unit": d.unit, "extra": list(d.extra)}
+                for d in rows]}, indent=2))
+            return
+        # Numbers with a unit are quantities; the rest (a serial, a time, an error
+        # register) are shown as the meter wrote them.
+        console.print(values_table(who, [(d.obis, d.number if d.number is not None and d.unit
+                                          else d.value, d.unit) for d in rows]))
 
     run_async(go())
 

@@ -122,28 +122,69 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
 @click.option("--latency-ms", default=0.0, show_default=True)
 @click.option("--speed", default=1.0, show_default=True, help="Simulated time runs N× faster.")
 @click.option("--seed", default=1, show_default=True)
+@click.option("--three-phase", "three_phase", multiple=True, type=int,
+              help="Meter number that is three-phase (repeatable).")
+@click.option("--miswire", "miswire", multiple=True, metavar="N:PERM:SIGNS",
+              help="Miswire three-phase meter N, e.g. 2:BAC:++- (element A gets B's "
+                   "current, B gets A's, C reversed) or 2:ABC:+++:C (phase C voltage off).")
+@click.option("--optical", is_flag=True, help="Also an IEC 62056-21 optical port.")
 def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float,
-             seed: int) -> None:
+             seed: int, three_phase: tuple[int, ...], miswire: tuple[str, ...],
+             optical: bool) -> None:
     """Run simulated DL/T 645 meters on pty buses and print the paths to open."""
     from collector.acquisition.clock import SimulatedClock
     from simulator.bus import WireTiming
     from simulator.fleet import FleetSpec, build_fleet
+    from simulator.wiring import Miswiring
+
+    wiring: dict[int, Miswiring] = {}
+    for text in miswire:
+        try:
+            n, perm, signs, *volts = text.split(":")
+            wiring[int(n)] = Miswiring(
+                tuple("ABC".index(p) for p in perm.upper()),  # type: ignore[arg-type]
+                tuple(-1 if s == "-" else 1 for s in signs),  # type: ignore[arg-type]
+                "ABC".index(volts[0].upper()) if volts else None)
+        except (ValueError, IndexError):
+            raise click.BadParameter(f"{text!r}: use N:PERM:SIGNS[:MISSING], e.g. "
+                                     "2:BAC:++- or 2:ABC:+++:C", param_hint="--miswire") from None
+        if len(wiring[int(n)].perm) != 3 or sorted(wiring[int(n)].perm) != [0, 1, 2] or len(
+                wiring[int(n)].signs) != 3:
+            raise click.BadParameter(f"{text!r}: PERM is A, B, C in some order; SIGNS three "
+                                     "of + or -", param_hint="--miswire")
 
     async def go() -> None:
         clock = SimulatedClock(datetime.now(UTC), speed)
         spec = FleetSpec(meters=meters, buses=buses, seed=seed, tz=ZoneInfo("Asia/Shanghai"),
-                         timing=WireTiming(baud=baud, latency_s=latency_ms / 1000))
+                         timing=WireTiming(baud=baud, latency_s=latency_ms / 1000),
+                         three_phase=frozenset(three_phase) | frozenset(wiring),
+                         wiring=wiring)
         fleet = build_fleet(spec, clock.now, clock.now() - timedelta(days=2))
         paths = await fleet.start()
         for i, path in enumerate(paths):
             addrs = [m.address for n, m in fleet.meters.items() if fleet.bus_of[n] == i]
             console.print(f"bus{i + 1}: {path}  meters {addrs[0]}…{addrs[-1]} ({len(addrs)})")
+        for n, w in sorted(wiring.items()):
+            console.print(f"  meter {n} is miswired: element A gets phase "
+                          f"{'ABC'[w.perm[0]]}, B gets {'ABC'[w.perm[1]]}, C gets "
+                          f"{'ABC'[w.perm[2]]}; signs {w.signs}"
+                          + (f"; phase {'ABC'[w.missing_voltage]} voltage off"
+                             if w.missing_voltage is not None else ""))
+        probe = None
+        if optical:
+            from simulator.optical_meter import SimulatedOpticalMeter
+
+            first = fleet.meters[1]
+            probe = SimulatedOpticalMeter(first.address, first.load, first.registers, clock.now)
+            console.print(f"optical port of meter 1 (IEC 62056-21): {await probe.start()}")
         console.print("Ctrl-C to stop", style="dim")
         sys.stdout.flush()
         try:
             await asyncio.Event().wait()
         finally:
             await fleet.stop()
+            if probe is not None:
+                await probe.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())

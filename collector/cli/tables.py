@@ -23,7 +23,9 @@ def quantity_name(obis: str) -> str:
     return _NAMES.get(obis, "")
 
 
-def fmt_value(value: float, unit: str) -> str:
+def fmt_value(value: float | str, unit: str) -> str:
+    if isinstance(value, str):
+        return value  # a meter's text field (a serial, a date, an error register)
     if unit in ("kWh", "kvarh"):
         return f"{value:,.2f}"
     if unit in ("kW", "kvar"):
@@ -37,7 +39,7 @@ def fmt_value(value: float, unit: str) -> str:
     return f"{value:g}"
 
 
-def values_table(title: str, values: Iterable[tuple[str, float, str]]) -> Table:
+def values_table(title: str, values: Iterable[tuple[str, float | str, str]]) -> Table:
     table = Table(title=title)
     table.add_column("OBIS")
     table.add_column("quantity")
