@@ -165,7 +165,7 @@ def _unit_range(text: str) -> range:
     return units
 
 
-def _scan_modbus(url: str, latency_ms: float, units: range) -> None:
+def _scan_modbus(url: str, latency_ms: float, units: range, as_json: bool = False) -> None:
     from collector.field.tools import modbus_session, scan_modbus
 
     target = _modbus_target(url)
@@ -179,6 +179,9 @@ def _scan_modbus(url: str, latency_ms: float, units: range) -> None:
                         task, completed=u - units.start + 1, description=f"probing unit {u}"))
 
     found = run_async(go())
+    if as_json:
+        click.echo(json.dumps({"url": url, "units": found}))
+        sys.exit(0 if found else 1)
     if not found:
         console.print(f"no Modbus device answered at {url}")
         sys.exit(1)
@@ -190,13 +193,14 @@ def _scan_modbus(url: str, latency_ms: float, units: range) -> None:
 @_line_options
 @click.option("--units", "unit_text", default="1-247", show_default=True,
               help="Modbus unit ids to probe, e.g. 1-32.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
 def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
-         latency_ms: float, unit_text: str) -> None:
+         latency_ms: float, unit_text: str, as_json: bool) -> None:
     """Find the meters on a bus: DL/T 645 addresses, or Modbus unit ids 1-247."""
     from collector.field.tools import dlt645_session, scan_bus
 
     if modbus_url:
-        _scan_modbus(modbus_url, latency_ms, _unit_range(unit_text))
+        _scan_modbus(modbus_url, latency_ms, _unit_range(unit_text), as_json)
         return
     port = _need_port(port)
 
@@ -215,6 +219,9 @@ def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
                 return await scan_bus(client, on_probe)
 
     found = run_async(go())
+    if as_json:
+        click.echo(json.dumps({"port": port, "addresses": found}))
+        sys.exit(0 if found else 1)
     if not found:
         console.print(f"no meter answered on {port}")
         sys.exit(1)
@@ -231,8 +238,10 @@ def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
 @click.option("--sync", is_flag=True, help="Broadcast a time sync, then check again.")
 @click.option("--force", is_flag=True,
               help="Sync even when the offset is whole hours (a likely time-zone mistake).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
 def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
-          latency_ms: float, address: str, tz_name: str, sync: bool, force: bool) -> None:
+          latency_ms: float, address: str, tz_name: str, sync: bool, force: bool,
+          as_json: bool) -> None:
     """Show a DL/T 645 meter clock's offset from this machine, and optionally sync it."""
     from collector.field.tools import (
         check_clock,
@@ -252,6 +261,11 @@ def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
             port, LineSettings(baud, parity), ClientSettings(latency_s=latency_ms / 1000)
         ) as client:
             before = await check_clock(client, addr, tz)
+            if as_json and not sync:
+                click.echo(json.dumps({"meter": addr, "meter_time": before.meter_time.isoformat(),
+                                       "server_time": before.server_time.isoformat(),
+                                       "offset_s": round(before.offset_s, 1)}))
+                return
             console.print(
                 f"meter {addr}: {before.meter_time:%Y-%m-%d %H:%M:%S %Z}, "
                 f"server {before.server_time.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}, "

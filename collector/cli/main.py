@@ -12,6 +12,7 @@ from collector.cli.reports import db, report
 from collector.cli.run import demo, run, simulate
 from collector.cli.service import service
 from collector.cli.vee import meters, vee
+from collector.cli.watch import history, watch
 from collector.cli.wiring import wiring
 
 
@@ -22,7 +23,8 @@ def main() -> None:
 
 
 for command in (run, demo, read, scan, clock, simulate, db, report, flags, screen, plot,
-                service, vee, meters, bill, points, prepaid, api, token, export, wiring):
+                service, vee, meters, bill, points, prepaid, api, token, export, wiring, watch,
+                history):
     main.add_command(command)
 
 if __name__ == "__main__":

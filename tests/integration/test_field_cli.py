@@ -67,3 +67,44 @@ async def test_a_silent_meter_is_reported_as_a_device_error_not_a_traceback() ->
     assert result.exit_code == 3
     assert "device error: no reply within" in result.output
     assert "Traceback" not in result.output
+
+
+async def test_history_reads_the_meters_memory_and_json_is_for_scripts() -> None:
+    import json
+
+    async with meters_on_a_pty(1) as path:
+        result = await invoke("history", "--port", path, "--baud", "9600", "--address", "1",
+                              "--days", "1", "--json")
+        table = await invoke("history", "--port", path, "--baud", "9600", "--address", "1",
+                             "--days", "1")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert len(doc["profile"]) >= 90  # a day of 15-minute records from the meter's memory
+    forward = [r["forward_kwh"] for r in doc["profile"]]
+    assert forward == sorted(forward)
+    assert doc["frozen"] and doc["events"] == [{"kind": "cover_open", "none": True}]
+    assert "daily frozen values" in table.output and "load profile:" in table.output
+
+
+async def test_watch_refreshes_the_values_in_place_until_told_to_stop() -> None:
+    async with meters_on_a_pty(1) as path:
+        result = await invoke("watch", "--port", path, "--baud", "9600", "--address", "1",
+                              "--every", "0", "--count", "2", "--quantity", "1-0:1.8.0",
+                              "--quantity", "1-0:32.7.0")
+    assert result.exit_code == 0, result.output
+    assert "forward active energy" in result.output and "voltage, phase A" in result.output
+
+
+async def test_read_scan_and_clock_answer_in_json() -> None:
+    import json
+
+    async with meters_on_a_pty(2) as path:
+        read = await invoke("read", "--port", path, "--baud", "9600", "--address", "2",
+                            "--json", "--quantity", "1-0:1.8.0")
+        scan = await invoke("scan", "--port", path, "--baud", "9600", "--latency-ms", "20",
+                            "--json")
+        clock = await invoke("clock", "--port", path, "--baud", "9600", "--address", "1",
+                             "--json")
+    assert json.loads(read.output)["values"][0]["obis"] == "1-0:1.8.0"
+    assert json.loads(scan.output)["addresses"] == ["000000000001", "000000000002"]
+    assert abs(json.loads(clock.output)["offset_s"]) < 5
