@@ -130,6 +130,8 @@ class SerialPort:
     async def read_some(self, deadline: float) -> bytes:
         """Whatever has arrived, waiting until `deadline` (time.monotonic) for at least a byte."""
         while not self._buffer:
+            if isinstance(self._error, TransportError):
+                raise TransportError(self._error.message, bus=self.port)
             if self._error is not None:
                 raise TransportError(f"{self.port}: {self._error}", bus=self.port)
             remaining = deadline - time.monotonic()

@@ -91,11 +91,13 @@ def read(port: str | None, modbus_url: str | None, baud: int, parity: str, laten
             click.echo(json.dumps({"meter": addr, "port": port, "values": [
                 {"obis": v.obis, "value": v.value, "unit": v.unit} for v in outcome.values],
                 "problems": outcome.problems}, indent=2))
-            return
+            sys.exit(1 if outcome.problems else 0)
         console.print(values_table(f"meter {addr} on {port}",
                                    [(v.obis, v.value, v.unit) for v in outcome.values]))
         for problem in outcome.problems:
-            console.print(f"[yellow]{problem}[/]")
+            console.print(f"[yellow]meter {addr}: {problem}[/]")
+        if outcome.problems:
+            sys.exit(1)  # what was read is shown; a script still learns something is missing
 
     run_async(go())
 

@@ -108,3 +108,15 @@ async def test_read_scan_and_clock_answer_in_json() -> None:
     assert json.loads(read.output)["values"][0]["obis"] == "1-0:1.8.0"
     assert json.loads(scan.output)["addresses"] == ["000000000001", "000000000002"]
     assert abs(json.loads(clock.output)["offset_s"]) < 5
+
+
+async def test_an_unsupported_data_id_is_named_and_the_read_exits_non_zero() -> None:
+    from protocols.dlt645 import data_ids
+
+    missing = frozenset({data_ids.plan_reads(["1-0:2.8.0"])[0]})
+    async with meters_on_a_pty(1, {1: MeterFaults(error_dis=missing)}) as path:
+        result = await invoke("read", "--port", path, "--baud", "9600", "--address", "1",
+                              "--quantity", "1-0:1.8.0", "--quantity", "1-0:2.8.0")
+    assert result.exit_code == 1, result.output
+    assert "1-0:1.8.0" in result.output  # what could be read is still shown
+    assert "meter 000000000001: DI" in result.output and "Traceback" not in result.output
