@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from model import Bill, BillStatus, PrepaidAccount, PrepaidEvent, TariffChange
 from storage.billing import (
@@ -20,9 +20,8 @@ from storage.billing import (
     holds_json,
     plan_bills,
 )
+from storage.sqlite_mixin import SqlitePart
 from storage.versions import Refused
-
-T = TypeVar("T")
 
 SCHEMA = (
     "0006_billing",
@@ -94,17 +93,8 @@ def _latest(db: sqlite3.Connection, cycle: str, ids: Sequence[str]) -> dict[str,
     return {r[1]: _bill(r) for r in rows if r[1] in wanted}
 
 
-class SqliteBilling:
+class SqliteBilling(SqlitePart):
     """Mixed into SqliteStore, which supplies the connection helpers."""
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
-        raise NotImplementedError
 
     async def tariff_changes(self, service_point_id: str | None = None) -> list[TariffChange]:
         def read(db: sqlite3.Connection) -> list[TariffChange]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from storage.sqlite_mixin import SqlitePart
 from storage.tokens import ApiToken, AuditEntry, check_new, digest, new_secret
 from storage.versions import Refused
-
-T = TypeVar("T")
 
 SCHEMA = (
     "0007_api",
@@ -33,17 +32,8 @@ def _token(r: Sequence[Any]) -> ApiToken:
                     None if r[3] is None else datetime.fromtimestamp(r[3], UTC))
 
 
-class SqliteTokens:
+class SqliteTokens(SqlitePart):
     """Mixed into SqliteStore, which supplies the connection helpers."""
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
-        raise NotImplementedError
 
     async def create_token(self, name: str, scopes: Sequence[str]) -> str:
         chosen = check_new(name, scopes)

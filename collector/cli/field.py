@@ -129,20 +129,29 @@ def _read_optical(path: str, address: str, max_baud: int | None,
     run_async(go())
 
 
+def modbus_profile(unit: int | None, profile_name: str | None,
+                   profile_dirs: tuple[str, ...], what: str) -> Any:
+    """The profile a Modbus command names; a usage error without --unit and --profile,
+    and a profile mistake as one line with the config exit code."""
+    from protocols.modbus.profile import ProfileError, find_profile
+
+    if unit is None or not profile_name:
+        raise click.UsageError(f"{what} needs --unit and --profile")
+    try:
+        return find_profile(profile_name, profile_dirs)
+    except ProfileError as exc:
+        console.print(f"[red]profile error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_CONFIG)
+
+
 def _read_modbus(url: str, unit: int | None, profile_name: str | None,
                  profile_dirs: tuple[str, ...], quantities: tuple[str, ...],
                  latency_ms: float) -> None:
     from collector.field.tools import modbus_session, read_modbus
-    from protocols.modbus.profile import ProfileError, find_profile
 
     target = _modbus_target(url)
-    if unit is None or not profile_name:
-        raise click.UsageError("a Modbus read needs --unit and --profile")
-    try:
-        profile = find_profile(profile_name, profile_dirs)
-    except ProfileError as exc:
-        console.print(f"[red]profile error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(EXIT_CONFIG)
+    profile = modbus_profile(unit, profile_name, profile_dirs, "a Modbus read")
+    assert unit is not None
 
     async def go() -> None:
         async with modbus_session(target, timeout_s=latency_ms / 1000) as reader:

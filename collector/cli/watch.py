@@ -13,7 +13,13 @@ from rich.live import Live
 from rich.table import Table
 
 from collector.cli.context import console, run_async
-from collector.cli.field import _address, _line_options, _modbus_target, _need_port
+from collector.cli.field import (
+    _address,
+    _line_options,
+    _modbus_target,
+    _need_port,
+    modbus_profile,
+)
 from collector.cli.tables import fmt_value, quantity_name
 from protocols.dlt645.client import ClientSettings
 from protocols.serial import LineSettings
@@ -91,11 +97,10 @@ def watch(port: str | None, modbus_url: str | None, baud: int, parity: str,
             return
         if modbus_url:
             from collector.field.tools import modbus_session, read_modbus
-            from protocols.modbus.profile import find_profile
 
-            if unit is None or not profile_name:
-                raise click.UsageError("watching a Modbus meter needs --unit and --profile")
-            profile = find_profile(profile_name, profile_dirs)
+            profile = modbus_profile(unit, profile_name, profile_dirs,
+                                     "watching a Modbus meter")
+            assert unit is not None
             async with modbus_session(_modbus_target(modbus_url),
                                       timeout_s=latency_ms / 1000) as reader:
                 async def read_modbus_once() -> Values:

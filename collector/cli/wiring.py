@@ -11,8 +11,14 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from collector.cli.context import EXIT_CONFIG, console, run_async
-from collector.cli.field import _address, _line_options, _modbus_target, _need_port
+from collector.cli.context import console, run_async
+from collector.cli.field import (
+    _address,
+    _line_options,
+    _modbus_target,
+    _need_port,
+    modbus_profile,
+)
 from protocols.dlt645.client import ClientSettings
 from protocols.serial import LineSettings
 
@@ -103,16 +109,10 @@ async def _modbus_samples(url: str, unit: int | None, profile_name: str | None,
                           profile_dirs: tuple[str, ...], wanted: tuple[str, ...],
                           latency_ms: float, take: Any) -> list[dict[str, float]]:
     from collector.field.tools import modbus_session, read_modbus
-    from protocols.modbus.profile import ProfileError, find_profile
 
     target = _modbus_target(url)
-    if unit is None or not profile_name:
-        raise click.UsageError("a Modbus wiring check needs --unit and --profile")
-    try:
-        profile = find_profile(profile_name, profile_dirs)
-    except ProfileError as exc:
-        console.print(f"[red]profile error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(EXIT_CONFIG)
+    profile = modbus_profile(unit, profile_name, profile_dirs, "a Modbus wiring check")
+    assert unit is not None
     async with modbus_session(target, timeout_s=latency_ms / 1000) as reader:
         async def once() -> dict[str, float]:
             got = await read_modbus(reader, unit, profile, wanted)
