@@ -100,13 +100,27 @@ def flags_run(ctx: click.Context, full: bool, at: datetime | None) -> None:
               help="Write id,score,reasons here (default: print the top 20).")
 @click.option("--encoding", default=None,
               help="The file's text encoding, e.g. gbk or utf-16 (default: detected).")
-def screen(csv_path: str, out_path: str | None, encoding: str | None) -> None:
+@click.option("--labels", "labels_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Inspections, id,label (1 theft confirmed, 0 clean): learn "
+                                 "from them instead of the rules.")
+@click.option("--save-model", "save_path", type=click.Path(dir_okay=False), default=None,
+              help="Keep the model trained from --labels, to score later files.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Score with a model saved earlier by --save-model.")
+@click.option("--seed", default=0, show_default=True)
+def screen(csv_path: str, out_path: str | None, encoding: str | None,
+           labels_path: str | None, save_path: str | None, model_path: str | None,
+           seed: int) -> None:
     """Screen a wide CSV of daily kWh (id, then one column per date) for theft and faults."""
     import codecs
 
     from rich.progress import Progress
 
+    from collector.flags.learned import LabelError
     from collector.flags.screening import ScreenError, screen_file
+
+    if save_path and not labels_path:
+        raise click.UsageError("--save-model keeps a model trained from --labels: give both")
 
     if encoding is not None:
         try:
@@ -119,8 +133,11 @@ def screen(csv_path: str, out_path: str | None, encoding: str | None) -> None:
             task = progress.add_task("screening", total=None)
             result = screen_file(Path(csv_path), Path(out_path) if out_path else None,
                                  on_progress=lambda done, total: progress.update(
-                                     task, completed=done, total=total), encoding=encoding)
-    except ScreenError as exc:
+                                     task, completed=done, total=total), encoding=encoding,
+                                 labels=Path(labels_path) if labels_path else None,
+                                 model_in=Path(model_path) if model_path else None,
+                                 model_out=Path(save_path) if save_path else None, seed=seed)
+    except (ScreenError, LabelError) as exc:
         console.print(f"[red]cannot screen:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     if result.encoding not in ("utf-8", "utf-8-sig"):
@@ -136,6 +153,19 @@ def screen(csv_path: str, out_path: str | None, encoding: str | None) -> None:
                     f"{result.flagged} scored at or above the flag threshold")
     if result.ignored_columns:
         console.print(f"ignored non-date columns: {', '.join(result.ignored_columns[:10])}")
+    if result.learned:
+        how = "a saved model" if model_path else "a model trained on the inspections"
+        console.print(f"scored by {how}: {result.labelled} inspected customers, "
+                      f"{result.thieves} confirmed thefts")
+        if result.cv_auc is not None:
+            kind = "on the labels" if model_path else "cross-validated (out of fold)"
+            console.print(f"{kind}: AUC {result.cv_auc:.3f}, MAP@{result.map_n} "
+                          f"{result.cv_map:.3f}; the rules alone: AUC {result.rules_auc:.3f}")
+        for warning in result.warnings:
+            console.print(f"[yellow]warning:[/] {escape(warning)}")
+        if save_path:
+            console.print(f"model saved to {save_path} (load only files you made: "
+                          "it is a pickle)")
     if out_path:
         console.print(f"written to {out_path}, highest score first")
     else:

@@ -47,6 +47,17 @@ class ScreenResult:
     """Cells that were not numbers (counted as missing days)."""
     long_rows: int = 0
     """Rows with more cells than the header (the extra cells were ignored)."""
+    learned: bool = False
+    """Scores come from a model trained on inspections (or loaded), not the rules."""
+    labelled: int = 0
+    thieves: int = 0
+    cv_auc: float | None = None
+    """On the labelled customers, out of fold (or of a loaded model)."""
+    cv_map: float | None = None
+    map_n: int = 0
+    rules_auc: float | None = None
+    """The rule score's AUC on the same labels, for comparison."""
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_dates(header: list[str]) -> tuple[list[int], list[date], list[str]]:
@@ -176,8 +187,11 @@ def score_matrix(x: np.ndarray, t: Thresholds) -> tuple[np.ndarray, list[str]]:
 
 def screen_file(path: Path, out: Path | None, thresholds: Thresholds | None = None,
                 on_progress: Callable[[int, int], None] | None = None,
-                encoding: str | None = None) -> ScreenResult:
+                encoding: str | None = None, labels: Path | None = None,
+                model_in: Path | None = None, model_out: Path | None = None,
+                seed: int = 0) -> ScreenResult:
     t = thresholds or Thresholds()
+    learning = labels is not None or model_in is not None
     enc = encoding or detect_encoding(path)
     rows = _rows(path, enc)
     header = next(rows, None)
@@ -204,8 +218,10 @@ def screen_file(path: Path, out: Path | None, thresholds: Thresholds | None = No
     ids: list[str] = []
     scores: list[np.ndarray] = []
     reasons: list[str] = []
+    feats: list[np.ndarray] = []
     chunk: list[list[str]] = []
     width = len(header)
+    weekday = (calendar.astype("datetime64[D]").astype(np.int64) + 3) % 7  # Monday 0
 
     def flush() -> None:
         block = np.full((len(chunk), len(calendar)), np.nan)
@@ -217,6 +233,10 @@ def screen_file(path: Path, out: Path | None, thresholds: Thresholds | None = No
         result.long_rows += sum(1 for r in chunk if len(r) > width)
         block[:, position[order]] = values[:, order]
         s, why = score_matrix(block, t)
+        if learning:
+            from collector.flags.learned import features
+
+            feats.append(features(block, weekday, s))
         scores.append(s)
         reasons.extend(why)
         ids.extend(r[0] for r in chunk)
@@ -234,6 +254,9 @@ def screen_file(path: Path, out: Path | None, thresholds: Thresholds | None = No
     if not ids:
         raise ScreenError(f"{path} has a header but no customer rows")
     all_scores = np.concatenate(scores)
+    if learning:
+        all_scores, reasons = _learn(result, ids, all_scores, np.vstack(feats), labels,
+                                     model_in, model_out, seed)
     ranked = np.argsort(-all_scores, kind="mergesort")
     if out is not None:
         with out.open("w", newline="") as f:
@@ -243,7 +266,42 @@ def screen_file(path: Path, out: Path | None, thresholds: Thresholds | None = No
                 w.writerow([ids[i], f"{all_scores[i]:.4f}", reasons[i]])
     result.rows, result.days = len(ids), len(calendar)
     result.first_day, result.last_day = str(calendar[0]), str(calendar[-1])
-    result.flagged = int((all_scores >= t.theft_score).sum())
+    result.flagged = int((all_scores >= (0.5 if learning else t.theft_score)).sum())
     result.ignored_columns = ignored
     result.top = [(ids[i], float(all_scores[i]), reasons[i]) for i in ranked[:20]]
     return result
+
+
+def _learn(result: ScreenResult, ids: list[str], rule: np.ndarray, feats: np.ndarray,
+           labels: Path | None, model_in: Path | None, model_out: Path | None,
+           seed: int) -> tuple[np.ndarray, list[str]]:
+    """Scores and reasons from inspections: out of fold for the labelled customers, the
+    model trained on every label for the rest (or a model saved earlier)."""
+    from collector.flags import learned as ml
+
+    y_of = ml.read_labels(labels, ids) if labels is not None else {}
+    idx = np.array([i for i, c in enumerate(ids) if c in y_of], dtype=np.int64)
+    y = np.array([y_of[ids[i]] for i in idx], dtype=np.int64)
+    result.learned, result.labelled, result.thieves = True, len(idx), int(y.sum())
+    if labels is not None and min(result.thieves, len(y) - result.thieves) < ml.MIN_PER_CLASS:
+        result.warnings.append(
+            f"only {result.thieves} theft and {len(y) - result.thieves} clean labels: with "
+            f"fewer than {ml.MIN_PER_CLASS} of each, the cross-validated figures mean little")
+    if model_in is not None:
+        model = ml.load(model_in)
+        final = model.score(feats)
+        evaluated = final[idx] if len(idx) else None
+    else:
+        oof = ml.out_of_fold(feats[idx], y, seed)
+        model = ml.train(feats[idx], y, seed)
+        final = model.score(feats)
+        final[idx] = oof
+        evaluated = oof
+    if evaluated is not None and len(idx):
+        result.map_n = min(100, len(idx))
+        result.cv_auc = ml.auc(y, evaluated)
+        result.cv_map = ml.map_at(y, evaluated, result.map_n)
+        result.rules_auc = ml.auc(y, rule[idx])
+    if model_out is not None:
+        ml.save(model, model_out)
+    return np.round(final, 4), model.reasons(feats)
