@@ -65,6 +65,10 @@ class SimulatedDlt645Meter:
     """The load-profile record interval the meter keeps in memory."""
     profile_keep: timedelta = timedelta(days=10)
     cover_opens: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    power_downs: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    """Power failures the meter recorded (start, end), oldest first."""
+    clock_sets: list[tuple[datetime, datetime]] = field(default_factory=list)
+    """Clock settings (meter time before, after), recorded by every time sync it obeys."""
     password: bytes = bytes.fromhex("02000000")
     """What a remote-control command must carry (the plain 2007 form, no ESAM)."""
     relay_open: bool = False
@@ -162,6 +166,7 @@ class SimulatedDlt645Meter:
             target = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=self.tz)
         except ValueError:
             return
+        self.clock_sets.append((self.clock(now), target))
         self.faults.clock_offset_s = round((target - now).total_seconds())
 
     # --- values ------------------------------------------------------------------------
@@ -236,6 +241,18 @@ class SimulatedDlt645Meter:
                 start.astimezone(self.tz), end.astimezone(self.tz) if end else None, fwd, rev
             )
             return data_ids.encode_cover_record(record)
+        if di == data_ids.DI_POWER_DOWN_RECORD:
+            if not self.power_downs:
+                return None
+            start, end = self.power_downs[-1]
+            return data_ids.encode_power_down_record(data_ids.PowerDownRecord(
+                start.astimezone(self.tz), end.astimezone(self.tz) if end else None))
+        if di == data_ids.DI_TIME_SET_RECORD:
+            if not self.clock_sets:
+                return None
+            before, after = self.clock_sets[-1]
+            return data_ids.encode_time_set_record(data_ids.TimeSetRecord(
+                "00000001", before.astimezone(self.tz), after.astimezone(self.tz)))
         if di >> 16 == 0x0506:
             return self._frozen_payload(di, now)
         item = data_ids.ITEMS.get(di)

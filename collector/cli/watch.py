@@ -187,8 +187,14 @@ def history(port: str | None, modbus_url: str | None, baud: int, parity: str,
                       f"{got.profile[0].ts:%Y-%m-%d %H:%M} to {got.profile[-1].ts:%Y-%m-%d %H:%M}"
                       f" (forward {got.profile[0].forward_kwh:,.2f} → "
                       f"{got.profile[-1].forward_kwh:,.2f} kWh)")
+    words = {"cover_open": ("cover opening", "cover opened {start}, closed {end}"),
+             "power_down": ("power failure", "power failed {start}, restored {end}"),
+             "clock_set": ("clock setting", "clock set from {before} to {after} by operator "
+                                            "{operator}")}
     for e in got.events:
-        console.print("events: no cover opening on record" if e.get("none")
-                      else f"event: cover opened {e['start']}, closed {e['end'] or 'not yet'}")
+        none, text = words[str(e["kind"])]
+        console.print(f"events: no {none} on record" if e.get("none") else
+                      "event: " + text.format(**{k: v if v is not None else "not yet"
+                                                 for k, v in e.items()}))
     for what in got.unsupported:
         console.print(f"[yellow]the meter does not keep {what}[/]")

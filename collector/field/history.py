@@ -68,5 +68,19 @@ async def read_history(client: Dlt645Client, address: str, days: int, tz: tzinfo
                            "forward_before_kwh": rec.forward_before_kwh})
     except MeterErrorReply:
         out.events.append({"kind": "cover_open", "none": True})
+    try:
+        down = data_ids.decode_power_down_record(
+            await client.read(address, data_ids.DI_POWER_DOWN_RECORD), tz)
+        out.events.append({"kind": "power_down", "start": down.start.isoformat(),
+                           "end": down.end.isoformat() if down.end else None})
+    except MeterErrorReply:
+        out.events.append({"kind": "power_down", "none": True})
+    try:
+        sets = data_ids.decode_time_set_record(
+            await client.read(address, data_ids.DI_TIME_SET_RECORD), tz)
+        out.events.append({"kind": "clock_set", "operator": sets.operator,
+                           "before": sets.before.isoformat(), "after": sets.after.isoformat()})
+    except MeterErrorReply:
+        out.events.append({"kind": "clock_set", "none": True})
     step("events")
     return out

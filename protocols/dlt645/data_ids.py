@@ -362,18 +362,65 @@ def _record_time(raw: bytes, tz: tzinfo) -> datetime | None:
     return _local((yy, mm, dd, hh, mi, ss), tz, "record time", raw)
 
 
-def encode_cover_record(rec: CoverOpenRecord) -> bytes:
-    def stamp(t: datetime | None) -> bytes:
-        if t is None:
-            return bytes(6)
-        return _bcd((t.year % 100, t.month, t.day, t.hour, t.minute, t.second))
+def _stamp(t: datetime | None) -> bytes:
+    if t is None:
+        return bytes(6)
+    return _bcd((t.year % 100, t.month, t.day, t.hour, t.minute, t.second))
 
-    out = stamp(rec.start) + stamp(rec.end)
+
+def encode_cover_record(rec: CoverOpenRecord) -> bytes:
+    out = _stamp(rec.start) + _stamp(rec.end)
     if rec.forward_before_kwh is not None:
         out += ENERGY.encode(rec.forward_before_kwh)
         if rec.reverse_before_kwh is not None:
             out += ENERGY.encode(rec.reverse_before_kwh)
     return out
+
+
+DI_POWER_DOWN_RECORD = 0x03110001
+"""The last power failure (掉电): start and end, ssmmhhDDMMYY each (end zeros while off)."""
+DI_TIME_SET_RECORD = 0x03300401
+"""The last clock setting (校时): operator code (4 bytes), then the time before and the
+time after, ssmmhhDDMMYY each."""
+
+
+@dataclass(frozen=True, slots=True)
+class PowerDownRecord:
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSetRecord:
+    operator: str
+    before: datetime
+    after: datetime
+
+
+def decode_power_down_record(raw: bytes, tz: tzinfo) -> PowerDownRecord:
+    if len(raw) < 12:
+        raise FrameError(f"power-down record needs 12 bytes, got {len(raw)}", raw=raw)
+    start = _record_time(raw[0:6], tz)
+    if start is None:
+        raise FrameError("power-down record has no start time", raw=raw)
+    return PowerDownRecord(start, _record_time(raw[6:12], tz))
+
+
+def encode_power_down_record(rec: PowerDownRecord) -> bytes:
+    return _stamp(rec.start) + _stamp(rec.end)
+
+
+def decode_time_set_record(raw: bytes, tz: tzinfo) -> TimeSetRecord:
+    if len(raw) < 16:
+        raise FrameError(f"time-setting record needs 16 bytes, got {len(raw)}", raw=raw)
+    before, after = _record_time(raw[4:10], tz), _record_time(raw[10:16], tz)
+    if before is None or after is None:
+        raise FrameError("time-setting record has no times", raw=raw)
+    return TimeSetRecord(f"{int.from_bytes(raw[0:4], 'little'):08X}", before, after)
+
+
+def encode_time_set_record(rec: TimeSetRecord) -> bytes:
+    return int(rec.operator, 16).to_bytes(4, "little") + _stamp(rec.before) + _stamp(rec.after)
 
 
 # --- load profile ----------------------------------------------------------------------

@@ -73,17 +73,25 @@ async def test_history_reads_the_meters_memory_and_json_is_for_scripts() -> None
     import json
 
     async with meters_on_a_pty(1) as path:
+        synced = await invoke("clock", "--port", path, "--baud", "9600", "--address", "1",
+                              "--sync")
         result = await invoke("history", "--port", path, "--baud", "9600", "--address", "1",
                               "--days", "1", "--json")
         table = await invoke("history", "--port", path, "--baud", "9600", "--address", "1",
                              "--days", "1")
+    assert synced.exit_code == 0, synced.output
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert len(doc["profile"]) >= 90  # a day of 15-minute records from the meter's memory
     forward = [r["forward_kwh"] for r in doc["profile"]]
     assert forward == sorted(forward)
-    assert doc["frozen"] and doc["events"] == [{"kind": "cover_open", "none": True}]
+    assert doc["frozen"]
+    events = {e["kind"]: e for e in doc["events"]}
+    assert events["cover_open"] == {"kind": "cover_open", "none": True}
+    assert events["power_down"] == {"kind": "power_down", "none": True}
+    assert events["clock_set"]["operator"] == "00000001"  # the sync just sent, recorded
     assert "daily frozen values" in table.output and "load profile:" in table.output
+    assert "clock set from" in table.output and "no power failure on record" in table.output
 
 
 async def test_watch_refreshes_the_values_in_place_until_told_to_stop() -> None:

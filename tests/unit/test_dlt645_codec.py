@@ -200,3 +200,22 @@ def test_a_late_reply_to_the_previous_data_id_is_not_taken_as_the_answer() -> No
     fresh = codec.read_reply("000000000001", 0x02010100, b"\x00\x22")
     assert not _answers(request, stale)
     assert _answers(request, fresh)
+
+
+def test_power_down_and_time_setting_records_round_trip() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Asia/Shanghai")
+    down = data_ids.PowerDownRecord(datetime(2026, 11, 30, 21, 5, 9, tzinfo=tz),
+                                    datetime(2026, 11, 30, 23, 0, 0, tzinfo=tz))
+    raw = data_ids.encode_power_down_record(down)
+    assert raw[:6] == bytes([0x09, 0x05, 0x21, 0x30, 0x11, 0x26])  # ssmmhhDDMMYY, low first
+    assert data_ids.decode_power_down_record(raw, tz) == down
+    still_off = data_ids.PowerDownRecord(down.start, None)
+    assert data_ids.decode_power_down_record(
+        data_ids.encode_power_down_record(still_off), tz) == still_off
+    sets = data_ids.TimeSetRecord("00000001", datetime(2026, 12, 1, 8, 0, 5, tzinfo=tz),
+                                  datetime(2026, 12, 1, 8, 0, 0, tzinfo=tz))
+    raw = data_ids.encode_time_set_record(sets)
+    assert len(raw) == 16 and data_ids.decode_time_set_record(raw, tz) == sets
