@@ -10,6 +10,7 @@ estimated read's, so an interval next to an estimate is marked estimated too.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -78,26 +79,40 @@ async def stream_days(store: ValidatedStore, meter_ids: Sequence[str], first: da
     days = _days(first, last)
     starts = [standard_midnight(d, tz) for d in days]
     contiguous = all(b - a == timedelta(days=1) for a, b in itertools.pairwise(starts))
-    for c in range(0, len(meter_ids), chunk):
-        ids = list(meter_ids[c:c + chunk])
-        arrays = await store.current_arrays(ENERGY, lo, hi, ids)
-        for meter in ids:
-            if arrays.rows(meter).stop == arrays.rows(meter).start:
-                continue
-            for a in assignments.get(meter) or [MeterAssignment(meter, meter)]:
-                # One pass over the whole span where the days join up (a zone whose
-                # standard offset did not change), else a day at a time.
-                spans = ([(0, lo, len(days))] if contiguous
-                         else [(i, t, 1) for i, t in enumerate(starts)])
-                for first_day, begin, count in spans:
-                    got = _span(arrays, meter, begin, count * per_day, step, a)
-                    for k in range(count):
-                        part = slice(k * per_day, (k + 1) * per_day)
-                        day = StreamDay(a.service_point_id, meter, days[first_day + k],
-                                        starts[first_day + k], *_judged(arrays, got, part))
-                        if day.qualities is None or not all(
-                                q is Quality.NULL for q in day.qualities):
-                            yield day
+    chunks = [list(meter_ids[c:c + chunk]) for c in range(0, len(meter_ids), chunk)]
+
+    def fetch(n: int) -> asyncio.Task[CurrentArrays] | None:
+        return (asyncio.ensure_future(store.current_arrays(ENERGY, lo, hi, chunks[n]))
+                if n < len(chunks) else None)
+
+    # The next chunk is read while this one is written out: the database works in its
+    # own process, so on two cores the read and the formatting overlap.
+    ahead = fetch(0)
+    try:
+        for n, ids in enumerate(chunks):
+            assert ahead is not None
+            arrays = await ahead
+            ahead = fetch(n + 1)
+            for meter in ids:
+                if arrays.rows(meter).stop == arrays.rows(meter).start:
+                    continue
+                for a in assignments.get(meter) or [MeterAssignment(meter, meter)]:
+                    # One pass over the whole span where the days join up (a zone whose
+                    # standard offset did not change), else a day at a time.
+                    spans = ([(0, lo, len(days))] if contiguous
+                             else [(i, t, 1) for i, t in enumerate(starts)])
+                    for first_day, begin, count in spans:
+                        got = _span(arrays, meter, begin, count * per_day, step, a)
+                        for k in range(count):
+                            part = slice(k * per_day, (k + 1) * per_day)
+                            day = StreamDay(a.service_point_id, meter, days[first_day + k],
+                                            starts[first_day + k], *_judged(arrays, got, part))
+                            if day.qualities is None or not all(
+                                    q is Quality.NULL for q in day.qualities):
+                                yield day
+    finally:
+        if ahead is not None:
+            ahead.cancel()  # a consumer that stopped early leaves no read running
 
 
 def _days(first: date, last: date) -> list[date]:
