@@ -51,11 +51,13 @@ class SimulatedOpticalMeter:
         return self.path
 
     async def stop(self) -> None:
+        self._agreed = None
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_reader(self._master)
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._master = self._slave = -1
 
     def lines(self) -> list[str]:
         now = self.now()
@@ -97,9 +99,12 @@ class SimulatedOpticalMeter:
             self._agreed = BAUD_RATES[char]
             asyncio.get_running_loop().call_later(0.02, self._send_readout)
 
-    def _send_readout(self, tries: int = 50) -> None:
-        """Once the reader has switched: a real meter's bytes at the wrong speed are noise."""
-        if self._agreed is None:
+    def _send_readout(self, tries: int = 1500) -> None:
+        """Once the reader has switched: a real meter's bytes at the wrong speed are noise.
+        It waits for the switch (up to half a minute, however busy the machine), where a
+        real meter would send at once and be misheard; a reader that never switches
+        gets nothing, as it would from a real one."""
+        if self._agreed is None or self._master < 0:
             return
         if self._speed() != SPEEDS[self._agreed]:
             if tries:
