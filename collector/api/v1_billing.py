@@ -4,7 +4,7 @@ CSV, streamed), and tokens."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -132,8 +132,6 @@ async def export_nem12(request: Request, start: Annotated[date, Query(alias="fro
     settings = settings_of(request)
     ids = await _meters(request, meters, area)
     step = settings.vee.interval_minutes
-    from datetime import timedelta
-
     lines = nem12_lines(stream_days(store_of(request), ids, first, last, settings.collector.tz,
                                     timedelta(minutes=step)), step, datetime.now(UTC))
     return streamed(_ended(lines), "text/plain", f"nem12-{first}-{last}.csv")
@@ -149,8 +147,6 @@ async def export_readings(request: Request, start: Annotated[date, Query(alias="
                           end: Annotated[date, Query(alias="to")], meters: str | None = None,
                           area: str | None = None) -> StreamingResponse:
     """Every current interval value in long format (CSV), meter by meter, streamed."""
-    from datetime import timedelta
-
     first, last = days(start, end)
     settings = settings_of(request)
     tz = settings.collector.tz
