@@ -30,6 +30,24 @@ CONFIG_OPTION = click.option("-c", "--config", "config_path", default="collector
                              show_default=True, help="Path to collector.toml.")
 
 
+def _config_here(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)
+        ctx.obj["config"] = value
+
+
+class ConfigGroup(click.Group):
+    """Takes -c/--config before the subcommand (`collector bill -c F run`) or after it
+    (`collector bill run -c F`): newcomers try the second first."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.append(click.Option(["-c", "--config"], default=None, expose_value=False,
+                                       is_eager=True, callback=_config_here,
+                                       help="Path to collector.toml (also before the "
+                                            "subcommand)."))
+        super().add_command(cmd, name)
+
+
 def config_group(doc: Callable[[], None]) -> click.Group:
     """A command group named and documented by `doc`, whose subcommands share
     -c/--config (kept in ctx.obj['config'])."""
@@ -40,7 +58,7 @@ def config_group(doc: Callable[[], None]) -> click.Group:
         ctx.ensure_object(dict)
         ctx.obj["config"] = config_path
 
-    return click.group(name=doc.__name__, help=doc.__doc__)(remember)
+    return click.group(name=doc.__name__, help=doc.__doc__, cls=ConfigGroup)(remember)
 
 
 console = Console(width=None if sys.stdout.isatty() else 140)

@@ -101,3 +101,15 @@ def test_a_tariff_change_and_prepaid_commands(tmp_path: Path) -> None:
     assert "P1" in out and "30.00" in out and "closed" in out and "topup" in out
     code, out = cli(cfg, "prepaid", "topup", "nobody", "30", "--ref", "x")
     assert code != 0 and "no prepaid account 'nobody'" in out
+
+
+def test_the_config_may_follow_the_subcommand(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "x.db"}"\n')
+    before = CliRunner().invoke(main, ["token", "-c", str(cfg), "create", "--name", "a",
+                                       "--scope", "read"])
+    after = CliRunner().invoke(main, ["token", "create", "--name", "b", "--scope", "read",
+                                      "-c", str(cfg)])
+    assert before.exit_code == after.exit_code == 0, (before.output, after.output)
+    listed = CliRunner().invoke(main, ["token", "list", "-c", str(cfg)])
+    assert "a" in listed.output and "b" in listed.output
