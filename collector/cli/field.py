@@ -29,6 +29,16 @@ def _line_options(f: Any) -> Any:
     return f
 
 
+def _meter_options(f: Any) -> Any:
+    """Which meter: a DL/T 645 address, or a Modbus unit id with its profile."""
+    f = click.option("--profile-dir", "profile_dirs", multiple=True,
+                     help="Extra profile directory.")(f)
+    f = click.option("--profile", "profile_name", help="Modbus profile, e.g. sdm630.")(f)
+    f = click.option("--unit", type=click.IntRange(1, 247), help="Modbus unit id.")(f)
+    f = click.option("--address", help="DL/T 645 address as printed, e.g. 000000000001.")(f)
+    return f
+
+
 def _address(value: str) -> str:
     text = value.strip().zfill(12)
     if len(text) != 12 or not text.isdigit():
@@ -53,10 +63,7 @@ def _need_port(port: str | None) -> str:
 
 @click.command()
 @_line_options
-@click.option("--address", help="DL/T 645 address as printed, e.g. 000000000001.")
-@click.option("--unit", type=click.IntRange(1, 247), help="Modbus unit id.")
-@click.option("--profile", "profile_name", help="Modbus profile, e.g. sdm630.")
-@click.option("--profile-dir", "profile_dirs", multiple=True, help="Extra profile directory.")
+@_meter_options
 @click.option("--quantity", "quantities", multiple=True,
               help="OBIS code to read (repeatable); default: energy, V, I, P, PF, Hz.")
 @click.option("--iec62056", "optical", metavar="PORT",

@@ -16,6 +16,7 @@ from collector.cli.context import console, run_async
 from collector.cli.field import (
     _address,
     _line_options,
+    _meter_options,
     _modbus_target,
     _need_port,
     modbus_profile,
@@ -64,10 +65,7 @@ async def watching(title: str, read: Callable[[], Awaitable[Values]], every_s: f
 
 @click.command()
 @_line_options
-@click.option("--address", help="DL/T 645 address as printed, e.g. 000000000001.")
-@click.option("--unit", type=click.IntRange(1, 247), help="Modbus unit id.")
-@click.option("--profile", "profile_name", help="Modbus profile, e.g. sdm630.")
-@click.option("--profile-dir", "profile_dirs", multiple=True)
+@_meter_options
 @click.option("--iec62056", "optical", metavar="PORT", help="An optical probe on this port.")
 @click.option("--quantity", "quantities", multiple=True, help="OBIS code (repeatable).")
 @click.option("--every", "every_s", type=float, default=2.0, show_default=True)

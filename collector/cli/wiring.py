@@ -15,6 +15,7 @@ from collector.cli.context import console, run_async
 from collector.cli.field import (
     _address,
     _line_options,
+    _meter_options,
     _modbus_target,
     _need_port,
     modbus_profile,
@@ -28,10 +29,7 @@ NAMES = {"1-0:32.7.0": "U", "1-0:31.7.0": "I", "1-0:81.7.4": "U→I angle °",
 
 @click.command()
 @_line_options
-@click.option("--address", help="DL/T 645 address as printed, e.g. 000000000001.")
-@click.option("--unit", type=click.IntRange(1, 247), help="Modbus unit id.")
-@click.option("--profile", "profile_name", help="Modbus profile, e.g. sdm630.")
-@click.option("--profile-dir", "profile_dirs", multiple=True, help="Extra profile directory.")
+@_meter_options
 @click.option("--connection", type=click.Choice(["3P4W", "3P3W", "1P"]), default="3P4W",
               show_default=True, help="How the meter is connected.")
 @click.option("--exporter", is_flag=True, help="A PV customer: reverse power is expected.")
