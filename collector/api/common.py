@@ -65,6 +65,21 @@ def obis(code: str, name: str = "quantity") -> str:
     return code
 
 
+async def worst_meters(store: Any, lo: datetime, hi: datetime, tz: str
+                       ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every meter's attempts and answers over the span, lowest success first, and the
+    registered meters never heard from: the API's and the collection page's one view."""
+    totals: dict[str, list[int]] = {}
+    for r in await store.collection_summary(lo, hi, "meter", tz):
+        t = totals.setdefault(r.group, [0, 0])
+        t[0] += r.attempts
+        t[1] += r.ok
+    ranked = sorted(({"meter": m, "attempts": a, "ok": ok, "success": ok / max(a, 1)}
+                     for m, (a, ok) in totals.items()), key=lambda w: (w["success"], w["meter"]))
+    known = {m.id for m in await store.meters() if not m.is_area_meter}
+    return ranked, sorted(known - set(totals))
+
+
 def plain(value: Any) -> Any:
     """JSON-ready: dataclasses as dicts, times as ISO 8601, enums by value."""
     if is_dataclass(value) and not isinstance(value, type):

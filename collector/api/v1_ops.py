@@ -20,6 +20,7 @@ from collector.api.common import (
     store_of,
     table,
     version_doc,
+    worst_meters,
 )
 from collector.api.problems import Problem
 from collector.vee.status import readiness
@@ -62,18 +63,10 @@ async def worst(
 ) -> Any:
     """The meters with the lowest success over the span, and those never heard from."""
     lo, hi = span(start, end)
-    store = store_of(request)
-    rows = await store.collection_summary(lo, hi, "meter", str(settings_of(request).collector.tz))
-    totals: dict[str, list[int]] = {}
-    for r in rows:
-        t = totals.setdefault(r.group, [0, 0])
-        t[0] += r.attempts
-        t[1] += r.ok
-    ranked = sorted(totals.items(), key=lambda kv: (kv[1][1] / max(kv[1][0], 1), kv[0]))
-    known = {m.id for m in await store.meters() if not m.is_area_meter}
-    return {"worst": [{"meter": m, "attempts": a, "ok": ok, "success": round(ok / max(a, 1), 4)}
-                      for m, (a, ok) in ranked[:limit]],
-            "never_heard": sorted(known - set(totals))}
+    ranked, never = await worst_meters(store_of(request), lo, hi,
+                                       str(settings_of(request).collector.tz))
+    return {"worst": [{**w, "success": round(w["success"], 4)} for w in ranked[:limit]],
+            "never_heard": never}
 
 
 @router.get("/flags", dependencies=[READ])

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from collector.api.auth import COOKIE, Sessions, bearer
-from collector.api.common import settings_of, store_of
+from collector.api.common import settings_of, store_of, worst_meters
 from collector.api.problems import Problem
 from collector.vee.grid import local_midnight
 from model import Quality, ValueVersion
@@ -105,17 +105,9 @@ async def collection(request: Request, days: Annotated[int, Query(ge=1, le=62)] 
     for r in rows:
         cells[r.group][r.day] = r.success_rate
     heat = [(area, [cells[area].get(d) for d in day_names]) for area in sorted(cells)]
-    by_meter = await store.collection_summary(lo, hi, "meter", str(tz))
-    totals: dict[str, list[int]] = {}
-    for r in by_meter:
-        t = totals.setdefault(r.group, [0, 0])
-        t[0] += r.attempts
-        t[1] += r.ok
-    worst = sorted(({"meter": m, "attempts": a, "ok": ok, "success": ok / max(a, 1)}
-                    for m, (a, ok) in totals.items()), key=lambda w: (w["success"], w["meter"]))
-    known = {m.id for m in await store.meters() if not m.is_area_meter}
+    worst, never = await worst_meters(store, lo, hi, str(tz))
     return page(request, "collection.html", token, days=day_names, heat=heat,
-                worst=worst[:15], never=sorted(known - set(totals)))
+                worst=worst[:15], never=never)
 
 
 async def _latest_day(store: Any, tz: Any) -> date:

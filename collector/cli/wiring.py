@@ -23,9 +23,6 @@ from collector.cli.field import (
 from protocols.dlt645.client import ClientSettings
 from protocols.serial import LineSettings
 
-NAMES = {"1-0:32.7.0": "U", "1-0:31.7.0": "I", "1-0:81.7.4": "U→I angle °",
-         "1-0:36.7.0": "P kW", "1-0:151.7.0": "Q kvar", "1-0:33.7.0": "PF"}
-
 
 @click.command()
 @_line_options

@@ -122,7 +122,6 @@ def _days(first: date, last: date) -> list[date]:
 _RANK_OF_CODE = np.zeros(max(QUALITY_CODES.values()) + 1, dtype=np.int8)
 for _q, _code in QUALITY_CODES.items():
     _RANK_OF_CODE[_code] = _q.rank
-_NULL = QUALITY_CODES[Quality.NULL]
 
 
 Span = tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], NDArray[np.int64]]
