@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from simulator.bus import SimulatedBus, WireTiming
 from simulator.dlt645_meter import MeterFaults, SimulatedDlt645Meter
-from simulator.instant import power_factor
+from simulator.instant import registered_share
 from simulator.load import FOUR_RATE, TWO_RATE, LoadModel, unit_noise
 from simulator.registers import EnergyChange, RegisterBank
 from simulator.wiring import Miswiring
@@ -57,10 +57,6 @@ class Fleet:
             await bus.stop()
 
 
-def _registered(load: LoadModel, wiring: Miswiring) -> Callable[[float], float]:
-    return lambda epoch: wiring.registered(power_factor(load, epoch))
-
-
 def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: datetime) -> Fleet:
     """Meters 1..N dealt round-robin onto the buses, so every bus has a similar load."""
     from datetime import UTC, timezone
@@ -81,7 +77,7 @@ def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: da
         bank = RegisterBank(load, int(since.timestamp()) if since else start_epoch,
                             forward0=opening, calendar=calendar,
                             changes=spec.changes.get(n, ()),
-                            registered=_registered(load, wiring) if wiring else None)
+                            registered=registered_share(load, wiring) if wiring else None)
         meter = SimulatedDlt645Meter(
             address=meter_address(n),
             load=load,

@@ -7,6 +7,7 @@ thing whichever protocol carries it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 
 from simulator.load import LoadModel, unit_noise
@@ -51,3 +52,9 @@ def instantaneous(load: LoadModel, phases: int, now: datetime,
     if wiring is not None and phases == 3:
         out = wiring.apply(out, out["1-0:13.7.0"])
     return out
+
+
+def registered_share(load: LoadModel, wiring: Miswiring) -> Callable[[float], float]:
+    """What a miswired meter's registers count per true kWh at each moment: a reversed
+    element subtracts, a missing voltage counts nothing."""
+    return lambda epoch: wiring.registered(power_factor(load, epoch))

@@ -13,7 +13,7 @@ import functools
 import logging
 import multiprocessing
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,10 +23,12 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from protocols.modbus.profile import Profile, find_profile
+from simulator.instant import registered_share
 from simulator.load import LoadModel
 from simulator.modbus_meter import ModbusFaults, SimulatedModbusMeter
 from simulator.ports import free_port
 from simulator.registers import RegisterBank
+from simulator.wiring import Miswiring
 
 logging.getLogger("pymodbus").setLevel(logging.ERROR)
 _EXC = {code.value: code for code in ExcCodes}
@@ -119,14 +121,21 @@ async def _never_answer(*_args: Any) -> None:
 
 def modbus_meters(profile: Profile, units: Sequence[int], *, seed: int = 7,
                   faults: dict[int, ModbusFaults] | None = None,
-                  start: datetime | None = None) -> dict[int, SimulatedModbusMeter]:
+                  start: datetime | None = None,
+                  wiring: Mapping[int, Miswiring] | None = None,
+                  ) -> dict[int, SimulatedModbusMeter]:
+    """Three-phase meters, one per unit id; a miswired unit's registers feel its wiring
+    too (a reversed CT drives the export register)."""
     begin = int((start or datetime.now(UTC) - timedelta(days=1)).timestamp())
     out = {}
     for unit in units:
         load = LoadModel.for_meter(seed * 1009 + unit)
-        bank = RegisterBank(load, begin, forward0=1000.0 + unit)
+        wired = (wiring or {}).get(unit)
+        bank = RegisterBank(load, begin, forward0=1000.0 + unit,
+                            registered=registered_share(load, wired) if wired else None)
         out[unit] = SimulatedModbusMeter(unit, profile, load, bank,
-                                         faults=(faults or {}).get(unit, ModbusFaults()))
+                                         faults=(faults or {}).get(unit, ModbusFaults()),
+                                         wiring=wired)
     return out
 
 

@@ -110,7 +110,10 @@ def diagnose(samples: Sequence[Mapping[str, float]], connection: str = "3P4W",
         report.verdict = (f"no current on phase {', '.join(idle)}: the check needs current "
                           "on every phase (a load on each, or a three-phase load)")
         return report
-    observed = np.array([values[ANGLES[k]] for k in elements])
+    angles = _angles(report, elements)
+    if angles is None:
+        return _power_signs(report, elements, exporter)
+    observed = np.array(angles)
     if exporter and values.get(TOTAL_P, 0.0) < 0:
         observed = (observed + 180) % 360  # export is expected: judge the currents' return
         report.notes.append("exporting: the currents are judged as export, as expected")
@@ -130,6 +133,47 @@ def diagnose(samples: Sequence[Mapping[str, float]], connection: str = "3P4W",
     report.notes.append(f"load angle {fit.load_deg:+.0f}° (PF "
                         f"{math.cos(math.radians(fit.load_deg)):.2f}), fit within "
                         f"{fit.error_deg:.0f}°")
+    return report
+
+
+def _angles(report: WiringReport, elements: Sequence[int]) -> list[float] | None:
+    """Each element's U→I angle: read, or else worked out from its own P and Q (a meter
+    computes both from the same voltage and current, so atan2(Q, P) is that angle).
+    None when a profile maps neither."""
+    values = report.values
+    if all(ANGLES[k] in values for k in elements):
+        return [values[ANGLES[k]] for k in elements]
+    if all(WATTS[k] in values and VARS[k] in values for k in elements):
+        report.notes.append("no angle registers: each angle is worked out from its "
+                            "phase's active and reactive power")
+        return [math.degrees(math.atan2(values[VARS[k]], values[WATTS[k]])) % 360
+                for k in elements]
+    return None
+
+
+def _power_signs(report: WiringReport, elements: Sequence[int],
+                 exporter: bool) -> WiringReport:
+    """With only active power per phase, a phase whose power runs backward is certain to
+    be miswired, but phase order cannot be told: a swapped current can still read
+    forward."""
+    report.notes.append("the meter gives no phase angles or reactive power: only the "
+                        "direction of each phase's power can be checked, not phase order")
+    powers = [report.values.get(WATTS[k]) for k in elements]
+    if any(p is None for p in powers):
+        report.verdict = ("the meter gives no per-phase angles or power: its wiring "
+                          "cannot be checked")
+        return report
+    backward = [PHASES[k] for k, p in zip(elements, powers, strict=True)
+                if p is not None and (p > 0 if exporter else p < 0)]
+    if backward:
+        report.ok = False
+        report.verdict = "; ".join(f"phase {p} power runs backward" for p in backward)
+        report.confidence = "high"
+        report.fixes = [f"check the phase {p} current: reversed (S1/S2) or on another "
+                        "phase's voltage" for p in backward]
+    else:
+        report.verdict = ("every phase's power runs " + ("backward (exporting)"
+                          if exporter else "forward") + "; phase order not checked")
     return report
 
 
