@@ -128,9 +128,12 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
               help="Miswire three-phase meter N, e.g. 2:BAC:++- (element A gets B's "
                    "current, B gets A's, C reversed) or 2:ABC:+++:C (phase C voltage off).")
 @click.option("--optical", is_flag=True, help="Also an IEC 62056-21 optical port.")
+@click.option("--modbus-tcp", "modbus_profile", metavar="PROFILE",
+              help="Also serve meters 1..N as Modbus units 1..N on a loopback pymodbus "
+                   "server with this profile (sdm630 has what the wiring check needs).")
 def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float,
              seed: int, three_phase: tuple[int, ...], miswire: tuple[str, ...],
-             optical: bool) -> None:
+             optical: bool, modbus_profile: str | None) -> None:
     """Run simulated DL/T 645 meters on pty buses and print the paths to open."""
     from collector.acquisition.clock import SimulatedClock
     from simulator.bus import WireTiming
@@ -152,6 +155,15 @@ def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float
                 wiring[int(n)].signs) != 3:
             raise click.BadParameter(f"{text!r}: PERM is A, B, C in some order; SIGNS three "
                                      "of + or -", param_hint="--miswire")
+
+    profile = None
+    if modbus_profile:
+        from protocols.modbus.profile import ProfileError, find_profile
+
+        try:
+            profile = find_profile(modbus_profile)
+        except ProfileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--modbus-tcp") from None
 
     async def go() -> None:
         clock = SimulatedClock(datetime.now(UTC), speed)
@@ -177,6 +189,14 @@ def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float
             first = fleet.meters[1]
             probe = SimulatedOpticalMeter(first.address, first.load, first.registers, clock.now)
             console.print(f"optical port of meter 1 (IEC 62056-21): {await probe.start()}")
+        server = None
+        if profile is not None:
+            from simulator.modbus_tcp import ModbusTcpSimulator, modbus_meters
+
+            server = ModbusTcpSimulator(modbus_meters(profile, range(1, meters + 1), seed=seed,
+                                                      wiring=wiring), clock.now)
+            console.print(f"modbus: tcp://127.0.0.1:{await server.start()}  units "
+                          f"1…{meters} ({profile.name}, wired as the meters above)")
         console.print("Ctrl-C to stop", style="dim")
         sys.stdout.flush()
         try:
@@ -185,6 +205,8 @@ def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float
             await fleet.stop()
             if probe is not None:
                 await probe.stop()
+            if server is not None:
+                await server.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
