@@ -117,7 +117,8 @@ def from_columns(meter_of: Mapping[int, str], columns: NDArray[np.float64],
     by_meter = sorted(range(len(names)), key=names.__getitem__)
     rank = np.empty(len(names), dtype=np.int64)
     rank[by_meter] = np.arange(len(names))
-    columns = columns[np.argsort(np.repeat(rank, ends - starts), kind="stable")]
+    if by_meter != sorted(by_meter):  # series ids made in meter order need no reorder
+        columns = columns[np.argsort(np.repeat(rank, ends - starts), kind="stable")]
     sizes = (ends - starts)[by_meter]
     quality = columns[:, 3].astype(np.int8)
     value = np.where(quality == QUALITY_CODES[Quality.NULL], np.nan, columns[:, 2])

@@ -53,6 +53,7 @@ from storage.base import (
     quality_code_rank_sql,
 )
 from storage.daily import daily_from_boundaries
+from storage.pg_arrays import float8_array
 from storage.postgres_billing import PostgresBilling
 from storage.postgres_tokens import PostgresTokens
 from storage.versions import (
@@ -826,21 +827,29 @@ async def _current_arrays(conn: psycopg.AsyncConnection[TupleRow], quantity: str
         return empty_arrays()
     ids = [int(r[0]) for r in found]
     span = (start, end)
-    # One row per series with its columns as arrays: psycopg's binary array loader
-    # builds them in C, where a row per reading would cost a round of Python each.
+    # One row per series with its columns as binary arrays that numpy reads in place
+    # (storage.pg_arrays): a row per reading costs a round of Python each, and a binary
+    # COPY is no better (psycopg yields a message per row). The aggregates take no
+    # ORDER BY: on PostgreSQL 15 each would sort its group again; numpy orders the few
+    # series the scan did not already give in time order.
     async with conn.cursor(binary=True) as c:
         await c.execute(
-            "SELECT series_id, array_agg(extract(epoch FROM ts)::float8 ORDER BY ts), "
-            "array_agg(value ORDER BY ts), array_agg(quality::float8 ORDER BY ts), "
-            "array_agg(method_id::float8 ORDER BY ts) FROM readings WHERE series_id = ANY(%s) "
-            "AND ts BETWEEN %s AND %s GROUP BY series_id ORDER BY series_id", (ids, *span))
-        parts = []
-        for sid, ts, value, quality, method in await c.fetchall():
-            block = np.zeros((len(ts), 7))
-            block[:, 0] = sid
-            block[:, 1], block[:, 2], block[:, 3], block[:, 4] = ts, value, quality, method
-            parts.append(block)
-    raw = np.vstack(parts) if parts else np.zeros((0, 7))
+            "SELECT series_id, array_send(array_agg(extract(epoch FROM ts)::float8)), "
+            "array_send(array_agg(value)), array_send(array_agg(quality::float8)), "
+            "array_send(array_agg(method_id::float8)) FROM readings "
+            "WHERE series_id = ANY(%s) AND ts BETWEEN %s AND %s GROUP BY series_id",
+            (ids, *span))
+        got = sorted(((int(r[0]), [float8_array(b) for b in r[1:]])
+                      for r in await c.fetchall()), key=lambda r: r[0])
+    raw = np.zeros((sum(len(cols[0]) for _, cols in got), 7))
+    at = 0
+    for sid, (ts, value, quality, method) in got:
+        block = raw[at:at + len(ts)]
+        block[:, 0] = sid
+        block[:, 1], block[:, 2], block[:, 3], block[:, 4] = ts, value, quality, method
+        if len(ts) > 1 and (np.diff(block[:, 1]) < 0).any():
+            block[:] = block[np.argsort(block[:, 1], kind="stable")]
+        at += len(ts)
     cur = await conn.execute(
         "SELECT series_id, extract(epoch FROM ts)::float8, coalesce(value, 0), quality, "
         f"method_id, version, actor LIKE '{AUTOMATIC}%%' FROM reading_versions "
@@ -851,6 +860,7 @@ async def _current_arrays(conn: psycopg.AsyncConnection[TupleRow], quantity: str
     methods = [""] * (max(names) + 1)
     for i, n in names.items():
         methods[i] = n
-    columns = np.vstack([raw.reshape(-1, 7), np.array(later, dtype=np.float64).reshape(-1, 7)])
+    columns = (np.vstack([raw, np.array(later, dtype=np.float64).reshape(-1, 7)]) if later
+               else raw)
     return from_columns({int(r[0]): r[1] for r in found}, columns, methods,
                         {int(r[0]): r[2] for r in found})

@@ -174,3 +174,12 @@ async def test_current_values_as_columns_hold_the_same_top_versions_in_the_same_
     assert cols.value[m1][1] == 99.0 and np.isnan(cols.value[m1][4])  # the edit; the null
     assert cols.rows("nobody") == slice(0, 0)
     assert len(await store.current_arrays(FWD, slot(0), slot(6), ["nobody"])) == 0
+
+
+async def test_columns_come_in_time_order_whatever_order_the_reads_were_written(
+        store: Any) -> None:
+    for n in (9, 5, 7, 0, 3, 1):  # one write each, so the table holds them in this order
+        await store.write_readings([Reading("m1", FWD, slot(n), 10.0 + n, "kWh")])
+    cols = await store.current_arrays(FWD, slot(0), slot(9))
+    assert cols.ts.tolist() == [slot(n).timestamp() for n in (0, 1, 3, 5, 7, 9)]
+    assert cols.value.tolist() == [10.0 + n for n in (0, 1, 3, 5, 7, 9)]
