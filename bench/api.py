@@ -5,7 +5,8 @@ A throwaway PostgreSQL gets METERS × DAYS of 15-minute register reads (10,000 �
 process, and:
 1. 16 concurrent clients ask for "one meter, one month of 15-minute readings" (a random
    meter each time); p50, p99 and requests/s are printed against the same query run
-   straight through psycopg by 16 concurrent connections;
+   straight through psycopg by 16 concurrent connections; then the same with one client,
+   the time a request takes when it does not queue behind others for the two cores;
 2. one month for all meters is exported as NEM12 through /v1/exports/nem12, against a
    `COPY (SELECT …) TO STDOUT` of the same rows.
 
@@ -87,13 +88,13 @@ def summary(latencies: list[float], wall: float) -> str:
             f"{len(latencies) / wall:,.0f} req/s")
 
 
-async def through_api(base: str, token: str, meters: int, days: int, requests: int
-                      ) -> tuple[list[float], float]:
+async def through_api(base: str, token: str, meters: int, days: int, requests: int,
+                      clients: int = CLIENTS) -> tuple[list[float], float]:
     lo, hi = month_bounds(days)
     latencies: list[float] = []
     rng = random.Random(1)
     todo = [f"m{rng.randrange(meters):05d}" for _ in range(requests)]
-    limits = httpx.Limits(max_connections=CLIENTS)
+    limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60,
                                  headers={"Authorization": f"Bearer {token}"}) as client:
         async def worker() -> None:
@@ -107,16 +108,17 @@ async def through_api(base: str, token: str, meters: int, days: int, requests: i
                 latencies.append(time.perf_counter() - t)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+        await asyncio.gather(*(worker() for _ in range(clients)))
         return latencies, time.perf_counter() - t0
 
 
-async def straight(url: str, meters: int, days: int, requests: int) -> tuple[list[float], float]:
+async def straight(url: str, meters: int, days: int, requests: int, clients: int = CLIENTS
+                   ) -> tuple[list[float], float]:
     lo, hi = month_bounds(days)
     latencies: list[float] = []
     rng = random.Random(1)
     todo = [f"m{rng.randrange(meters):05d}" for _ in range(requests)]
-    async with AsyncConnectionPool(url, min_size=CLIENTS, max_size=CLIENTS, open=False) as pool:
+    async with AsyncConnectionPool(url, min_size=clients, max_size=clients, open=False) as pool:
         await pool.open()
 
         async def worker() -> None:
@@ -129,7 +131,7 @@ async def straight(url: str, meters: int, days: int, requests: int) -> tuple[lis
                 latencies.append(time.perf_counter() - t)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+        await asyncio.gather(*(worker() for _ in range(clients)))
         return latencies, time.perf_counter() - t0
 
 
@@ -158,6 +160,14 @@ def export_copy(url: str, days: int) -> tuple[float, int]:
     return time.perf_counter() - t0, size
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=10_000)
@@ -173,7 +183,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             os.chmod(tmp, 0o755)
             config = Path(tmp) / "collector.toml"
-            config.write_text(f'[collector]\ntimezone = "{TZ}"\n[storage]\nurl = "{url}"\n')
+            # As behind a proxy that logs requests: uvicorn's line per request is a
+            # good share of a request's time.
+            config.write_text(f'[collector]\ntimezone = "{TZ}"\n[storage]\nurl = "{url}"\n'
+                              '[api]\naccess_log = false\n')
             cli = [sys.executable, "-m", "collector.cli"]
             token = subprocess.run(
                 [*cli, "token", "-c", str(config), "create", "--name", "bench", "--scope",
@@ -182,6 +195,9 @@ def main() -> None:
             port = free_port()
             server = started_api([*cli, "api", "-c", str(config), "--port", str(port)])
             base = f"http://127.0.0.1:{port}"
+            # Both runs ask for the same meters: warm the database's cache for both
+            # first, so that neither pays for the other's first reads.
+            asyncio.run(straight(url, args.meters, args.days, args.requests))
             api_lat, api_wall = asyncio.run(through_api(base, token, args.meters, args.days,
                                                         args.requests))
             db_lat, db_wall = asyncio.run(straight(url, args.meters, args.days,
@@ -193,12 +209,23 @@ def main() -> None:
             p99 = statistics.quantiles(api_lat, n=100)[98] * 1000
             print(f"  req/s ratio API/psycopg {db_wall / api_wall:.2f}; API p99 {p99:.1f} ms "
                   "(goal ≤ 50 ms)")
+            one = max(50, args.requests // 4)
+            api_lat, api_wall = asyncio.run(through_api(base, token, args.meters, args.days,
+                                                        one, clients=1))
+            db_lat, db_wall = asyncio.run(straight(url, args.meters, args.days, one, clients=1))
+            print(f"  one client, {one} requests:")
+            print(f"  API       {summary(api_lat, api_wall)}")
+            print(f"  psycopg   {summary(db_lat, db_wall)}")
+            before = peak_rss_mb(server.pid)
             api_s, api_bytes = asyncio.run(export_api(base, token, args.days))
             copy_s, copy_bytes = export_copy(url, args.days)
             print(f"export of {rows:,} readings: NEM12 via the API {api_s:.1f} s "
                   f"({api_bytes / 1e6:.0f} MB, {rows / api_s:,.0f} rows/s); COPY TO "
                   f"{copy_s:.1f} s ({copy_bytes / 1e6:.0f} MB, {rows / copy_s:,.0f} rows/s); "
                   f"ratio {copy_s / api_s:.2f} (goal ≥ 0.5)")
+            print(f"  the API process's peak memory: {before:.0f} MB before the export, "
+                  f"{peak_rss_mb(server.pid):.0f} MB after (it reads 500 meters at a time, "
+                  "so the peak does not grow with the meter count)")
     finally:
         if server is not None:
             server.terminate()

@@ -45,7 +45,8 @@ def api(config_path: str, host: str | None, port: int | None, log_level: str) ->
     bind = (host or listen_host.strip("[]"), port or int(listen_port))
     console.print(f"API on http://{bind[0]}:{bind[1]}/ (docs at /docs), store "
                   f"{settings.storage.url}")
-    uvicorn.run(app, host=bind[0], port=bind[1], log_level=log_level)
+    uvicorn.run(app, host=bind[0], port=bind[1], log_level=log_level,
+                access_log=settings.api.access_log)
 
 
 @config_group

@@ -163,6 +163,9 @@ class ApiSettings:
     """Mark the session cookie Secure: set it when a TLS proxy is in front."""
     max_page: int = 10_000
     """The most rows one page of readings may hold (`limit`)."""
+    access_log: bool = True
+    """A line per request on stderr; behind a proxy that logs requests, false saves
+    the API a good share of its time per request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +287,7 @@ _API_KEYS = {
     "session_hours": "session_hours = 12.0",
     "secure_cookies": "secure_cookies = true  # behind a TLS proxy",
     "max_page": "max_page = 10000",
+    "access_log": "access_log = false  # a proxy in front logs requests",
 }
 _OPS_KEYS = {
     "listen": 'listen = "127.0.0.1:9108"  # /metrics, /healthz, /readyz',
@@ -473,7 +477,8 @@ def _parse_api(s: _Section) -> ApiSettings:
     page = s.get("max_page", int, default.max_page)
     if page < 1:
         raise s.error("max_page", f"must be at least 1, got {page}")
-    return ApiSettings(listen, float(hours), s.get("secure_cookies", bool, False), page)
+    return ApiSettings(listen, float(hours), s.get("secure_cookies", bool, False), page,
+                       s.get("access_log", bool, default.access_log))
 
 
 def _parse_ops(s: _Section) -> OpsSettings:
