@@ -4,7 +4,6 @@ figures printed; shuffled labels fall to chance; bad labels are refused with exi
 from __future__ import annotations
 
 import csv
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,52 +12,13 @@ from click.testing import CliRunner
 
 from collector.cli.main import main
 from collector.flags.screening import screen_file
+from simulator.daily_households import DailySpec, write_export
 
 DAYS = 240
 
 
 def population(path: Path, labels: Path, n: int = 600, seed: int = 5) -> dict[str, int]:
-    """Honest households (weekly shape, seasons, noise, vacations, missing days) and
-    thieves whose reported use is scaled down by a random factor per day, flattened, or
-    cut to a share of it part of the time: theft that does not look like one clean drop."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(DAYS)
-    weekday = (t + 3) % 7
-    truth = {}
-    rows = []
-    for i in range(n):
-        level = rng.uniform(3, 20)
-        weekly = 1 + 0.15 * (weekday >= 5) * rng.uniform(-1, 1)
-        season = 1 + 0.25 * np.sin(2 * np.pi * (t + rng.uniform(0, 365)) / 365)
-        x = level * weekly * season * rng.lognormal(0, 0.25, DAYS)
-        if rng.random() < 0.3:
-            start = rng.integers(0, DAYS - 14)
-            x[start:start + rng.integers(3, 14)] = 0.0  # a vacation
-        thief = rng.random() < 0.3
-        if thief:
-            kind = rng.integers(3)
-            if kind == 0:
-                x = x * rng.uniform(0.1, 0.8, DAYS)
-            elif kind == 1:
-                x = np.full(DAYS, x.mean() * rng.uniform(0.3, 0.7)) * rng.lognormal(0, 0.03, DAYS)
-            else:
-                off = rng.random(DAYS) < 0.4
-                x = np.where(off, x * 0.15, x)
-        x[rng.random(DAYS) < 0.03] = np.nan
-        cid = f"C{i:04d}"
-        truth[cid] = int(thief)
-        rows.append([cid, *("" if np.isnan(v) else f"{v:.2f}" for v in x)])
-    first = date(2025, 1, 1)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["CONS_NO", *(str(first + timedelta(days=int(k))) for k in t)])
-        w.writerows(rows)
-    inspected = list(truth)[: int(0.8 * n)]
-    with labels.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "label"])
-        w.writerows([c, truth[c]] for c in inspected)
-    return truth
+    return write_export(DailySpec(customers=n, days=DAYS, seed=seed), path, labels)
 
 
 def test_learned_scores_beat_the_rules_and_are_out_of_fold(tmp_path: Path) -> None:
