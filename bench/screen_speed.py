@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -45,12 +46,13 @@ def main() -> None:
         t0 = time.perf_counter()
         result = screen_file(data, out, labels=labels)
         took = time.perf_counter() - t0
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the baseline
         t0 = time.perf_counter()
         read_plain(data)
         plain = time.perf_counter() - t0
     print(f"screen --labels: {took:.0f} s ({args.customers / took:,.0f} customers/s); "
           f"cross-validated AUC {result.cv_auc:.3f} on {result.labelled:,} labels, "
-          f"rules' AUC {result.rules_auc:.3f}")
+          f"rules' AUC {result.rules_auc:.3f}; peak memory {peak_mb:,.0f} MB")
     print(f"baseline, reading the file into a float matrix only: {plain:.0f} s; "
           f"ratio {plain / took:.2f}")
 
