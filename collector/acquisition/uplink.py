@@ -90,9 +90,11 @@ class Uplink:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         receipts = paho_adapter.PublishReceipts(client)
+        # Subscribed before it says it is online: a head-end that waits for "online"
+        # and then sends a command must find the gateway listening.
+        await client.subscribe(self.topic("cmd"), qos=1)
         await client.publish(self.topic("status"), schema.encode_status(self.gateway, "online"),
                              qos=1, retain=True)
-        await client.subscribe(self.topic("cmd"), qos=1)
         self.ready.set()
         tasks = [asyncio.create_task(self._drain(client, receipts)),
                  asyncio.create_task(self._heartbeat(client)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -334,6 +335,15 @@ async def test_a_wrong_password_is_refused_with_a_clear_error(broker: Mosquitto,
         await asyncio.wait_for(HeadEnd(settings, store).run(), 10)
 
 
+async def next_on(client: aiomqtt.Client, kind: str) -> aiomqtt.Message:
+    """The next message on gateway gw-cmd's `kind` topic, skipping any others."""
+    async with asyncio.timeout(30):
+        async for message in client.messages:
+            if message.topic.matches(topics.topic("gw-cmd", kind)):
+                return message
+    raise AssertionError("the subscription ended")
+
+
 async def test_the_gateway_answers_an_on_demand_read_command(
     broker: Mosquitto, tmp_path: Path,
 ) -> None:
@@ -354,26 +364,24 @@ async def test_the_gateway_answers_an_on_demand_read_command(
     gateway = asyncio.create_task(run_collector(settings, clock=clock, handle_signals=False))
     try:
         async with mqtt_link.client(mqtt(broker, "headend"), "he-cmd") as client:
+            await client.subscribe(topics.topic("gw-cmd", "status"), qos=1)
             await client.subscribe(topics.topic("gw-cmd", "cmd/reply"), qos=1)
-            await asyncio.sleep(1.0)
+            # The gateway is listening for commands once it says it is online.
+            while json.loads((await next_on(client, "status")).payload)["state"] != "online":
+                pass
             command = schema.Command("c-1", "read", "m2", ("1-0:1.8.0", "1-0:32.7.0"))
             await client.publish(topics.topic("gw-cmd", "cmd"), schema.encode_command(command),
                                  qos=1)
-            async with asyncio.timeout(15):
-                message = await anext(aiter(client.messages))
-        import json
-
+            message = await next_on(client, "cmd/reply")
         reply = json.loads(message.payload)  # type: ignore[arg-type]
         assert reply["id"] == "c-1" and reply["ok"] is True
         assert {r["quantity"] for r in reply["readings"]} == {"1-0:1.8.0", "1-0:32.7.0"}
         async with mqtt_link.client(mqtt(broker, "headend"), "he-cmd2") as client:
             await client.subscribe(topics.topic("gw-cmd", "cmd/reply"), qos=1)
-            await asyncio.sleep(0.5)
             sync = schema.Command("c-2", "time_sync")
             await client.publish(topics.topic("gw-cmd", "cmd"), schema.encode_command(sync),
                                  qos=1)
-            async with asyncio.timeout(15):
-                message = await anext(aiter(client.messages))
+            message = await next_on(client, "cmd/reply")
         reply = json.loads(message.payload)  # type: ignore[arg-type]
         assert reply == {"v": 1, "id": "c-2", "ok": True,
                          "detail": "time sync broadcast on bus1", "readings": []}
