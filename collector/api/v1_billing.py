@@ -17,6 +17,7 @@ from collector.api.problems import Problem
 from collector.exports.bills import BILL_COLUMNS, bill_row
 from collector.exports.csv_rows import reading_lines
 from collector.exports.nem12 import nem12_lines
+from collector.exports.selection import SelectionError, export_meters
 from collector.exports.streams import ENERGY, standard_midnight, stream_days
 from model import Bill, BillStatus, ValueVersion
 from storage.tokens import ApiToken
@@ -112,15 +113,10 @@ async def topup(request: Request, account: str, body: Topup,
 
 
 async def _meters(request: Request, meters: str | None, area: str | None) -> list[str]:
-    known = [m for m in await store_of(request).meters() if not m.is_area_meter]
-    if meters:
-        wanted = [m.strip() for m in meters.split(",") if m.strip()]
-        unknown = sorted(set(wanted) - {m.id for m in known})
-        if unknown:
-            raise Problem(422, "A parameter is not valid",
-                          f"meters: unknown {', '.join(unknown[:5])}")
-        return wanted
-    return sorted(m.id for m in known if area is None or m.area == area)
+    try:
+        return export_meters(await store_of(request).meters(), meters, area)
+    except SelectionError as exc:
+        raise Problem(422, "A parameter is not valid", str(exc)) from None
 
 
 @router.get("/exports/nem12", dependencies=[BILLING])

@@ -123,10 +123,18 @@ def export() -> None:
 
 
 def _meter_ids(store_meters: list[Any], meters: str | None, area: str | None) -> list[str]:
-    if meters:
-        return [m.strip() for m in meters.split(",") if m.strip()]
-    return sorted(m.id for m in store_meters
-                  if not m.is_area_meter and (area is None or m.area == area))
+    from collector.exports.selection import SelectionError, export_meters
+
+    try:
+        return export_meters(store_meters, meters, area)
+    except SelectionError as exc:
+        raise click.BadParameter(str(exc), param_hint="--" + str(exc).split(":")[0]) from None
+
+
+def _created(path: str) -> IO[str]:
+    """The export file, opened only once its meters are known: a mistyped id or area
+    leaves no empty file behind (a one-shot command, so the blocking open is fine)."""
+    return Path(path).open("w", newline="")
 
 
 DATE = click.DateTime(["%Y-%m-%d"])
@@ -145,19 +153,19 @@ def export_nem12(ctx: click.Context, first: datetime, last: datetime, meters: st
     from collector.exports.nem12 import nem12_lines
     from collector.exports.streams import stream_days
 
-    async def use(store: Any, settings: config_mod.Settings, f: IO[str]) -> int:
-        ids = _meter_ids(await store.meters(), meters, area)
+    async def use(store: Any, settings: config_mod.Settings) -> int:
+        ids = _meter_ids(await store.meters(), meters, area)  # before the file is touched
         step = settings.vee.interval_minutes
         days = stream_days(store, ids, first.date(), last.date(), settings.collector.tz,
                            timedelta(minutes=step))
         lines = 0
-        async for line in nem12_lines(days, step, datetime.now(UTC)):
-            f.write(line + "\n")
-            lines += 1
+        with _created(out) as f:
+            async for line in nem12_lines(days, step, datetime.now(UTC)):
+                f.write(line + "\n")
+                lines += 1
         return lines
 
-    with Path(out).open("w", newline="") as f:
-        done = with_store(ctx.obj["config"], lambda store, settings: use(store, settings, f))
+    done = with_store(ctx.obj["config"], use)
     console.print(f"{done} NEM12 lines written to {out}")
 
 
@@ -175,20 +183,21 @@ def export_readings(ctx: click.Context, first: datetime, last: datetime, meters:
     from collector.exports.csv_rows import READING_COLUMNS, csv_line, reading_row
     from collector.vee.grid import local_midnight
 
-    async def use(store: Any, settings: config_mod.Settings, f: IO[str]) -> int:
+    async def use(store: Any, settings: config_mod.Settings) -> int:
         tz = settings.collector.tz
         lo = local_midnight(first.date(), tz)
         hi = local_midnight(last.date() + timedelta(days=1), tz)
+        ids = _meter_ids(await store.meters(), meters, area)  # before the file is touched
         points = {a.meter_id: a.service_point_id for a in await store.assignments()}
         rows = 0
-        f.write(csv_line(READING_COLUMNS))
-        for meter in _meter_ids(await store.meters(), meters, area):
-            for v in await store.current_values("1-0:1.8.0", lo, hi, [meter]):
-                f.write(csv_line(reading_row(points.get(meter, ""), v)))
-                rows += 1
+        with _created(out) as f:
+            f.write(csv_line(READING_COLUMNS))
+            for meter in ids:
+                for v in await store.current_values("1-0:1.8.0", lo, hi, [meter]):
+                    f.write(csv_line(reading_row(points.get(meter, ""), v)))
+                    rows += 1
         return rows
 
-    with Path(out).open("w", newline="") as f:
-        done = with_store(ctx.obj["config"], lambda store, settings: use(store, settings, f))
+    done = with_store(ctx.obj["config"], use)
     console.print(f"{done} readings written to {out}")
 

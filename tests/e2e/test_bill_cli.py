@@ -113,3 +113,20 @@ def test_the_config_may_follow_the_subcommand(tmp_path: Path) -> None:
     assert before.exit_code == after.exit_code == 0, (before.output, after.output)
     listed = CliRunner().invoke(main, ["token", "list", "-c", str(cfg)])
     assert "a" in listed.output and "b" in listed.output
+
+
+def test_an_export_of_a_mistyped_meter_or_area_is_refused_and_writes_no_file(
+        tmp_path: Path) -> None:
+    cfg = seeded(tmp_path)
+    target = tmp_path / "out.csv"
+    for kind in ("nem12", "readings"):
+        code, out = cli(cfg, "export", kind, "--from", "2026-11-01", "--to", "2026-11-02",
+                        "--meters", "m1,m9", "--out", str(target))
+        assert code == 2 and "meters: unknown m9" in out, out
+        code, out = cli(cfg, "export", kind, "--from", "2026-11-01", "--to", "2026-11-02",
+                        "--area", "T9", "--out", str(target))
+        assert code == 2 and "area: no meters in 'T9'" in out, out
+        assert not target.exists()
+    code, out = cli(cfg, "export", "nem12", "--from", "2026-11-01", "--to", "2026-11-02",
+                    "--meters", "m1", "--out", str(target))
+    assert code == 0 and target.read_text().startswith("100,NEM12,"), out
