@@ -264,6 +264,20 @@ class OutboxRow:
     item: dict[str, Any]
 
 
+_TRANSIENT = ("locked", "busy", "disk", "i/o", "full", "unable to open", "readonly",
+              "interrupted")
+
+
+def transient(exc: sqlite3.OperationalError) -> bool:
+    """Locked, busy, a full disk or an I/O error pass; a missing table or column, or SQL
+    SQLite cannot parse, is a fault that retrying the same statement cannot mend, and
+    retrying it forever would hold a gateway's outbox behind it."""
+    text = str(exc).lower()
+    if text.startswith("no such") or "syntax error" in text or "has no column" in text:
+        return False  # before the words below: a column may be named "disk_full"
+    return any(word in text for word in _TRANSIENT)
+
+
 class SqliteStore(SqliteBilling, SqliteTokens):
     """With `outbox=True` (a gateway), every new or changed row is also queued in the
     outbox table in the same transaction, so a stored read is never left unsent."""
@@ -312,8 +326,9 @@ class SqliteStore(SqliteBilling, SqliteTokens):
                 try:
                     return fn(db)
                 except sqlite3.OperationalError as exc:
-                    # Locked, busy, disk full or I/O: the same write may succeed later.
-                    raise StorageUnavailable(f"sqlite {self.path}: {exc}") from exc
+                    if transient(exc):  # the same write may succeed later
+                        raise StorageUnavailable(f"sqlite {self.path}: {exc}") from exc
+                    raise StorageError(f"sqlite {self.path}: {exc}") from exc
                 except (sqlite3.Error, ValueError, OverflowError, TypeError) as exc:
                     # Refused for what the rows hold (a constraint, a lone surrogate, a
                     # number SQLite cannot bind): retrying the same rows cannot help.

@@ -43,3 +43,17 @@ async def test_the_outbox_holds_new_and_changed_rows_and_gives_way_at_its_bound(
     reopened = SqliteStore(str(db), outbox=True)          # after a power cut
     assert await reopened.outbox_size() == 1300
     await reopened.close()
+
+
+def test_a_locked_database_is_transient_and_a_missing_column_is_not() -> None:
+    import sqlite3
+
+    from storage.sqlite import transient
+
+    assert transient(sqlite3.OperationalError("database is locked"))
+    assert transient(sqlite3.OperationalError("database or disk is full"))
+    assert transient(sqlite3.OperationalError("disk I/O error"))
+    assert not transient(sqlite3.OperationalError("no such column: received_at"))
+    assert not transient(sqlite3.OperationalError("no such table: readings"))
+    assert not transient(sqlite3.OperationalError('near "SELEC": syntax error'))
+    assert not transient(sqlite3.OperationalError("no such column: disk_full"))
