@@ -241,7 +241,7 @@ class _Section:
         return value
 
     def numbers(self, defaults: Any, names: Iterable[str], *, zero_ok: bool,
-                exempt: str = "") -> dict[str, Any]:
+                exempt: tuple[str, ...] = ()) -> dict[str, Any]:
         """Each numeric setting, typed like its default: refused below zero (at zero
         too unless `zero_ok`), except `exempt`, which may take any value."""
         values: dict[str, Any] = {}
@@ -249,7 +249,7 @@ class _Section:
             default = getattr(defaults, name)
             kind: type | tuple[type, ...] = int if isinstance(default, int) else (int, float)
             value = self.get(name, kind, default)
-            if name != exempt and (value < 0 if zero_ok else value <= 0):
+            if name not in exempt and (value < 0 if zero_ok else value <= 0):
                 raise self.error(name, "must not be negative" if zero_ok else "must be positive")
             values[name] = type(default)(value)
         return values
@@ -497,7 +497,9 @@ def _parse_flags(s: _Section) -> FlagSettings:
     if not m:
         raise s.error("daily_at", f"{at_raw!r} is not a local time HH:MM")
     values = s.numbers(Thresholds(), Thresholds.names(), zero_ok=True,
-                       exempt="negative_loss_rate")
+                       exempt=("negative_loss_rate", "shape_corr"))
+    if not -1.0 <= values["shape_corr"] <= 1.0:
+        raise s.error("shape_corr", f"a correlation runs from -1 to 1, got {values['shape_corr']}")
     return FlagSettings(s.get("enabled", bool, True), s.get("auto_time_sync", bool, False),
                         timedelta(hours=int(m.group(1)), minutes=int(m.group(2))),
                         Thresholds(**values))
@@ -505,7 +507,7 @@ def _parse_flags(s: _Section) -> FlagSettings:
 
 def _parse_vee(s: _Section) -> VeeSettings:
     values = s.numbers(VeeSettings(), VeeSettings.numeric_names(), zero_ok=False,
-                       exempt="backward_kwh")
+                       exempt=("backward_kwh",))
     return VeeSettings(s.get("enabled", bool, True), holidays=s.dates("holidays"), **values)
 
 

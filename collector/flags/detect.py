@@ -245,10 +245,16 @@ def theft_signals(daily_profile: F64, t: Thresholds, neutral: F64 | None = None,
     shines and changes shape with the weather, so only the level and the neutral signals
     apply to it."""
     days = daily_profile.shape[0]
-    base = daily_profile[: min(t.baseline_days, max(1, days - t.recent_days))]
+    # A drop must hold for two recent windows in a row where the history allows: an
+    # honest household away for a week, or a cold week before a mild one, drops as far
+    # as a bypass does for one week (measured on real consumption, bench.real_household).
+    held = 2 if days >= 2 * t.recent_days + 7 else 1
+    base = daily_profile[: min(t.baseline_days, max(1, days - held * t.recent_days))]
     recent = daily_profile[-t.recent_days:]
     base_total = float(np.nanmean(np.nansum(base, axis=1)))
-    recent_total = float(np.nanmean(np.nansum(recent, axis=1)))
+    recent_total = max(float(np.nanmean(np.nansum(
+        daily_profile[days - (k + 1) * t.recent_days: days - k * t.recent_days], axis=1)))
+        for k in range(held))
     drop = recent_total / base_total if base_total > 0 else 1.0
     zero = np.nan_to_num(recent, nan=1.0) <= 0.0
     longest = max((b - a + 1 for day in zero for a, b in _runs(day)), default=0)
@@ -258,9 +264,11 @@ def theft_signals(daily_profile: F64, t: Thresholds, neutral: F64 | None = None,
     with np.errstate(invalid="ignore"):
         ratios = np.nanstd(recent, axis=1) / np.where(means > 0, means, np.nan)
     cv = float(np.nanmedian(ratios)) if np.isfinite(ratios).any() else 1.0
-    typical = np.nanmean(base, axis=0)
-    corrs = [_corr(day, typical) for day in recent]
-    shape = float(np.nanmedian(corrs)) if corrs else 1.0
+    # The recent week's mean day against the baseline's, by the hour: one real day's
+    # quarter-hours follow the household's typical day only loosely (cooking, washing
+    # and heating move about), so day-by-day correlation called most honest weeks
+    # reshaped; the week's mean keeps a moved or reversed profile plain.
+    shape = _corr(_hourly(np.nanmean(recent, axis=0)), _hourly(np.nanmean(base, axis=0)))
     mismatch = 0.0
     if neutral is not None and phase_amps is not None and neutral.size:
         recent_n = neutral[-t.recent_days * 4:]
@@ -271,6 +279,11 @@ def theft_signals(daily_profile: F64, t: Thresholds, neutral: F64 | None = None,
     if exporter:
         longest, cv, shape = 0, 1.0, 1.0
     return TheftSignals(drop, longest, cv if np.isfinite(cv) else 1.0, shape, mismatch)
+
+
+def _hourly(day: F64) -> F64:
+    slots = day.shape[0]
+    return day.reshape(24, slots // 24).sum(axis=1) if slots >= 24 and slots % 24 == 0 else day
 
 
 def _corr(a: F64, b: F64) -> float:

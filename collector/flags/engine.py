@@ -76,7 +76,7 @@ class FlagEngine:
         self.t = thresholds or Thresholds()
 
     async def run(self, now: datetime, *, full: bool) -> FlagRun:
-        days = self.t.baseline_days + self.t.recent_days if full else 1
+        days = self.t.baseline_days + 2 * self.t.recent_days if full else 1  # theft's span
         end = align_down(now, self.every)
         start = end - timedelta(days=days)
         grid = _Grid(start, self.every, int((end - start) / self.every) + 1)

@@ -88,3 +88,12 @@ def test_run_with_a_bad_config_exits_2_with_the_message(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", "-c", str(path)])
     assert result.exit_code == 2
     assert "schedule[0].every" in result.output
+
+
+def test_a_reshape_threshold_may_be_negative_but_must_be_a_correlation(tmp_path: Path) -> None:
+    assert load_text(tmp_path, BASE + "[flags]\nshape_corr = -0.5\n").flags.thresholds \
+        .shape_corr == -0.5
+    with pytest.raises(ConfigError, match=r"flags\.shape_corr: a correlation runs from -1 to 1"):
+        load_text(tmp_path, BASE + "[flags]\nshape_corr = -1.5\n")
+    with pytest.raises(ConfigError, match=r"flags\.drop_ratio: must not be negative"):
+        load_text(tmp_path, BASE + "[flags]\ndrop_ratio = -0.1\n")
