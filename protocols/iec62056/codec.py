@@ -163,13 +163,16 @@ _SHORT = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
 def obis_of(address: str) -> str:
     """The full OBIS code of a data set address: electricity (1-0:) for the short forms
     meters print (1.8.0 → 1-0:1.8.0), abstract (0-0:) for C = 0 or 96–99, and the
-    address as written when it is neither (F.F, C.1.0)."""
-    code = address.split("*")[0]
+    address as written when it is neither (F.F, C.1.0). A billing period (`1.8.0*01`,
+    the register at the last reset) stays on the code, so it is never taken for the
+    current register; `*255` means the current value and is dropped."""
+    code, _, period = address.partition("*")
+    suffix = f"*{period}" if period and period != "255" else ""
     if re.fullmatch(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}", code):
-        return code
+        return code + suffix
     m = _SHORT.fullmatch(code)
     if m is None:
         return address
     c = int(m.group(1))
     group = "0-0" if c == 0 or 96 <= c <= 99 else "1-0"
-    return f"{group}:{code}"
+    return f"{group}:{code}{suffix}"

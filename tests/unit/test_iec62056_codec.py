@@ -2,8 +2,11 @@
 
 Vectors marked [pwitab] are from the test suite of pwitab/iec62056-21 (an independent
 Python implementation: tests/test_bcc.py and tests/test_data.py), read, not copied:
-only the bytes are used here. Vectors marked [62056-21] follow the message layouts of
-IEC 62056-21:2002, clause 6.3 (sign-on, identification, option select, data readout).
+only the bytes are used here. Vectors marked [EMH] are the exchanges printed in a meter
+vendor's manual (LEM EM4T II, V1.0, 2020, 4.2.9), BCCs included: a second independent
+source, from a shipping meter. Vectors marked [62056-21] follow the message layouts of
+IEC 62056-21:2002, clause 6.3 (sign-on, identification, option select, data readout);
+the standard's own worked examples could not be read from here.
 """
 
 from __future__ import annotations
@@ -81,3 +84,53 @@ def test_short_addresses_become_full_obis_codes() -> None:
     assert codec.obis_of("C.1.0") == "C.1.0"
     with pytest.raises(Iec62056Error, match="does not parse"):
         codec.parse_line("1.8.0(12*kWh")
+
+
+# [EMH] LEM EM4T II user manual (V1.0, 5 November 2020), 4.2.9 "Examples of read-outs":
+# an EMH-built meter's readout and programming exchanges as printed there, BCCs included.
+EMH_READOUT = ("1-0:1.8.0*255(000000000.0*kWh)", "1-0:2.8.0*255(000000000.0*kWh)",
+               "1-0:3.8.0*255(000000000.0*kvarh)", "1-0:4.8.0*255(000000000.0*kvarh)",
+               "0-0:F.F.0*255(00000000)", "1-0:0.0.1*255()", "1-0:0.2.0*255(10600000)",
+               "1-0:0.9.1*255(140253)", "1-0:0.9.2*255(121221)", "0-0:C.1.0*255(03878504)",
+               "0-0:C.72.1*255()", "0-0:C.72.2*255()", "1-0:0.8.4*255(5*min)",
+               "1-0:0.3.0*255(6.00*Imp/kWh)", "1-0:0.2.1*1(121120??)",
+               "1-0:0.2.1*50(121120??)", "0-0:C.90.2*255(9F139CC2)", "1-0:C.1.9*255(Point-ID)")
+
+
+@pytest.mark.parametrize("message", [
+    b"\x01B0\x03q",  # [EMH] break
+    b"\x01P0\x02()\x03`",  # [EMH] operand request
+    b"\x01P1\x02(00000000)\x03a",  # [EMH] password
+    b"\x01R5\x020.9.2()\x03\\",  # [EMH] read date
+    b"\x020.9.2(130103)\x039",  # [EMH] its answer
+    b"\x01R5\x020.9.1()\x03_",  # [EMH] read time
+    b"\x020.9.1(101415)\x03:",  # [EMH] its answer
+    b"\x01W5\x021-0:0.9.129*255(1301031605000002)(00000000)\x03^",  # [EMH] write clock
+    b"\x02" + "".join(f"{line}\r\n" for line in EMH_READOUT).encode() + b"!\r\n\x03+",
+])
+def test_a_vendor_manuals_exchanges_carry_the_block_check_characters_we_compute(
+        message: bytes) -> None:
+    assert codec.bcc(message[1:-1]) == message[-1]
+
+
+def test_a_vendor_manuals_readout_parses_set_by_set() -> None:
+    body = "".join(f"{line}\r\n" for line in EMH_READOUT).encode() + b"!\r\n\x03"
+    sets = codec.parse_readout(b"\x02" + body + b"+")
+    assert len(sets) == len(EMH_READOUT)
+    first = sets[0]
+    assert (first.obis, first.number, first.unit) == ("1-0:1.8.0", 0.0, "kWh")
+    assert (sets[12].obis, sets[12].value, sets[12].unit) == ("1-0:0.8.4", "5", "min")
+    assert sets[13].unit == "Imp/kWh" and sets[17].value == "Point-ID"
+    ident = codec.parse_identification(b"/EMH5\\@D4EM4TIIW001--\r\n")  # [EMH]
+    assert (ident.manufacturer, ident.baud) == ("EMH", 9600)
+    assert codec.parse_ack(b"\x06050\r\n") == ("5", "0")  # [EMH] readout at 9600
+    assert codec.parse_ack(b"\x06051\r\n") == ("5", "1")  # [EMH] programming mode
+
+
+def test_a_billing_period_value_keeps_its_own_code() -> None:
+    assert codec.obis_of("1-0:0.2.1*50") == "1-0:0.2.1*50"
+    assert codec.obis_of("1.8.0*01") == "1-0:1.8.0*01"  # the register at the last reset
+    assert codec.obis_of("1.8.0") == "1-0:1.8.0"
+    sets = codec.parse_readout(codec.encode_readout(["1.8.0(001234.5*kWh)",
+                                                     "1.8.0*01(001100.0*kWh)"]))
+    assert {s.obis: s.number for s in sets} == {"1-0:1.8.0": 1234.5, "1-0:1.8.0*01": 1100.0}
