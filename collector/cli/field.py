@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,7 +14,7 @@ from rich.progress import Progress
 
 from collector.cli.context import EXIT_CONFIG, console, run_async
 from collector.cli.tables import values_table
-from protocols.dlt645.client import ClientSettings
+from protocols.dlt645.client import ClientSettings, Dlt645Client
 from protocols.serial import LineSettings
 
 
@@ -61,6 +62,24 @@ def _need_port(port: str | None) -> str:
     return port
 
 
+def _dlt645_meter(port: str | None, address: str | None, what: str) -> tuple[str, str]:
+    """The bus and the meter's address, which `what` (e.g. "a DL/T 645 read") needs."""
+    path = _need_port(port)
+    if not address:
+        raise click.UsageError(f"{what} needs --address")
+    return path, _address(address)
+
+
+def _dlt645(port: str, baud: int, parity: str, latency_ms: float,
+            **settings: Any) -> AbstractAsyncContextManager[Dlt645Client]:
+    """A DL/T 645 client on the port as every field command opens it; `settings` are
+    further ClientSettings (a scan asks for no retries)."""
+    from collector.field.tools import dlt645_session
+
+    return dlt645_session(port, LineSettings(baud, parity),
+                          ClientSettings(latency_s=latency_ms / 1000, **settings))
+
+
 @click.command()
 @_line_options
 @_meter_options
@@ -76,7 +95,7 @@ def read(port: str | None, modbus_url: str | None, baud: int, parity: str, laten
          profile_dirs: tuple[str, ...], quantities: tuple[str, ...], optical: str | None,
          max_baud: int | None, as_json: bool) -> None:
     """Read one meter once and show its values with units."""
-    from collector.field.tools import DEFAULT_READ, dlt645_session, read_meter
+    from collector.field.tools import DEFAULT_READ, read_meter
 
     if optical:
         _read_optical(optical, address or "", max_baud, quantities, as_json)
@@ -84,15 +103,10 @@ def read(port: str | None, modbus_url: str | None, baud: int, parity: str, laten
     if modbus_url:
         _read_modbus(modbus_url, unit, profile_name, profile_dirs, quantities, latency_ms)
         return
-    port = _need_port(port)
-    if not address:
-        raise click.UsageError("a DL/T 645 read needs --address")
-    addr = _address(address)
+    port, addr = _dlt645_meter(port, address, "a DL/T 645 read")
 
     async def go() -> None:
-        async with dlt645_session(
-            port, LineSettings(baud, parity), ClientSettings(latency_s=latency_ms / 1000)
-        ) as client:
+        async with _dlt645(port, baud, parity, latency_ms) as client:
             outcome = await read_meter(client, addr, quantities or DEFAULT_READ)
         if as_json:
             click.echo(json.dumps({"meter": addr, "port": port, "values": [
@@ -215,7 +229,7 @@ def _scan_modbus(url: str, latency_ms: float, units: range, as_json: bool = Fals
 def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
          latency_ms: float, unit_text: str, as_json: bool) -> None:
     """Find the meters on a bus: DL/T 645 addresses, or Modbus unit ids 1-247."""
-    from collector.field.tools import dlt645_session, scan_bus
+    from collector.field.tools import scan_bus
 
     if modbus_url:
         _scan_modbus(modbus_url, latency_ms, _unit_range(unit_text), as_json)
@@ -230,10 +244,7 @@ def scan(port: str | None, modbus_url: str | None, baud: int, parity: str,
                 progress.update(task, description=f"probing {pattern}", total=total,
                                 completed=n + 1)
 
-            async with dlt645_session(
-                port, LineSettings(baud, parity),
-                ClientSettings(latency_s=latency_ms / 1000, retries=0),
-            ) as client:
+            async with _dlt645(port, baud, parity, latency_ms, retries=0) as client:
                 return await scan_bus(client, on_probe)
 
     found = run_async(go())
@@ -263,7 +274,6 @@ def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
     """Show a DL/T 645 meter clock's offset from this machine, and optionally sync it."""
     from collector.field.tools import (
         check_clock,
-        dlt645_session,
         looks_like_zone_error,
         sync_clock,
     )
@@ -275,9 +285,7 @@ def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
     tz = ZoneInfo(tz_name)
 
     async def go() -> None:
-        async with dlt645_session(
-            port, LineSettings(baud, parity), ClientSettings(latency_s=latency_ms / 1000)
-        ) as client:
+        async with _dlt645(port, baud, parity, latency_ms) as client:
             before = await check_clock(client, addr, tz)
             if as_json and not sync:
                 click.echo(json.dumps({"meter": addr, "meter_time": before.meter_time.isoformat(),

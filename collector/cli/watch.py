@@ -15,6 +15,8 @@ from rich.table import Table
 from collector.cli.context import console, run_async
 from collector.cli.field import (
     _address,
+    _dlt645,
+    _dlt645_meter,
     _line_options,
     _meter_options,
     _modbus_target,
@@ -22,8 +24,6 @@ from collector.cli.field import (
     modbus_profile,
 )
 from collector.cli.tables import fmt_value, quantity_name
-from protocols.dlt645.client import ClientSettings
-from protocols.serial import LineSettings
 
 Values = dict[str, tuple[float | str, str]]
 LIVE = ("1-0:1.8.0", "1-0:2.8.0", "1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0", "1-0:31.7.0",
@@ -108,14 +108,10 @@ def watch(port: str | None, modbus_url: str | None, baud: int, parity: str,
                 await watching(f"unit {unit} at {modbus_url}", read_modbus_once, every_s,
                                count)
             return
-        from collector.field.tools import dlt645_session, read_meter
+        from collector.field.tools import read_meter
 
-        path = _need_port(port)
-        if not address:
-            raise click.UsageError("watching a DL/T 645 meter needs --address")
-        addr = _address(address)
-        async with dlt645_session(path, LineSettings(baud, parity),
-                                  ClientSettings(latency_s=latency_ms / 1000)) as client:
+        path, addr = _dlt645_meter(port, address, "watching a DL/T 645 meter")
+        async with _dlt645(path, baud, parity, latency_ms) as client:
             async def read_dlt645() -> Values:
                 got = await read_meter(client, addr, wanted)
                 return {v.obis: (v.value, v.unit) for v in got.values}
@@ -143,7 +139,6 @@ def history(port: str | None, modbus_url: str | None, baud: int, parity: str,
     from rich.progress import Progress
 
     from collector.field.history import read_history
-    from collector.field.tools import dlt645_session
 
     if modbus_url:
         raise click.UsageError("meter memory is read from DL/T 645 meters (--port)")
@@ -152,8 +147,7 @@ def history(port: str | None, modbus_url: str | None, baud: int, parity: str,
     tz = ZoneInfo(tz_name)
 
     async def go() -> object:
-        async with dlt645_session(path, LineSettings(baud, parity),
-                                  ClientSettings(latency_s=latency_ms / 1000)) as client:
+        async with _dlt645(path, baud, parity, latency_ms) as client:
             with Progress(console=console, transient=True, disable=as_json) as bar:
                 task = bar.add_task("reading the meter's memory", total=None)
                 return await read_history(

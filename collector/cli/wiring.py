@@ -13,15 +13,13 @@ from rich.table import Table
 
 from collector.cli.context import console, run_async
 from collector.cli.field import (
-    _address,
+    _dlt645,
+    _dlt645_meter,
     _line_options,
     _meter_options,
     _modbus_target,
-    _need_port,
     modbus_profile,
 )
-from protocols.dlt645.client import ClientSettings
-from protocols.serial import LineSettings
 
 
 @click.command()
@@ -64,10 +62,7 @@ def wiring(port: str | None, modbus_url: str | None, baud: int, parity: str,
                                              wanted, latency_ms, take))
         where = f"unit {unit} at {modbus_url}"
     else:
-        port = _need_port(port)
-        if not address:
-            raise click.UsageError("a DL/T 645 wiring check needs --address")
-        addr = _address(address)
+        port, addr = _dlt645_meter(port, address, "a DL/T 645 wiring check")
         readings = run_async(_dlt645_samples(port, addr, baud, parity, latency_ms, wanted,
                                              take))
         where = f"meter {addr} on {port}"
@@ -88,10 +83,9 @@ def wiring(port: str | None, modbus_url: str | None, baud: int, parity: str,
 
 async def _dlt645_samples(port: str, address: str, baud: int, parity: str, latency_ms: float,
                           wanted: tuple[str, ...], take: Any) -> list[dict[str, float]]:
-    from collector.field.tools import dlt645_session, read_meter
+    from collector.field.tools import read_meter
 
-    async with dlt645_session(port, LineSettings(baud, parity),
-                              ClientSettings(latency_s=latency_ms / 1000)) as client:
+    async with _dlt645(port, baud, parity, latency_ms) as client:
         async def once() -> dict[str, float]:
             got = await read_meter(client, address, wanted)
             return {v.obis: v.value for v in got.values}

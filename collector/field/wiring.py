@@ -96,12 +96,9 @@ def diagnose(samples: Sequence[Mapping[str, float]], connection: str = "3P4W",
     live = 0.9 * nominal_v if connection == "3P3W" else VOLTAGE_PRESENT * nominal_v
     missing = [PHASES[k] for k, v in zip(elements, volts, strict=True) if v < live]
     if missing:
-        report.ok = False
-        report.verdict = "; ".join(f"phase {p} voltage missing" for p in missing)
-        report.confidence = "high"
-        report.fixes = [f"check the phase {p} voltage lead and its fuse at the terminal "
-                        "block" for p in missing]
-        return report
+        return _faulted(report, [f"phase {p} voltage missing" for p in missing],
+                        [f"check the phase {p} voltage lead and its fuse at the terminal "
+                         "block" for p in missing])
     if max(amps) < MIN_CURRENT_A:
         report.verdict = "no load: the check needs current flowing; switch a load on"
         return report
@@ -166,14 +163,20 @@ def _power_signs(report: WiringReport, elements: Sequence[int],
     backward = [PHASES[k] for k, p in zip(elements, powers, strict=True)
                 if p is not None and (p > 0 if exporter else p < 0)]
     if backward:
-        report.ok = False
-        report.verdict = "; ".join(f"phase {p} power runs backward" for p in backward)
-        report.confidence = "high"
-        report.fixes = [f"check the phase {p} current: reversed (S1/S2) or on another "
-                        "phase's voltage" for p in backward]
-    else:
-        report.verdict = ("every phase's power runs " + ("backward (exporting)"
-                          if exporter else "forward") + "; phase order not checked")
+        return _faulted(report, [f"phase {p} power runs backward" for p in backward],
+                        [f"check the phase {p} current: reversed (S1/S2) or on another "
+                         "phase's voltage" for p in backward])
+    report.verdict = ("every phase's power runs " + ("backward (exporting)"
+                      if exporter else "forward") + "; phase order not checked")
+    return report
+
+
+def _faulted(report: WiringReport, faults: list[str], fixes: list[str]) -> WiringReport:
+    """A fault the readings show beyond doubt, named with what to change."""
+    report.ok = False
+    report.verdict = "; ".join(faults)
+    report.confidence = "high"
+    report.fixes = fixes
     return report
 
 
