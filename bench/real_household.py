@@ -125,8 +125,7 @@ def vee_rates(h: Household, s: VeeSettings, history_days: int = 28) -> dict[str,
             for rule in codes.RULES}
 
 
-def report(path: Path = SAMPLE) -> list[tuple[str, float]]:
-    h = load(path)
+def report(h: Household) -> list[tuple[str, float]]:
     t = Thresholds()
     rates = {**flag_rates(h, t), **screen_rates(h, t), **vee_rates(h, VeeSettings())}
     return sorted(rates.items())
@@ -139,7 +138,7 @@ def main() -> None:
     t = Thresholds()
     print(f"  flags: {len(windows(h, span(t), STEP_DAYS))} windows of {span(t)} days; screen: "
           f"{len(windows(h, SCREEN_DAYS, SCREEN_STEP))} two-year files; VEE: every day")
-    for name, rate in report():
+    for name, rate in report(h):
         mark = "" if rate <= 0.05 else "   above the 5 % goal"
         print(f"  {name:<38} {rate:7.1%}{mark}")
 
