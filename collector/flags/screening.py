@@ -127,8 +127,8 @@ def _rows(path: Path, encoding: str) -> Iterator[list[str]]:
 
 def _floats(raw: np.ndarray) -> tuple[np.ndarray, int]:
     """Cells as numbers, NaN for blanks; cells that are not numbers count as missing."""
-    try:  # blanks are the usual missing day: as NaN, numpy converts the lot in C
-        values = np.where(raw == "", "nan", raw).astype(float)
+    try:
+        values = raw.astype(float)
         bad = 0
     except ValueError:
         flat = [_float(c) for c in raw.ravel()]
