@@ -128,7 +128,7 @@ def _meter_ids(store_meters: list[Any], meters: str | None, area: str | None) ->
     try:
         return export_meters(store_meters, meters, area)
     except SelectionError as exc:
-        raise click.BadParameter(str(exc), param_hint="--" + str(exc).split(":")[0]) from None
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.param}") from None
 
 
 def _created(path: str) -> IO[str]:

@@ -14,6 +14,10 @@ from model import Meter
 class SelectionError(ValueError):
     """What was asked for names no meter; the message says which."""
 
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(f"{param}: {problem}")
+        self.param = param
+
 
 def export_meters(known: Sequence[Meter], meters: str | None, area: str | None) -> list[str]:
     """`meters` is comma-separated ids; area meters (transformer totals) are never
@@ -24,11 +28,11 @@ def export_meters(known: Sequence[Meter], meters: str | None, area: str | None) 
         unknown = sorted(set(wanted) - {m.id for m in customers})
         if unknown:
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            raise SelectionError(f"meters: unknown {', '.join(unknown[:5])}{more}")
+            raise SelectionError("meters", f"unknown {', '.join(unknown[:5])}{more}")
         return wanted
     chosen = sorted(m.id for m in customers if area is None or m.area == area)
     if area is not None and not chosen:
         areas = sorted({m.area for m in customers if m.area})
-        raise SelectionError(f"area: no meters in {area!r}; known areas: "
-                             f"{', '.join(areas[:10]) or 'none'}")
+        raise SelectionError("area", f"no meters in {area!r}; known areas: "
+                                     f"{', '.join(areas[:10]) or 'none'}")
     return chosen
