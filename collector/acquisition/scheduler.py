@@ -290,6 +290,17 @@ class Scheduler:
         task.add_done_callback(self._backfills.discard)
 
     async def persist(self, result: CollectionResult) -> None:
+        """Store a result whole even when its caller is cancelled mid-write: a stop cancels
+        catch-up and backfills, and a result whose readings landed without its attempt
+        would say a slot was read that its audit trail never saw."""
+        write = asyncio.ensure_future(self._persist(result))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await write
+            raise
+
+    async def _persist(self, result: CollectionResult) -> None:
         assert result.attempt is not None
         while True:
             try:

@@ -466,6 +466,7 @@ async def run_collector(
             log.error("[ops] listen = %r: cannot listen (%s); running without metrics",
                       settings.ops.listen, exc)
             endpoint = None
+    recovery: asyncio.Task[None] | None = None
     try:
         log.info(
             "collecting %d meters on %d buses into %s",
@@ -484,6 +485,9 @@ async def run_collector(
         return stats
     finally:
         stop_all()
+        if recovery is not None:
+            # Cancelled between slots, or after the write in hand: see Scheduler.persist.
+            await asyncio.gather(recovery, return_exceptions=True)
         if endpoint is not None:
             await endpoint.close()
         if gauge_task is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,12 +12,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.acquisition.clock import SimulatedClock
+from collector.acquisition.pipeline import CollectionResult
+from collector.acquisition.scheduler import Scheduler
+from model import CollectionAttempt, Meter, Outcome, Reading
 from simulator.bus import WireTiming
 from simulator.fleet import FleetSpec, build_fleet, meter_address
+from storage.sqlite import SqliteStore
 from tests.integration.conftest import TZ
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +140,44 @@ async def test_a_slot_interrupted_by_sigkill_is_re_read_from_meter_memory(
                  "error = 'recovered from meter memory after downtime'")
     assert notes[0][0] >= len(recovered)
     assert meter_address(1) == "000000000001"
+
+
+class AttemptsWaitStore(SqliteStore):
+    """A real store whose attempt write waits to be let through, so a stop can land
+    between a result's readings and its attempt on every run, not just on unlucky ones."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.at_attempts = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def write_attempts(self, attempts: Sequence[CollectionAttempt]) -> None:
+        self.at_attempts.set()
+        await self.go_on.wait()
+        await super().write_attempts(attempts)
+
+
+async def test_a_stop_between_a_recovered_slots_readings_and_its_attempt_keeps_both(
+        tmp_path: Path) -> None:
+    store = AttemptsWaitStore(str(tmp_path / "gw.db"))
+    await store.migrate()
+    start = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    meter = Meter("m1", "dlt645", "bus1", meter_address(1))
+    scheduler = Scheduler(meters=[meter], schedules=[], readers={}, store=store,
+                          clock=SimulatedClock(start, 1.0, time.monotonic()), tz=UTC)
+    result = CollectionResult(meter, start, readings=[
+        Reading("m1", "1-0:1.8.0", start, 12.5, "kWh", source="dlt645:bus1:memory")])
+    result.attempt = CollectionAttempt("m1", "bus1", start, Outcome.OK, 1.0,
+                                       "recovered from meter memory after downtime")
+    catching_up = asyncio.create_task(scheduler.persist(result))
+    await store.at_attempts.wait()
+    catching_up.cancel()  # what the daemon's stop does to catch-up
+    await asyncio.sleep(0)  # the cancel is delivered while the attempt write waits
+    store.go_on.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await catching_up
+    assert catching_up.cancelled()
+    await store.close()
+    assert rows(tmp_path / "gw.db", "SELECT meter_id, outcome FROM collection_attempts") == [
+        ("m1", "ok")]
+    assert rows(tmp_path / "gw.db", "SELECT count(*) FROM reading_values") == [(1,)]
