@@ -40,7 +40,13 @@ class ConcentratorSpec:
     """Publish batches out of order."""
     malformed: int = 0
     """Malformed payloads to mix in."""
-    start: datetime = field(default_factory=lambda: datetime(2026, 11, 1, tzinfo=UTC))
+    start: datetime = field(default_factory=lambda: _days_ago(3))
+    """A recent midnight: a head-end refuses timestamps older than its `accept_past`."""
+
+
+def _days_ago(days: int) -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days)
 
 
 def readings(spec: ConcentratorSpec) -> list[Reading]:

@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiomqtt
@@ -58,13 +59,17 @@ class Stopping(Exception):
 
 class HeadEnd:
     def __init__(self, settings: MqttSettings, store: Store, *, client_id: str = "",
-                 metrics: Metrics | None = None, limits: schema.Limits | None = None) -> None:
+                 metrics: Metrics | None = None, limits: schema.Limits | None = None,
+                 now: Callable[[], datetime] | None = None) -> None:
+        """`now` is the clock timestamps are judged against (too old, too far ahead): the
+        daemon's own, so a head-end on a simulated clock accepts what its gateways stamp."""
         self.settings = settings
         self.store = store
         self.client_id = client_id or settings.client_id or f"mc-headend-{socket.gethostname()}"
         self.stats = HeadEndStats()
         self.metrics = metrics or Metrics()
         self.limits = limits or settings.limits
+        self.now = now or (lambda: datetime.now(UTC))
         self.first_message_at: float | None = None
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
@@ -142,7 +147,7 @@ class HeadEnd:
             try:
                 parsed = topics.parse(topic, self.settings.topic_prefix)
                 decoded.append((source, payload, schema.decode_batch(
-                    payload, parsed.gateway, limits=self.limits)))
+                    payload, parsed.gateway, now=self.now(), limits=self.limits)))
             except topics.TopicError as exc:
                 dead.append(DeadLetter(source, payload, str(exc), "topic"))
             except schema.PayloadError as exc:

@@ -193,7 +193,7 @@ def mqtt_services(
     if role == "headend":
         from collector.acquisition.headend import HeadEnd
 
-        return [HeadEnd(settings.mqtt, store, metrics=metrics)]
+        return [HeadEnd(settings.mqtt, store, metrics=metrics, now=clock.now)]
     return []
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,10 +50,12 @@ def mqtt(broker: Mosquitto, role: str, **kw: object) -> MqttSettings:
                         password_env=PASSWORD_ENV, **kw)  # type: ignore[arg-type]
 
 
-async def started_headend(settings: MqttSettings, store: Store, client_id: str
+async def started_headend(settings: MqttSettings, store: Store, client_id: str,
+                          now: Callable[[], datetime] | None = None,
                           ) -> tuple[HeadEnd, asyncio.Task[None]]:
-    """A head-end running and subscribed, so nothing published from here on is missed."""
-    head = HeadEnd(settings, store, client_id=client_id)
+    """A head-end running and subscribed, so nothing published from here on is missed.
+    `now` is the clock it judges timestamps by: the test's, where the data is on one."""
+    head = HeadEnd(settings, store, client_id=client_id, now=now)
     task = asyncio.create_task(head.run())
     await asyncio.wait_for(head.ready.wait(), 10)
     return head, task
@@ -73,8 +76,8 @@ async def test_meters_to_gateway_to_broker_to_headend_to_postgres_match_exactly(
 ) -> None:
     pg = PostgresStore(pg_cluster.create_database("mqtt_e2e"))
     await pg.migrate()
-    head, head_task = await started_headend(mqtt(broker, "headend"), pg, "he-e2e")
     clock = SteppedClock(START - timedelta(minutes=10))
+    head, head_task = await started_headend(mqtt(broker, "headend"), pg, "he-e2e", clock.now)
     fleet = build_fleet(FleetSpec(meters=6, buses=2, tz=TZ), clock.now, START - timedelta(days=1))
     await fleet.start()
     settings = Settings(
@@ -213,7 +216,7 @@ GATEWAY_SCRIPT = textwrap.dedent("""
     from simulator.fleet import FleetSpec, build_fleet, meter_address
 
     async def main():
-        start = datetime(2026, 11, 21, 16, tzinfo=UTC)
+        start = datetime.fromisoformat(sys.argv[3])
         clock = SimulatedClock(start, speed=7200)
         fleet = build_fleet(FleetSpec(meters=4, buses=1, tz=ZoneInfo("Asia/Shanghai")),
                             clock.now, start - timedelta(days=1))
@@ -243,8 +246,8 @@ async def test_a_power_cut_on_the_gateway_loses_nothing_it_had_stored(
     script = tmp_path / "gateway.py"
     script.write_text(GATEWAY_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, str(script), str(db), str(free_port())], env=env,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, str(script), str(db), str(free_port()),
+                             START.isoformat()], env=env, stdout=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdout.readline() == b"running\n"
     await asyncio.sleep(4.0)                         # polling, uplink dead, outbox filling
     proc.send_signal(signal.SIGKILL)
@@ -259,7 +262,9 @@ async def test_a_power_cut_on_the_gateway_loses_nothing_it_had_stored(
     assert stored > 0 and await gw.outbox_size() == stored + attempts
     head_store = SqliteStore(str(tmp_path / "he.db"))
     await head_store.migrate()
-    head, head_task = await started_headend(mqtt(broker, "headend"), head_store, "he-cut")
+    # The gateway's simulated day began at START; judged as of the day after, not today.
+    head, head_task = await started_headend(mqtt(broker, "headend"), head_store, "he-cut",
+                                            lambda: START + timedelta(days=1))
     up = Uplink(mqtt(broker, "gateway"), "gw-cut", gw)  # the gateway after power returns
     up_task = asyncio.create_task(up.run())
     assert await wait_for_count(head_store, stored) == stored
