@@ -295,7 +295,7 @@ def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
             console.print(
                 f"meter {addr}: {before.meter_time:%Y-%m-%d %H:%M:%S %Z}, "
                 f"server {before.server_time.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}, "
-                f"offset {before.offset_s:+.0f} s"
+                f"offset {round(before.offset_s):+d} s"
             )
             if sync and looks_like_zone_error(before.offset_s) and not force:
                 console.print(
@@ -308,6 +308,6 @@ def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
             if sync:
                 await sync_clock(client, tz)
                 after = await check_clock(client, addr, tz)
-                console.print(f"after sync: offset {after.offset_s:+.0f} s")
+                console.print(f"after sync: offset {round(after.offset_s):+d} s")
 
     run_async(go())

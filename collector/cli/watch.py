@@ -48,14 +48,23 @@ async def watching(title: str, read: Callable[[], Awaitable[Values]], every_s: f
     before: Values = {}
     changed_at: dict[str, datetime] = {}
     n = 0
-    with Live(Table(title=title), console=console, refresh_per_second=4) as live:
+    # Piped to a file or a logger, a Live would show only its last frame, and nothing at
+    # all if the watch is killed: there every refresh is printed in turn.
+    live = Live(Table(title=title), console=console, refresh_per_second=4) \
+        if console.is_terminal else None
+    with live or contextlib.nullcontext():
         while count == 0 or n < count:
             now = await read()
             when = datetime.now().astimezone()
             for obis, (value, _) in now.items():
                 if obis in before and before[obis][0] != value:
                     changed_at[obis] = when
-            live.update(live_table(title, now, before, changed_at, when))
+            table = live_table(title, now, before, changed_at, when)
+            if live is not None:
+                live.update(table)
+            else:
+                console.print(table)
+                console.file.flush()
             before = now
             n += 1
             if count == 0 or n < count:

@@ -103,6 +103,15 @@ async def test_watch_refreshes_the_values_in_place_until_told_to_stop() -> None:
     assert "forward active energy" in result.output and "voltage, phase A" in result.output
 
 
+async def test_watch_piped_to_a_file_prints_every_refresh_as_it_comes() -> None:
+    async with meters_on_a_pty(1) as path:
+        result = await invoke("watch", "--port", path, "--baud", "9600", "--address", "1",
+                              "--every", "0", "--count", "3", "--quantity", "1-0:1.8.0")
+    assert result.exit_code == 0, result.output
+    # Not a terminal: three frames one after another, not only the last one redrawn.
+    assert result.output.count("meter 000000000001 on") == 3
+
+
 async def test_read_scan_and_clock_answer_in_json() -> None:
     import json
 
