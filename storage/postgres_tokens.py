@@ -1,17 +1,25 @@
-"""API tokens and the audit trail in PostgreSQL (migration 0007_api)."""
+"""API tokens, web sessions and the audit trail in PostgreSQL (migrations 0007_api and
+0008_web_sessions)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import TupleRow
 
-from storage.tokens import ApiToken, AuditEntry, check_new, digest, new_secret
+from storage.tokens import (
+    ApiToken,
+    AuditEntry,
+    check_new,
+    digest,
+    new_secret,
+    new_session_id,
+)
 from storage.versions import Refused
 
 
@@ -56,6 +64,27 @@ class PostgresTokens:
                                      (digest(secret),))
             row = await cur.fetchone()
             return _token(row) if row else None
+
+    async def start_session(self, token: str, hours: float) -> str:
+        sid = new_session_id()
+        async with self._conn() as conn:
+            await conn.execute("DELETE FROM web_sessions WHERE expires_at <= now()")
+            await conn.execute("INSERT INTO web_sessions VALUES (%s, %s, now() + %s)",
+                               (digest(sid), token, timedelta(hours=hours)))
+        return sid
+
+    async def session_token(self, sid: str) -> ApiToken | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT t.name, t.scopes, t.created_at, t.revoked_at FROM web_sessions s "
+                "JOIN api_tokens t ON t.name = s.token WHERE s.digest = %s AND "
+                "s.expires_at > now() AND t.revoked_at IS NULL", (digest(sid),))
+            row = await cur.fetchone()
+            return _token(row) if row else None
+
+    async def end_session(self, sid: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute("DELETE FROM web_sessions WHERE digest = %s", (digest(sid),))
 
     async def audit(self, token: str, action: str, detail: dict[str, Any]) -> None:
         async with self._conn() as conn:

@@ -56,7 +56,7 @@ from storage.daily import daily_from_boundaries
 from storage.sqlite_billing import SCHEMA as BILLING_SCHEMA
 from storage.sqlite_billing import SqliteBilling
 from storage.sqlite_tokens import SCHEMA as TOKENS_SCHEMA
-from storage.sqlite_tokens import SqliteTokens
+from storage.sqlite_tokens import SESSIONS_SCHEMA, SqliteTokens
 from storage.versions import (
     LATE_READ_ACTOR,
     LATE_READ_NOTE,
@@ -217,6 +217,7 @@ _SCHEMA.append((
 
 _SCHEMA.append(BILLING_SCHEMA)
 _SCHEMA.append(TOKENS_SCHEMA)
+_SCHEMA.append(SESSIONS_SCHEMA)
 
 def _finish_conversion(db: sqlite3.Connection) -> None:
     """Drop the wide table only once every row is in the narrow one, in one unit."""

@@ -1,4 +1,5 @@
-"""API tokens and the audit trail in SQLite (the same schema as PostgreSQL's 0007)."""
+"""API tokens, web sessions and the audit trail in SQLite (the same schema as PostgreSQL's
+0007 and 0008)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage.sqlite_mixin import SqlitePart
-from storage.tokens import ApiToken, AuditEntry, check_new, digest, new_secret
+from storage.tokens import (
+    ApiToken,
+    AuditEntry,
+    check_new,
+    digest,
+    new_secret,
+    new_session_id,
+)
 from storage.versions import Refused
 
 SCHEMA = (
@@ -23,6 +31,17 @@ SCHEMA = (
         id INTEGER PRIMARY KEY, at REAL NOT NULL, token TEXT NOT NULL,
         action TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
     );
+    """,
+)
+
+SESSIONS_SCHEMA = (
+    "0008_web_sessions",
+    """
+    CREATE TABLE web_sessions (
+        digest TEXT PRIMARY KEY, token TEXT NOT NULL REFERENCES api_tokens (name),
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
     """,
 )
 
@@ -71,6 +90,33 @@ class SqliteTokens(SqlitePart):
             return _token(row) if row else None
 
         return await self._query(read)
+
+    async def start_session(self, token: str, hours: float) -> str:
+        sid = new_session_id()
+        now = datetime.now(UTC).timestamp()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM web_sessions WHERE expires_at <= ?", (now,))
+            db.execute("INSERT INTO web_sessions VALUES (?,?,?)",
+                       (digest(sid), token, now + hours * 3600))
+
+        await self._run(self._tx(write))
+        return sid
+
+    async def session_token(self, sid: str) -> ApiToken | None:
+        def read(db: sqlite3.Connection) -> ApiToken | None:
+            row = db.execute(
+                "SELECT t.name, t.scopes, t.created_at, t.revoked_at FROM web_sessions s "
+                "JOIN api_tokens t ON t.name = s.token WHERE s.digest = ? AND "
+                "s.expires_at > ? AND t.revoked_at IS NULL",
+                (digest(sid), datetime.now(UTC).timestamp())).fetchone()
+            return _token(row) if row else None
+
+        return await self._query(read)
+
+    async def end_session(self, sid: str) -> None:
+        await self._run(self._tx(lambda db: db.execute(
+            "DELETE FROM web_sessions WHERE digest = ?", (digest(sid),))))
 
     async def audit(self, token: str, action: str, detail: dict[str, Any]) -> None:
         now = datetime.now(UTC).timestamp()

@@ -1,8 +1,8 @@
-"""API tokens and the audit trail of writes: what both stores agree on.
+"""API tokens, web sessions and the audit trail of writes: what both stores agree on.
 
-A token is shown once, when it is made; the store keeps only its SHA-256, so a copy of
-the database gives nobody a way in. Every write through the API is kept with the name
-of the token that made it.
+A token is shown once, when it is made, and a session id only to the browser holding it;
+the store keeps only their SHA-256, so a copy of the database gives nobody a way in.
+Every write through the API is kept with the name of the token that made it.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ def new_secret() -> str:
     return PREFIX + secrets.token_urlsafe(32)
 
 
+def new_session_id() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def check_new(name: str, scopes: Sequence[str]) -> tuple[str, ...]:
     """The scopes of a token about to be made, or Refused saying what is wrong."""
     if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
@@ -73,6 +77,16 @@ class TokenStore(Protocol):
     async def token_for(self, secret: str) -> ApiToken | None:
         """The active token with this secret, or None."""
         ...
+
+    async def start_session(self, token: str, hours: float) -> str:
+        """Open a web session for the named token; returns its id, which is not kept."""
+        ...
+
+    async def session_token(self, sid: str) -> ApiToken | None:
+        """The active token of an unexpired session, or None."""
+        ...
+
+    async def end_session(self, sid: str) -> None: ...
 
     async def audit(self, token: str, action: str, detail: dict[str, Any]) -> None: ...
 

@@ -7,10 +7,8 @@ session or not. `admin` holds every scope.
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import Request
 
@@ -20,53 +18,44 @@ from storage.tokens import ApiToken, TokenStore
 COOKIE = "mc_session"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sessions:
-    """Web sessions in memory: a restart logs everyone out, which is the safe side."""
+    """How web sessions are issued. The sessions themselves live in the store, beside the
+    tokens: a restart logs nobody out, and several API processes serve the same users."""
 
     hours: float
     secure: bool = False
-    _by_id: dict[str, tuple[str, float]] = field(default_factory=dict)
-
-    def start(self, secret: str) -> str:
-        sid = secrets.token_urlsafe(32)
-        self._by_id[sid] = (secret, time.monotonic() + self.hours * 3600)
-        return sid
-
-    def secret(self, sid: str) -> str | None:
-        found = self._by_id.get(sid)
-        if found is None:
-            return None
-        if found[1] < time.monotonic():
-            del self._by_id[sid]
-            return None
-        return found[0]
-
-    def end(self, sid: str) -> None:
-        self._by_id.pop(sid, None)
 
 
-def bearer(request: Request) -> str | None:
+def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def presents_credentials(request: Request) -> bool:
+    return _bearer(request) is not None or bool(request.cookies.get(COOKIE))
+
+
+async def caller(request: Request) -> ApiToken | None:
+    """The active token behind a request: its bearer header, else its session cookie."""
+    store: TokenStore = request.app.state.store
+    secret = _bearer(request)
+    if secret is not None:
+        return await store.token_for(secret)
     sid = request.cookies.get(COOKIE)
-    sessions: Sessions = request.app.state.sessions
-    return sessions.secret(sid) if sid else None
+    return await store.session_token(sid) if sid else None
 
 
 def need(scope: str) -> Callable[[Request], Awaitable[ApiToken]]:
     """A dependency: the caller's token, which must hold `scope` (or admin)."""
 
     async def check(request: Request) -> ApiToken:
-        secret = bearer(request)
-        if secret is None:
+        if not presents_credentials(request):
             raise Problem(401, "Authentication required",
                           "send 'Authorization: Bearer TOKEN' (collector token create)",
                           headers={"WWW-Authenticate": "Bearer"})
-        store: TokenStore = request.app.state.store
-        token = await store.token_for(secret)
+        token = await caller(request)
         if token is None:
             raise Problem(401, "Token not valid", "unknown or revoked token",
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from collector.api.auth import COOKIE, Sessions, bearer
+from collector.api.auth import COOKIE, Sessions, caller
 from collector.api.common import settings_of, store_of, worst_meters
 from collector.api.problems import Problem
 from collector.vee.grid import local_midnight
@@ -38,8 +38,7 @@ class LoginNeeded(Exception):
 
 
 async def viewer(request: Request) -> ApiToken:
-    secret = bearer(request)
-    token: ApiToken | None = await store_of(request).token_for(secret) if secret else None
+    token = await caller(request)
     if token is None or not ({"read", "admin"} & set(token.scopes)):
         raise Problem(303, "Log in first", headers={
             "Location": f"/login?next={escape(request.url.path, quote=True)}"})
@@ -64,7 +63,8 @@ async def login(request: Request, token: Annotated[str, Form()],
                     error="That token is unknown, revoked, or lacks the read scope.")
     sessions: Sessions = request.app.state.sessions
     response = RedirectResponse(_local(next), status_code=303)
-    response.set_cookie(COOKIE, sessions.start(token.strip()), httponly=True,
+    sid = await store_of(request).start_session(found.name, sessions.hours)
+    response.set_cookie(COOKIE, sid, httponly=True,
                         samesite="strict", secure=sessions.secure,
                         max_age=int(sessions.hours * 3600))
     return response
@@ -74,7 +74,7 @@ async def login(request: Request, token: Annotated[str, Form()],
 async def logout(request: Request) -> Response:
     sid = request.cookies.get(COOKIE)
     if sid:
-        request.app.state.sessions.end(sid)
+        await store_of(request).end_session(sid)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response

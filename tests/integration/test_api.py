@@ -262,3 +262,47 @@ async def test_a_page_of_raw_reads_says_exactly_what_the_versions_say(
         "from": lo.isoformat(), "to": hi.isoformat(), "limit": 60,
         "cursor": got["next"]})).json()
     assert rest["items"] == [version_doc(v) for v in want[60:]] and rest["next"] is None
+
+
+async def test_a_web_session_outlives_an_api_restart_and_ends_at_logout_or_revocation(
+        store: Any) -> None:
+    from collector.api.auth import COOKIE
+
+    secret = await store.create_token("viewer", ["read"])
+    settings = Settings(source="(test)", collector=CollectorSettings(timezone=str(TZ)))
+
+    def api_process() -> httpx.AsyncClient:
+        """A fresh app on the same store: the API after a restart, or a second worker."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, store)),
+                                 base_url="http://test")
+
+    async def login() -> str:
+        async with api_process() as client:
+            answer = await client.post("/login", data={"token": secret, "next": "/flags"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/flags"
+        return str(answer.cookies[COOKIE])
+
+    async def status_with(sid: str, path: str = "/flags") -> int:
+        async with api_process() as client:
+            client.cookies.set(COOKIE, sid)
+            return (await client.get(path)).status_code
+
+    sid = await login()
+    assert await status_with(sid) == 200                 # another process knows the session
+    assert await status_with(sid, "/v1/meters") == 200   # and so does the API behind the page
+    assert await status_with("not-a-session") == 303
+    async with api_process() as client:
+        client.cookies.set(COOKIE, sid)
+        assert (await client.post("/logout")).status_code == 303
+    assert await status_with(sid) == 303                 # logged out everywhere
+    assert await status_with(sid, "/v1/meters") == 401
+
+    sid = await login()
+    assert await store.revoke_token("viewer")
+    assert await status_with(sid) == 303                 # a revoked token ends its sessions
+    assert await store.session_token(sid) is None
+
+    unrevoked = await store.create_token("viewer-2", ["read"])
+    assert await store.token_for(unrevoked) is not None
+    stale = await store.start_session("viewer-2", hours=-1.0)
+    assert await store.session_token(stale) is None      # expired
