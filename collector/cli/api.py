@@ -31,22 +31,29 @@ from storage.versions import Refused
 @click.option("--host", default=None, help="Listen address (default: [api] listen).")
 @click.option("--port", type=int, default=None, help="Port (default: [api] listen).")
 @click.option("--log-level", default="info", show_default=True)
-def api(config_path: str, host: str | None, port: int | None, log_level: str) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="API processes on the port (default: [api] workers).")
+def api(config_path: str, host: str | None, port: int | None, log_level: str,
+        workers: int | None) -> None:
     """Serve the HTTP API (/v1, /openapi.json, /docs) and the web view."""
+    import os
+
     import uvicorn
 
-    from collector.api.app import create_app
+    from collector.cli import api_worker as worker
 
     settings = load_settings(config_path)
     listen_host, _, listen_port = settings.api.listen.rpartition(":")
     store = plain_store(settings)
-    run_async(store.migrate())
-    app = create_app(settings, store, close_store=True)
+    run_async(store.migrate())  # once, here, before any worker opens the store
+    run_async(store.close())
     bind = (host or listen_host.strip("[]"), port or int(listen_port))
+    count = workers or settings.api.workers
     console.print(f"API on http://{bind[0]}:{bind[1]}/ (docs at /docs), store "
-                  f"{settings.storage.url}")
-    uvicorn.run(app, host=bind[0], port=bind[1], log_level=log_level,
-                access_log=settings.api.access_log)
+                  f"{settings.storage.url}" + (f", {count} workers" if count > 1 else ""))
+    os.environ[worker.CONFIG_ENV] = str(Path(config_path).resolve())
+    uvicorn.run(worker.FACTORY, factory=True, host=bind[0], port=bind[1], workers=count,
+                log_level=log_level, access_log=settings.api.access_log)
 
 
 @config_group

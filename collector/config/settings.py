@@ -166,6 +166,9 @@ class ApiSettings:
     access_log: bool = True
     """A line per request on stderr; behind a proxy that logs requests, false saves
     the API a good share of its time per request."""
+    workers: int = 1
+    """API processes sharing the port: web sessions live in the store, so any of them
+    serves any user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +291,7 @@ _API_KEYS = {
     "secure_cookies": "secure_cookies = true  # behind a TLS proxy",
     "max_page": "max_page = 10000",
     "access_log": "access_log = false  # a proxy in front logs requests",
+    "workers": "workers = 2  # API processes on one port",
 }
 _OPS_KEYS = {
     "listen": 'listen = "127.0.0.1:9108"  # /metrics, /healthz, /readyz',
@@ -477,8 +481,11 @@ def _parse_api(s: _Section) -> ApiSettings:
     page = s.get("max_page", int, default.max_page)
     if page < 1:
         raise s.error("max_page", f"must be at least 1, got {page}")
+    workers = s.get("workers", int, default.workers)
+    if not 1 <= workers <= 64:
+        raise s.error("workers", f"must be between 1 and 64, got {workers}")
     return ApiSettings(listen, float(hours), s.get("secure_cookies", bool, False), page,
-                       s.get("access_log", bool, default.access_log))
+                       s.get("access_log", bool, default.access_log), workers)
 
 
 def _parse_ops(s: _Section) -> OpsSettings:

@@ -51,8 +51,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                           timeout=60)
     token = made.stdout.strip().splitlines()[-1]
     port = free_port()
+    # Two processes, as behind a proxy: the browser's session must hold whichever answers.
     server = started_api([*CLI, "api", "-c", str(config), "--host", "127.0.0.1",
-                          "--port", str(port)])
+                          "--port", str(port), "--workers", "2"])
     try:
         yield Site(f"http://127.0.0.1:{port}", token, db)
     finally:

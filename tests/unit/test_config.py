@@ -97,3 +97,10 @@ def test_a_reshape_threshold_may_be_negative_but_must_be_a_correlation(tmp_path:
         load_text(tmp_path, BASE + "[flags]\nshape_corr = -1.5\n")
     with pytest.raises(ConfigError, match=r"flags\.drop_ratio: must not be negative"):
         load_text(tmp_path, BASE + "[flags]\ndrop_ratio = -0.1\n")
+
+
+def test_api_workers_are_a_small_positive_count(tmp_path: Path) -> None:
+    assert load_text(tmp_path, BASE + "[api]\nworkers = 4\n").api.workers == 4
+    assert load_text(tmp_path, BASE).api.workers == 1
+    with pytest.raises(ConfigError, match=r"api\.workers: must be between 1 and 64, got 0"):
+        load_text(tmp_path, BASE + "[api]\nworkers = 0\n")
