@@ -10,7 +10,7 @@ process, and:
 2. one month for all meters is exported as NEM12 through /v1/exports/nem12, against a
    `COPY (SELECT …) TO STDOUT` of the same rows.
 
-    python -m bench.api [--meters 10000] [--days 30] [--requests 800]
+    python -m bench.api [--meters 10000] [--days 30] [--requests 800] [--workers 1]
 """
 
 from __future__ import annotations
@@ -161,11 +161,17 @@ def export_copy(url: str, days: int) -> tuple[float, int]:
 
 
 def peak_rss_mb(pid: int) -> float:
-    """The process's high-water resident memory (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The high-water resident memory (VmHWM) of the process, or of the largest of its
+    worker processes, in MB."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(c) for c in (task / "children").read_text().split()]
+    peaks = []
+    for each in pids:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks, default=float("nan"))
 
 
 def main() -> None:
@@ -173,6 +179,7 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--workers", type=int, default=1, help="collector api --workers")
     args = parser.parse_args()
     cluster = PgCluster()
     cluster.start()
@@ -193,7 +200,8 @@ def main() -> None:
                  "read", "--scope", "billing"], check=True, capture_output=True,
                 text=True).stdout.strip().splitlines()[-1]
             port = free_port()
-            server = started_api([*cli, "api", "-c", str(config), "--port", str(port)])
+            server = started_api([*cli, "api", "-c", str(config), "--port", str(port),
+                                  "--workers", str(args.workers)])
             base = f"http://127.0.0.1:{port}"
             # Both runs ask for the same meters: warm the database's cache for both
             # first, so that neither pays for the other's first reads.
@@ -203,7 +211,7 @@ def main() -> None:
             db_lat, db_wall = asyncio.run(straight(url, args.meters, args.days,
                                                    args.requests))
             print(f"one meter-month ({args.days * 96 + 1} readings), {CLIENTS} clients, "
-                  f"{args.requests} requests:")
+                  f"{args.requests} requests, {args.workers} API process(es):")
             print(f"  API       {summary(api_lat, api_wall)}")
             print(f"  psycopg   {summary(db_lat, db_wall)}")
             p99 = statistics.quantiles(api_lat, n=100)[98] * 1000
