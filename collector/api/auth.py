@@ -57,7 +57,10 @@ def need(scope: str) -> Callable[[Request], Awaitable[ApiToken]]:
                           headers={"WWW-Authenticate": "Bearer"})
         token = await caller(request)
         if token is None:
-            raise Problem(401, "Token not valid", "unknown or revoked token",
+            detail = ("unknown or revoked token" if _bearer(request) is not None else
+                      "the web session has ended (logged out, expired or its token revoked); "
+                      "log in again at /login")
+            raise Problem(401, "Token not valid", detail,
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if scope not in token.scopes and "admin" not in token.scopes:
             raise Problem(403, "Scope missing",

@@ -296,6 +296,9 @@ async def test_a_web_session_outlives_an_api_restart_and_ends_at_logout_or_revoc
         assert (await client.post("/logout")).status_code == 303
     assert await status_with(sid) == 303                 # logged out everywhere
     assert await status_with(sid, "/v1/meters") == 401
+    async with api_process() as client:
+        client.cookies.set(COOKIE, sid)
+        assert "log in again" in (await client.get("/v1/meters")).json()["detail"]
 
     sid = await login()
     assert await store.revoke_token("viewer")
