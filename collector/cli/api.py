@@ -44,9 +44,15 @@ def api(config_path: str, host: str | None, port: int | None, log_level: str,
 
     settings = load_settings(config_path)
     listen_host, _, listen_port = settings.api.listen.rpartition(":")
-    store = plain_store(settings)
-    run_async(store.migrate())  # once, here, before any worker opens the store
-    run_async(store.close())
+    async def migrate() -> None:
+        """Once, here, before any worker opens the store; in one loop, as a pool must."""
+        store = plain_store(settings)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    run_async(migrate())
     bind = (host or listen_host.strip("[]"), port or int(listen_port))
     count = workers or settings.api.workers
     console.print(f"API on http://{bind[0]}:{bind[1]}/ (docs at /docs), store "

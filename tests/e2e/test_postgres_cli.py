@@ -54,3 +54,34 @@ def test_the_demo_stores_its_reads_in_postgres_and_reports_read_them(
     coll = CliRunner().invoke(main, ["report", "collection", "-c", str(cfg), "--by", "bus",
                                      "--days", "30"])
     assert coll.exit_code == 0 and "bus1" in coll.output
+
+
+def test_the_api_serves_postgres_from_two_workers_that_share_web_sessions(
+    pg_cluster: PgCluster, tmp_path: Path,
+) -> None:
+    import httpx
+
+    from simulator.ports import free_port
+    from tests.support.services import started_api
+
+    cfg = config_for(tmp_path, pg_cluster.create_database("cli_api"))
+    cli = [sys.executable, "-m", "collector.cli"]
+    made = subprocess.run([*cli, "token", "-c", str(cfg), "create", "--name", "web", "--scope",
+                           "read"], capture_output=True, text=True, timeout=60, check=True)
+    secret = made.stdout.strip().splitlines()[-1]
+    port = free_port()
+    server = started_api([*cli, "api", "-c", str(cfg), "--host", "127.0.0.1", "--port",
+                          str(port), "--workers", "2"])
+    try:
+        base = f"http://127.0.0.1:{port}"
+        login = httpx.post(f"{base}/login", data={"token": secret, "next": "/flags"})
+        assert login.status_code == 303, login.text
+        cookie = {"mc_session": login.cookies["mc_session"]}
+        # A new connection each time, so the kernel may hand any of them to either worker.
+        answers = [httpx.get(f"{base}/flags", cookies=cookie).status_code for _ in range(8)]
+        assert answers == [200] * 8
+        assert httpx.get(f"{base}/v1/meters",
+                         headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
