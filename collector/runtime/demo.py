@@ -6,6 +6,7 @@ would open /dev/ttyUSB0, and stores into the same SQLite schema a gateway uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -137,13 +138,20 @@ async def run_mqtt_demo(
     head_store = store_for(head_settings)
     await head_store.migrate()
     head = HeadEnd(head_settings.mqtt, head_store, client_id="demo-headend")
+
+    def judge_by(clock: SimulatedClock) -> None:
+        """The head-end judges timestamps by the simulated days, as a daemon does by its
+        clock: a demo of several days runs ahead of the wall clock."""
+        head.now = clock.now
+
     head_task = asyncio.create_task(head.run())
     try:
         await asyncio.wait_for(head.ready.wait(), 10)
         gateway_db = db_path.with_name("gateway.db")
         result = await _run_local(
             meters=meters, buses=buses, hours=hours, seconds=seconds, db_path=gateway_db,
-            seed=seed, storage_url=None, mqtt=replace(mqtt, role="gateway"))
+            seed=seed, storage_url=None, mqtt=replace(mqtt, role="gateway"),
+            on_clock=judge_by)
         await head_store.upsert_meters(result.settings.meters)
         gateway_store = SqliteStore(str(gateway_db))
         gateway_rows = await gateway_store.count_readings()
@@ -237,6 +245,7 @@ async def end_of_day_billing(settings: Settings, start: datetime, end: datetime)
 async def _run_local(
     *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int,
     storage_url: str | None, mqtt: MqttSettings | None = None,
+    on_clock: Callable[[SimulatedClock], None] | None = None,
 ) -> DemoResult:
     tz = ZoneInfo(DEMO_TZ)
     local_midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -244,6 +253,8 @@ async def _run_local(
     start = local_midnight.astimezone(UTC) - timedelta(minutes=15)
     end = local_midnight.astimezone(UTC) + timedelta(hours=hours)
     clock = SimulatedClock(start, speed=(end - start).total_seconds() / seconds)
+    if on_clock is not None:
+        on_clock(clock)
     spec = FleetSpec(
         meters=meters,
         buses=buses,

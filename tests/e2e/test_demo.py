@@ -41,9 +41,11 @@ def test_demo_reads_twenty_meters_over_ptys_and_summarises(tmp_path: Path) -> No
 
 
 def test_demo_in_gateway_and_headend_mode_delivers_every_stored_row(tmp_path: Path) -> None:
+    # Fifty simulated hours from today's midnight run more than a day ahead of the wall
+    # clock: the head-end must judge the gateway's timestamps by the demo's clock.
     result = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "demo", "--mqtt", "--hours", "2", "--seconds",
-         "5", "--meters", "8", "--db", str(tmp_path / "headend.db")],
+        [sys.executable, "-m", "collector.cli", "demo", "--mqtt", "--hours", "50", "--seconds",
+         "8", "--meters", "4", "--db", str(tmp_path / "headend.db")],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stderr
