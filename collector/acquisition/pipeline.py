@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 from collector.acquisition.clock import Clock
@@ -167,6 +167,11 @@ class ModbusReader:
         return await run_collection(meter, slot, self.gateway, body)
 
 
+MAX_CLOCK_ROUND_TRIP = timedelta(seconds=20)
+"""A time read slower than this (a stalled gateway; on a fast simulated clock, a busy
+machine) tells the offset only to ±10 s, a sixth of the drift threshold: not recorded."""
+
+
 class Dlt645Reader:
     def __init__(
         self, client: Dlt645Client, clock: Clock, meter_tz: tzinfo, gateway: str = ""
@@ -220,6 +225,12 @@ class Dlt645Reader:
         time_raw = await self._read_item(meter, data_ids.DI_TIME, result)
         after = self.clock.now()
         if date_raw is None or time_raw is None:
+            return
+        if after - before > MAX_CLOCK_ROUND_TRIP:
+            # The meter stamped its time somewhere inside the round trip: the offset is
+            # only known to half of it, and one stalled read must not look like a drift.
+            result.errors.append(f"clock read took {(after - before).total_seconds():.0f} s: "
+                                 "too slow to tell the meter's offset")
             return
         # Whole seconds, truncated, against the middle of the time read (see fieldtools).
         meter_time = data_ids.meter_clock(date_raw, time_raw, self.meter_tz)

@@ -125,3 +125,39 @@ async def test_daily_frozen_records_are_stamped_at_local_midnight(
     block = await bus.client.read_values("000000000001", data_ids.di_frozen_forward(2))
     assert block[0].value == pytest.approx(
         bus.fleet.meters[1].registers.forward(frozen.timestamp())[0], abs=0.01)
+
+
+@pytest.mark.parametrize(("speed", "measured"), [(1.0, True), (3600.0, False)])
+async def test_a_clock_read_too_slow_to_tell_the_offset_records_no_offset(
+        speed: float, measured: bool) -> None:
+    from collector.acquisition.clock import SimulatedClock
+    from collector.acquisition.pipeline import Dlt645Reader
+    from collector.config.settings import Schedule
+    from model import Meter
+    from protocols.dlt645.client import ClientSettings, Dlt645Client
+    from protocols.serial import LineSettings, SerialBus
+    from simulator.bus import WireTiming
+    from simulator.fleet import FleetSpec, build_fleet, meter_address
+
+    # The meter answers after 20 ms: at 3600× that is 72 simulated seconds, more than the
+    # drift threshold, on a meter whose clock is right.
+    clock = SimulatedClock(datetime.now(UTC), speed)
+    fleet = build_fleet(FleetSpec(meters=1, buses=1, tz=TZ, timing=WireTiming(latency_s=0.02)),
+                        clock.now, clock.now() - timedelta(days=1))
+    (path,) = await fleet.start()
+    bus = await SerialBus.open("bus1", path, LineSettings(9600, "E"))
+    try:
+        reader = Dlt645Reader(Dlt645Client(bus, ClientSettings(latency_s=0.5, retries=1)),
+                              clock, TZ)
+        result = await reader.collect(Meter("m1", "dlt645", "bus1", meter_address(1)),
+                                      Schedule("clock", timedelta(hours=1), clock=True),
+                                      clock.now())
+    finally:
+        await bus.close()
+        await fleet.stop()
+    offsets = [r.value for r in result.readings if r.quantity == data_ids.CLOCK_OFFSET_OBIS]
+    if measured:
+        assert len(offsets) == 1 and abs(offsets[0]) <= 2
+    else:
+        assert offsets == []
+        assert any("too slow to tell the meter's offset" in e for e in result.errors)
