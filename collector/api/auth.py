@@ -33,31 +33,30 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def presents_credentials(request: Request) -> bool:
-    return _bearer(request) is not None or bool(request.cookies.get(COOKIE))
+async def _token_of(request: Request, secret: str | None, sid: str | None) -> ApiToken | None:
+    store: TokenStore = request.app.state.store
+    if secret is not None:
+        return await store.token_for(secret)
+    return await store.session_token(sid) if sid else None
 
 
 async def caller(request: Request) -> ApiToken | None:
     """The active token behind a request: its bearer header, else its session cookie."""
-    store: TokenStore = request.app.state.store
-    secret = _bearer(request)
-    if secret is not None:
-        return await store.token_for(secret)
-    sid = request.cookies.get(COOKIE)
-    return await store.session_token(sid) if sid else None
+    return await _token_of(request, _bearer(request), request.cookies.get(COOKIE))
 
 
 def need(scope: str) -> Callable[[Request], Awaitable[ApiToken]]:
     """A dependency: the caller's token, which must hold `scope` (or admin)."""
 
     async def check(request: Request) -> ApiToken:
-        if not presents_credentials(request):
+        secret, sid = _bearer(request), request.cookies.get(COOKIE)
+        if secret is None and not sid:
             raise Problem(401, "Authentication required",
                           "send 'Authorization: Bearer TOKEN' (collector token create)",
                           headers={"WWW-Authenticate": "Bearer"})
-        token = await caller(request)
+        token = await _token_of(request, secret, sid)
         if token is None:
-            detail = ("unknown or revoked token" if _bearer(request) is not None else
+            detail = ("unknown or revoked token" if secret is not None else
                       "the web session has ended (logged out, expired or its token revoked); "
                       "log in again at /login")
             raise Problem(401, "Token not valid", detail,
