@@ -186,6 +186,16 @@ class PostgresStore(PostgresBilling, PostgresTokens):
             # same rows cannot help, so this is a refusal, not an outage.
             raise StorageError(f"postgres refused the rows: {exc}") from exc
 
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+        """A connection in a read-only REPEATABLE READ transaction: every statement of one
+        read sees the same snapshot, so a series or a version committed between two of
+        them cannot be in one result and missing from the next. Every read goes through
+        here, so a read that grows a second statement is safe without a second thought."""
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
     async def migrate(self) -> list[str]:
         async with self._conn() as conn:
             applied, self.timescale = await migrate.apply(
@@ -199,7 +209,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
             self._opened = False
 
     async def ping(self) -> None:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             await conn.execute("SELECT 1")
 
     async def upsert_meters(self, meters: Sequence[Meter]) -> None:
@@ -221,7 +231,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
             )
 
     async def meters(self) -> list[Meter]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT id, protocol, bus, address, model, multiplier, area, exporter, gateway, "
                 "area_meter, phases FROM meters ORDER BY id"
@@ -325,19 +335,19 @@ class PostgresStore(PostgresBilling, PostgresTokens):
             )
 
     async def last_attempts(self, meter_ids: Sequence[str]) -> dict[str, datetime]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT m, (SELECT max(ts) FROM collection_attempts WHERE meter_id = m) "
                 "FROM unnest(%s::text[]) AS m", (list(meter_ids),))
             return {m: ts for m, ts in await cur.fetchall() if ts is not None}
 
     async def dead_letters(self) -> list[tuple[str, bytes, str]]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute("SELECT source, payload, reason FROM dead_letters ORDER BY id")
             return [(r[0], bytes(r[1]), r[2]) for r in await cur.fetchall()]
 
     async def count_readings(self) -> int:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute("SELECT count(*) FROM readings")
             row = await cur.fetchone()
         return int(row[0]) if row else 0
@@ -345,14 +355,14 @@ class PostgresStore(PostgresBilling, PostgresTokens):
     async def readings_in(
         self, start: datetime, end: datetime, quantities: Sequence[str]
     ) -> list[Reading]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 f"{VALUES_SELECT} WHERE ts >= %s AND ts <= %s AND quantity = ANY(%s) "
                 "ORDER BY meter_id, quantity, kind, ts", (start, end, list(quantities)))
             return [_reading(r) for r in await cur.fetchall()]
 
     async def events_in(self, start: datetime, end: datetime) -> list[Event]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT meter_id, ts, kind, details FROM events WHERE ts >= %s AND ts <= %s "
                 "ORDER BY ts", (start, end))
@@ -385,7 +395,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
             args.append(area)
         if open_only:
             where.append("status = 'open'")
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT id, subject, area, kind, severity, start_ts, end_ts, evidence, status, "
                 f"raised_at FROM flags WHERE {' AND '.join(where)} ORDER BY id", args)
@@ -405,7 +415,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
         where, params = "", []
         if meter_ids is not None:
             where, params = "WHERE s.meter_id = ANY(%s)", [list(meter_ids)]
-        async with self._conn() as conn:
+        async with self._read() as conn:
             # One index probe per series for its newest row, not a scan of every read.
             cur = await conn.execute(
                 "SELECT s.meter_id, s.quantity, r.ts, r.value, s.unit, q.letter, src.name, "
@@ -422,7 +432,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
         self, meter_id: str, quantity: str, start: datetime, end: datetime,
         kind: ReadKind = ReadKind.INTERVAL,
     ) -> list[Reading]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 f"{VALUES_SELECT} WHERE meter_id = %s AND quantity = %s AND kind = %s "
                 "AND ts >= %s AND ts <= %s ORDER BY ts",
@@ -436,7 +446,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
         if by not in GROUPINGS:
             raise StorageError(f"cannot group collection by {by!r}; use one of {GROUPINGS}")
         group = _GROUP_SQL[by]
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 f"SELECT {group} AS grp, (a.ts AT TIME ZONE %(tz)s)::date AS day, count(*), "
                 "count(*) FILTER (WHERE a.outcome = 'ok'), "
@@ -468,7 +478,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
             ("consumption_daily", "meter_id") if by == "meter" else
             ("area_consumption_daily", "area")
         )
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 f"SELECT {subject}, day, kwh FROM {view} WHERE day >= %s AND day < %s "
                 "ORDER BY 1, 2",
@@ -482,7 +492,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
     async def _daily_from_raw(
         self, start: datetime, end: datetime, by: str, zone: ZoneInfo
     ) -> list[DailyConsumption]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT r.meter_id, coalesce(m.area, ''), coalesce(m.area_meter, false), r.ts, "
                 "r.value FROM reading_values r LEFT JOIN meters m ON m.id = r.meter_id "
@@ -504,21 +514,21 @@ class PostgresStore(PostgresBilling, PostgresTokens):
         self, quantity: str, start: datetime, end: datetime,
         meter_ids: Sequence[str] | None = None, kind: ReadKind = ReadKind.INTERVAL,
     ) -> list[ValueVersion]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             return await _versions(conn, quantity, kind, start, end, meter_ids, current=True)
 
     async def current_arrays(
         self, quantity: str, start: datetime, end: datetime,
         meter_ids: Sequence[str] | None = None, kind: ReadKind = ReadKind.INTERVAL,
     ) -> CurrentArrays:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             return await _current_arrays(conn, quantity, kind, start, end, meter_ids)
 
     async def value_history(
         self, meter_id: str, quantity: str, start: datetime, end: datetime,
         kind: ReadKind = ReadKind.INTERVAL,
     ) -> list[ValueVersion]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             return await _versions(conn, quantity, kind, start, end, [meter_id],
                                    current=False)
 
@@ -582,7 +592,7 @@ class PostgresStore(PostgresBilling, PostgresTokens):
 
     async def verdicts(self, first: date, last: date,
                        meter_ids: Sequence[str] | None = None) -> list[Verdict]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT meter_id, day, rule, passed, evidence FROM vee_verdicts "
                 "WHERE day BETWEEN %s AND %s AND (%s::text[] IS NULL OR meter_id = ANY(%s)) "
@@ -605,14 +615,14 @@ class PostgresStore(PostgresBilling, PostgresTokens):
                                   "WHERE meter_id = %s)", (*_assignment_row(a), a.meter_id))
 
     async def service_points(self) -> list[ServicePoint]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute("SELECT id, account, tariff, segment, area "
                                      "FROM service_points ORDER BY id")
             return [ServicePoint(*row) for row in await cur.fetchall()]
 
     async def assignments(self, service_point_id: str | None = None,
                           meter_id: str | None = None) -> list[MeterAssignment]:
-        async with self._conn() as conn, conn.cursor() as cur:
+        async with self._read() as conn, conn.cursor() as cur:
             return await _assignments(cur, service_point_id, meter_id)
 
     async def record_replacement(

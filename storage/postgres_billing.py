@@ -45,8 +45,11 @@ class PostgresBilling:
     def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
         raise NotImplementedError
 
+    def _read(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
+        raise NotImplementedError
+
     async def tariff_changes(self, service_point_id: str | None = None) -> list[TariffChange]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT service_point_id, tariff, effective FROM tariff_changes "
                 "WHERE %s::text IS NULL OR service_point_id = %s "
@@ -66,7 +69,7 @@ class PostgresBilling:
                 (change.service_point_id, change.effective, change.tariff))
 
     async def latest_bills(self, cycle: str, service_point_ids: Sequence[str]) -> dict[str, Bill]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(_LATEST, (cycle, list(service_point_ids)))
             return {r[1]: _bill(r) for r in await cur.fetchall()}
 
@@ -117,7 +120,7 @@ class PostgresBilling:
         latest = "" if all_versions else (
             "AND version = (SELECT max(version) FROM bills l WHERE l.service_point_id = "
             "b.service_point_id AND l.cycle = b.cycle)")
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 f"SELECT {_BILL_COLUMNS} FROM bills b WHERE (%(c)s::text IS NULL OR cycle = "
                 "%(c)s) AND (%(sp)s::text IS NULL OR service_point_id = %(sp)s) AND "
@@ -127,7 +130,7 @@ class PostgresBilling:
             return [_bill(r) for r in await cur.fetchall()]
 
     async def bill(self, bill_id: int) -> Bill | None:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(f"SELECT {_BILL_COLUMNS} FROM bills WHERE id = %s",
                                      (bill_id,))
             row = await cur.fetchone()
@@ -165,7 +168,7 @@ class PostgresBilling:
             return _account(row)
 
     async def prepaid_accounts(self, account: str | None = None) -> list[PrepaidAccount]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM prepaid_accounts WHERE %s::text IS NULL OR "
                 "account = %s ORDER BY account", (account, account))
@@ -206,7 +209,7 @@ class PostgresBilling:
 
     async def prepaid_events(self, account: str | None = None,
                              unpublished_only: bool = False) -> list[PrepaidEvent]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT account, ts, kind, amount, balance, detail, reference, id, published "
                 "FROM prepaid_events WHERE (%s::text IS NULL OR account = %s) AND "

@@ -33,6 +33,9 @@ class PostgresTokens:
     def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
         raise NotImplementedError
 
+    def _read(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
+        raise NotImplementedError
+
     async def create_token(self, name: str, scopes: Sequence[str]) -> str:
         chosen = check_new(name, scopes)
         secret = new_secret()
@@ -46,7 +49,7 @@ class PostgresTokens:
         return secret
 
     async def tokens(self) -> list[ApiToken]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute("SELECT name, scopes, created_at, revoked_at "
                                      "FROM api_tokens ORDER BY name")
             return [_token(r) for r in await cur.fetchall()]
@@ -58,7 +61,7 @@ class PostgresTokens:
             return cur.rowcount > 0
 
     async def token_for(self, secret: str) -> ApiToken | None:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute("SELECT name, scopes, created_at, revoked_at FROM "
                                      "api_tokens WHERE digest = %s AND revoked_at IS NULL",
                                      (digest(secret),))
@@ -74,7 +77,7 @@ class PostgresTokens:
         return sid
 
     async def session_token(self, sid: str) -> ApiToken | None:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute(
                 "SELECT t.name, t.scopes, t.created_at, t.revoked_at FROM web_sessions s "
                 "JOIN api_tokens t ON t.name = s.token WHERE s.digest = %s AND "
@@ -93,7 +96,7 @@ class PostgresTokens:
                                (token, action, json.dumps(detail, sort_keys=True, default=str)))
 
     async def audit_trail(self, limit: int = 100) -> list[AuditEntry]:
-        async with self._conn() as conn:
+        async with self._read() as conn:
             cur = await conn.execute("SELECT at, token, action, detail FROM api_audit "
                                      "ORDER BY id DESC LIMIT %s", (limit,))
             return [AuditEntry(r[0].astimezone(UTC), r[1], r[2], r[3])

@@ -240,6 +240,18 @@ _RANK_STAGED = quality_code_rank_sql("s.quality")
 _RANK_STORED = quality_code_rank_sql("r.quality")
 
 
+def _snapshot(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    def wrapped(db: sqlite3.Connection) -> T:
+        db.execute("BEGIN")
+        try:
+            return fn(db)
+        finally:
+            if db.in_transaction:  # a read-only transaction: ending it discards nothing
+                db.execute("ROLLBACK")
+
+    return wrapped
+
+
 def create_private(path: str) -> None:
     """Create the database file readable by its owner only, before SQLite opens it:
     SQLite gives its -wal and -shm files the same mode, and meter data is customer data."""
@@ -318,7 +330,10 @@ class SqliteStore(SqliteBilling, SqliteTokens):
         return await self._on(self._db, self._lock, fn)
 
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._on(self._reader, self._read_lock, fn)
+        """Every read runs in one read transaction: WAL gives it one snapshot for all its
+        statements, so a series or a version committed between two of them cannot be in
+        one result and missing from the next."""
+        return await self._on(self._reader, self._read_lock, _snapshot(fn))
 
     async def _on(self, db: sqlite3.Connection, lock: threading.Lock,
                   fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -385,7 +400,7 @@ class SqliteStore(SqliteBilling, SqliteTokens):
 
     async def close(self) -> None:
         if self._reader is not self._db:
-            await self._query(lambda db: db.close())
+            await self._on(self._reader, self._read_lock, lambda db: db.close())
         await self._run(lambda db: db.close())
 
     async def ping(self) -> None:
