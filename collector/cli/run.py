@@ -37,8 +37,8 @@ def run(config_path: str, log_format: str | None) -> None:
 @click.option("--meters", default=20, show_default=True, help="Simulated meters.")
 @click.option("--buses", default=2, show_default=True, help="Simulated RS-485 buses (ptys).")
 @click.option("--hours", default=24.0, show_default=True, help="Simulated hours to run.")
-@click.option("--seconds", default=40.0, show_default=True,
-              help="Wall-clock seconds the simulated period should take.")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Local day the demo starts at (default: today).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="SQLite file to keep (default: a temporary one).")
 @click.option("--seed", default=1, show_default=True)
@@ -46,7 +46,7 @@ def run(config_path: str, log_format: str | None) -> None:
               help="Store into this database instead (e.g. postgresql://user@host/db).")
 @click.option("--mqtt", "use_mqtt", is_flag=True,
               help="Run as deployed: gateway with outbox → mosquitto → head-end.")
-def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | None,
+def demo(meters: int, buses: int, hours: float, day: datetime | None, db_path: str | None,
          seed: int, storage_url: str | None, use_mqtt: bool) -> None:
     """Simulated meters on pty buses, the real collector, an accelerated day, a summary."""
     from collector.cli.context import plain_store
@@ -58,12 +58,12 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
         path = Path(db_path) if db_path else Path(tmp) / "demo.db"
         console.print(
             f"[bold]meter-collector demo[/]: {meters} DL/T 645 meters on {buses} pty buses, "
-            f"{hours:g} simulated hours in ~{seconds:g} s, storing into {storage_url or path}"
+            f"{hours:g} simulated hours, storing into {storage_url or path}"
         )
         with console.status("collecting…"):
-            result = run_async(run_demo(meters=meters, buses=buses, hours=hours, seconds=seconds,
-                                   db_path=path, seed=seed, storage_url=storage_url,
-                                   mqtt=use_mqtt))
+            result = run_async(run_demo(meters=meters, buses=buses, hours=hours,
+                                        db_path=path, seed=seed, storage_url=storage_url,
+                                        mqtt=use_mqtt, day=day.date() if day else None))
 
         async def summarise() -> tuple[Any, ...]:
             store = plain_store(result.settings)
@@ -92,7 +92,7 @@ def demo(meters: int, buses: int, hours: float, seconds: float, db_path: str | N
         console.print(meter_summary_table(meters_list, result.stats.meters, latest, injected))
         from collector.cli.tables import collection_table, consumption_table, flags_table
 
-        console.print(collection_table(bus_rows, "bus"))
+        console.print(collection_table(bus_rows, "bus", latency=False))
         if daily:
             console.print(consumption_table(daily, "area"))
         if open_flags:

@@ -115,16 +115,19 @@ def evidence_summary(evidence: Mapping[str, object]) -> str:
     return json.dumps(evidence, default=str)[:70]
 
 
-def collection_table(rows: Sequence[CollectionRow], by: str) -> Table:
+def collection_table(rows: Sequence[CollectionRow], by: str, *, latency: bool = True) -> Table:
+    """`latency=False` leaves out the round-trip times: they are wall-clock figures of
+    this machine, and a table meant to read the same on every run cannot hold them."""
     table = Table(title=f"Collection success per {by} and day")
-    columns = (by, "day", "attempts", "ok", "timeouts", "errors", "success", "avg ms",
-               "last error")
+    columns = (by, "day", "attempts", "ok", "timeouts", "errors", "success",
+               *(("avg ms",) if latency else ()), "last error")
     for col in columns:
         table.add_column(col, justify="left" if col in (by, "day", "last error") else "right")
     for r in rows:
         table.add_row(
             r.group, r.day, str(r.attempts), str(r.ok), str(r.timeouts), str(r.errors),
-            f"{r.success_rate:.1%}", f"{r.avg_latency_ms:.0f}", r.last_error[:60],
+            f"{r.success_rate:.1%}", *((f"{r.avg_latency_ms:.0f}",) if latency else ()),
+            r.last_error[:60],
         )
     return table
 

@@ -2,17 +2,24 @@
 
 Nothing here is mocked: the collector opens the pty paths with pyserial exactly as it
 would open /dev/ttyUSB0, and stores into the same SQLite schema a gateway uses.
+
+The day runs on a stepped clock: simulated time stands still while a read, a VEE pass
+or a write is in hand, and jumps to the next wake-up once nothing is. On a clock that
+merely runs fast, a busy machine turned its own stalls into bus overruns, missed reads
+and "slow clock reads" blamed on healthy meters, and no two runs printed the same
+summary. Here what the demo prints is what the simulator injected, and the same seed
+prints the same tables.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from collector.acquisition.clock import SimulatedClock
+from collector.acquisition.clock import Clock, SteppedClock
 from collector.acquisition.scheduler import RunStats
 from collector.config.settings import (
     BusConfig,
@@ -101,19 +108,20 @@ def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> 
 
 
 async def run_demo(
-    *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int = 1,
-    storage_url: str | None = None, mqtt: bool = False,
+    *, meters: int, buses: int, hours: float, db_path: Path, seed: int = 1,
+    storage_url: str | None = None, mqtt: bool = False, day: date | None = None,
 ) -> DemoResult:
+    """`day` is the local day the demo starts at (default: today)."""
     if mqtt:
-        return await run_mqtt_demo(meters=meters, buses=buses, hours=hours, seconds=seconds,
-                                   db_path=db_path, seed=seed, storage_url=storage_url)
-    return await _run_local(meters=meters, buses=buses, hours=hours, seconds=seconds,
-                            db_path=db_path, seed=seed, storage_url=storage_url)
+        return await run_mqtt_demo(meters=meters, buses=buses, hours=hours, db_path=db_path,
+                                   seed=seed, storage_url=storage_url, day=day)
+    return await _run_local(meters=meters, buses=buses, hours=hours, db_path=db_path,
+                            seed=seed, storage_url=storage_url, day=day)
 
 
 async def run_mqtt_demo(
-    *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int,
-    storage_url: str | None,
+    *, meters: int, buses: int, hours: float, db_path: Path, seed: int,
+    storage_url: str | None, day: date | None = None,
 ) -> DemoResult:
     """The same day, but as deployed: the collector runs as a gateway with an outbox,
     a throwaway mosquitto carries its batches, and a head-end stores them."""
@@ -139,7 +147,7 @@ async def run_mqtt_demo(
     await head_store.migrate()
     head = HeadEnd(head_settings.mqtt, head_store, client_id="demo-headend")
 
-    def judge_by(clock: SimulatedClock) -> None:
+    def judge_by(clock: Clock) -> None:
         """The head-end judges timestamps by the simulated days, as a daemon does by its
         clock: a demo of several days runs ahead of the wall clock."""
         head.now = clock.now
@@ -149,9 +157,8 @@ async def run_mqtt_demo(
         await asyncio.wait_for(head.ready.wait(), 10)
         gateway_db = db_path.with_name("gateway.db")
         result = await _run_local(
-            meters=meters, buses=buses, hours=hours, seconds=seconds, db_path=gateway_db,
-            seed=seed, storage_url=None, mqtt=replace(mqtt, role="gateway"),
-            on_clock=judge_by)
+            meters=meters, buses=buses, hours=hours, db_path=gateway_db, seed=seed,
+            storage_url=None, mqtt=replace(mqtt, role="gateway"), on_clock=judge_by, day=day)
         await head_store.upsert_meters(result.settings.meters)
         gateway_store = SqliteStore(str(gateway_db))
         gateway_rows = await gateway_store.count_readings()
@@ -243,16 +250,17 @@ async def end_of_day_billing(settings: Settings, start: datetime, end: datetime)
 
 
 async def _run_local(
-    *, meters: int, buses: int, hours: float, seconds: float, db_path: Path, seed: int,
+    *, meters: int, buses: int, hours: float, db_path: Path, seed: int,
     storage_url: str | None, mqtt: MqttSettings | None = None,
-    on_clock: Callable[[SimulatedClock], None] | None = None,
+    on_clock: Callable[[Clock], None] | None = None, day: date | None = None,
 ) -> DemoResult:
     tz = ZoneInfo(DEMO_TZ)
-    local_midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = day or datetime.now(tz).date()
+    local_midnight = datetime(first_day.year, first_day.month, first_day.day, tzinfo=tz)
     # Fifteen simulated minutes of lead, so start-up finishes before the first slot.
     start = local_midnight.astimezone(UTC) - timedelta(minutes=15)
     end = local_midnight.astimezone(UTC) + timedelta(hours=hours)
-    clock = SimulatedClock(start, speed=(end - start).total_seconds() / seconds)
+    clock = SteppedClock(start)
     if on_clock is not None:
         on_clock(clock)
     spec = FleetSpec(

@@ -11,7 +11,7 @@ from pathlib import Path
 def test_demo_reads_twenty_meters_over_ptys_and_summarises(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     result = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "demo", "--hours", "3", "--seconds", "6",
+        [sys.executable, "-m", "collector.cli", "demo", "--hours", "3",
          "--db", str(db)],
         capture_output=True, text=True, timeout=120, check=False,
     )
@@ -44,11 +44,56 @@ def test_demo_in_gateway_and_headend_mode_delivers_every_stored_row(tmp_path: Pa
     # Fifty simulated hours from today's midnight run more than a day ahead of the wall
     # clock: the head-end must judge the gateway's timestamps by the demo's clock.
     result = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "demo", "--mqtt", "--hours", "50", "--seconds",
-         "8", "--meters", "4", "--db", str(tmp_path / "headend.db")],
+        [sys.executable, "-m", "collector.cli", "demo", "--mqtt", "--hours", "50", "--meters",
+         "4", "--db", str(tmp_path / "headend.db")],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.split())
     assert "gateway → mosquitto → head-end" in out
     assert "(all arrived); 0 dead letters" in out
+
+
+def demo_run(tmp_path: Path, name: str) -> tuple[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "collector.cli", "demo", "--hours", "12", "--seed", "7",
+         "--date", "2026-11-21", "--db", str(tmp_path / f"{name}.db")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # The first and last lines name the run's own database file.
+    tables = "\n".join(line for line in result.stdout.splitlines()
+                       if str(tmp_path) not in line)
+    return tables, result.stderr
+
+
+def meter_rows(tables: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in tables.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0].startswith("m0") and len(cells) == 10:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_the_same_seed_prints_the_same_tables_and_blames_only_injected_faults(
+    tmp_path: Path,
+) -> None:
+    first, first_err = demo_run(tmp_path, "one")
+    second, second_err = demo_run(tmp_path, "two")
+    for text in (first, second, first_err, second_err):
+        assert "Traceback" not in text and "ERROR" not in text
+    assert first == second
+    rows = meter_rows(first)
+    assert len(rows) == 20
+    for meter, (_, _, reads, success, timeouts, errors, *_, fault) in rows.items():
+        if not fault:  # a healthy meter answers every read
+            assert (success, timeouts, errors) == ("100.0%", "0", "0"), meter
+            assert int(reads) > 0
+    assert "; 0 bus overruns;" in first
+    assert "too slow" not in first
+    # The open flags are the injected clock drift and the dead meter, nothing else.
+    flagged = {line.split("│")[2].strip() for line in first.splitlines()
+               if line.startswith("│") and ("clock_drift" in line or "missed" in line
+                                            or "never_heard" in line)}
+    assert flagged == {"m017", "m020"}

@@ -36,7 +36,7 @@ def test_the_demo_stores_its_reads_in_postgres_and_reports_read_them(
 ) -> None:
     url = pg_cluster.create_database("cli_demo")
     result = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "demo", "--hours", "2", "--seconds", "5",
+        [sys.executable, "-m", "collector.cli", "demo", "--hours", "2",
          "--meters", "6", "--storage-url", url, "--db", str(tmp_path / "unused.db")],
         capture_output=True, text=True, timeout=120, check=False,
     )

@@ -41,7 +41,7 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("web")
     db = root / "demo.db"
-    subprocess.run([*CLI, "demo", "--hours", "3", "--seconds", "6", "--db", str(db)],
+    subprocess.run([*CLI, "demo", "--hours", "3", "--db", str(db)],
                    check=True, capture_output=True, timeout=180)
     config = root / "collector.toml"
     config.write_text(f'[collector]\ntimezone = "Asia/Shanghai"\n'
