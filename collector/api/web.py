@@ -22,10 +22,12 @@ from collector.api.common import settings_of, store_of, worst_meters
 from collector.api.problems import Problem
 from collector.vee.grid import local_midnight
 from model import Quality, ValueVersion
+from model.resolution import at_resolution, decimals_in
 from storage.tokens import ApiToken
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["at"] = at_resolution  # {{ value|at(decimals) }}
 router = APIRouter(include_in_schema=False)
 
 
@@ -159,10 +161,13 @@ async def meter(request: Request, meter_id: str,
     assignments = await store.assignments(meter_id=meter_id)
     point = assignments[-1].service_point_id if assignments else ""
     bills = await store.bills(service_point_id=point) if point else []
+    shown = versions[-200:]
+    # A column at one resolution: the fewest decimals that show every value as stored.
     return page(request, "meter.html", token, meter_id=meter_id, point=point,
                 first=first.isoformat(), last=last.isoformat(),
-                chart=profile_svg(values, windows, lo, hi, tz), versions=versions[-200:],
-                bills=bills)
+                chart=profile_svg(values, windows, lo, hi, tz), versions=shown,
+                decimals=decimals_in(v.value for v in shown), bills=bills,
+                kwh_decimals=decimals_in(b.kwh for b in bills))
 
 
 def profile_svg(values: list[ValueVersion], windows: list[tuple[datetime, datetime, str]],

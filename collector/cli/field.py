@@ -114,7 +114,8 @@ def read(port: str | None, modbus_url: str | None, baud: int, parity: str, laten
                 "problems": outcome.problems}, indent=2))
             sys.exit(1 if outcome.problems else 0)
         console.print(values_table(f"meter {addr} on {port}",
-                                   [(v.obis, v.value, v.unit) for v in outcome.values]))
+                                   [(v.obis, v.value, v.unit, v.decimals)
+                                    for v in outcome.values]))
         for problem in outcome.problems:
             console.print(f"[yellow]meter {addr}: {problem}[/]")
         if outcome.problems:
@@ -144,8 +145,9 @@ def _read_optical(path: str, address: str, max_baud: int | None,
             return
         # Numbers with a unit are quantities; the rest (a serial, a time, an error
         # register) are shown as the meter wrote them.
-        console.print(values_table(who, [(d.obis, d.number if d.number is not None and d.unit
-                                          else d.value, d.unit) for d in rows]))
+        console.print(values_table(who, [
+            (d.obis, d.number, d.unit, d.decimals) if d.number is not None and d.unit
+            else (d.obis, d.value, d.unit, None) for d in rows]))
 
     run_async(go())
 
@@ -178,7 +180,8 @@ def _read_modbus(url: str, unit: int | None, profile_name: str | None,
         async with modbus_session(target, timeout_s=latency_ms / 1000) as reader:
             outcome = await read_modbus(reader, unit, profile, quantities)
         console.print(values_table(f"{profile.manufacturer} {profile.model} unit {unit} at {url}",
-                                   [(v.obis, v.value, v.unit) for v in outcome.values]))
+                                   [(v.obis, v.value, v.unit, v.decimals)
+                                    for v in outcome.values]))
         for problem in outcome.problems:
             console.print(f"[yellow]{problem}[/]")
 

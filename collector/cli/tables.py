@@ -10,6 +10,7 @@ from rich.table import Table
 
 from collector.acquisition.scheduler import MeterStats
 from model import Reading
+from model.resolution import at_resolution, decimals_in
 from protocols.dlt645 import data_ids
 from storage.base import CollectionRow, DailyConsumption, FlagRow
 
@@ -23,41 +24,48 @@ def quantity_name(obis: str) -> str:
     return _NAMES.get(obis, "")
 
 
-def fmt_value(value: float | str, unit: str) -> str:
+_USUAL_DECIMALS = {"kWh": 2, "kvarh": 2, "kW": 4, "kvar": 4, "A": 3, "V": 1, "°": 1, "s": 1,
+                   "count": 0}
+_GROUPED = frozenset({"kWh", "kvarh", "kW", "kvar"})
+
+
+def fmt_value(value: float | str, unit: str, decimals: int | None = None) -> str:
+    """At the resolution the meter gave (`decimals`, from its protocol) when known;
+    otherwise at the unit's usual decimals, or more where the value holds more digits:
+    a view never rounds away a digit the meter sent."""
     if isinstance(value, str):
         return value  # a meter's text field (a serial, a date, an error register)
-    if unit in ("kWh", "kvarh"):
-        return f"{value:,.2f}"
-    if unit in ("kW", "kvar"):
-        return f"{value:,.4f}"
-    if unit == "A":
-        return f"{value:.3f}"
-    if unit in ("V", "°", "s"):
-        return f"{value:.1f}"
-    if unit == "count":
-        return f"{value:.0f}"
-    return f"{value:g}"
+    if decimals is None:
+        decimals = max(_USUAL_DECIMALS.get(unit, 0), decimals_in([value]))
+    return at_resolution(value, decimals, grouped=unit in _GROUPED)
 
 
-def values_table(title: str, values: Iterable[tuple[str, float | str, str]]) -> Table:
+def values_table(title: str, values: Iterable[tuple[str, float | str, str, int | None]]
+                 ) -> Table:
+    """(OBIS, value, unit, the meter's decimals or None) per row."""
     table = Table(title=title)
     table.add_column("OBIS")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_column("unit")
-    for obis, value, unit in values:
-        table.add_row(obis, quantity_name(obis), fmt_value(value, unit), unit)
+    for obis, value, unit, decimals in values:
+        table.add_row(obis, quantity_name(obis), fmt_value(value, unit, decimals), unit)
     return table
 
 
 def series_table(title: str, rows: Iterable[tuple[str, float, str, str]]) -> Table:
+    """One resolution for the whole column: the fewest decimals that show every stored
+    value, so the digits line up and none is rounded away."""
+    listed = list(rows)
+    decimals = decimals_in(value for _, value, _, _ in listed)
     table = Table(title=title)
     table.add_column("time (local)")
     table.add_column("value", justify="right")
     table.add_column("unit")
     table.add_column("quality")
-    for when, value, unit, quality in rows:
-        table.add_row(when, fmt_value(value, unit), unit, quality)
+    for when, value, unit, quality in listed:
+        table.add_row(when, fmt_value(value, unit, max(decimals, _USUAL_DECIMALS.get(unit, 0))),
+                      unit, quality)
     return table
 
 

@@ -25,7 +25,8 @@ from collector.cli.field import (
 )
 from collector.cli.tables import fmt_value, quantity_name
 
-Values = dict[str, tuple[float | str, str]]
+Values = dict[str, tuple[float | str, str, int | None]]
+"""OBIS → (value, unit, the decimals the meter gave it at)."""
 LIVE = ("1-0:1.8.0", "1-0:2.8.0", "1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0", "1-0:31.7.0",
         "1-0:51.7.0", "1-0:71.7.0", "1-0:16.7.0", "1-0:131.7.0", "1-0:13.7.0", "1-0:14.7.0")
 
@@ -35,9 +36,9 @@ def live_table(title: str, now: Values, before: Values, changed_at: dict[str, da
     table = Table(title=f"{title}  ({when:%H:%M:%S})")
     for col in ("OBIS", "quantity", "value", "unit", "changed"):
         table.add_column(col, justify="right" if col == "value" else "left")
-    for obis, (value, unit) in now.items():
+    for obis, (value, unit, decimals) in now.items():
         fresh = obis in before and before[obis][0] != value
-        shown = fmt_value(value, unit)
+        shown = fmt_value(value, unit, decimals)
         table.add_row(obis, quantity_name(obis), f"[bold yellow]{shown}[/]" if fresh else shown,
                       unit, f"{changed_at[obis]:%H:%M:%S}" if obis in changed_at else "")
     return table
@@ -56,7 +57,7 @@ async def watching(title: str, read: Callable[[], Awaitable[Values]], every_s: f
         while count == 0 or n < count:
             now = await read()
             when = datetime.now().astimezone()
-            for obis, (value, _) in now.items():
+            for obis, (value, _, _) in now.items():
                 if obis in before and before[obis][0] != value:
                     changed_at[obis] = when
             table = live_table(title, now, before, changed_at, when)
@@ -96,9 +97,9 @@ def watch(port: str | None, modbus_url: str | None, baud: int, parity: str,
                     got = await read_out(probe)
                 finally:
                     await probe.close()
-                return {d.obis: (d.number if d.number is not None and d.unit else d.value,
-                                 d.unit) for d in got.data
-                        if not quantities or d.obis in quantities}
+                return {d.obis: (d.number, d.unit, d.decimals)
+                        if d.number is not None and d.unit else (d.value, d.unit, None)
+                        for d in got.data if not quantities or d.obis in quantities}
 
             await watching(f"optical port {optical}", read_optical, every_s, count)
             return
@@ -112,7 +113,7 @@ def watch(port: str | None, modbus_url: str | None, baud: int, parity: str,
                                       timeout_s=latency_ms / 1000) as reader:
                 async def read_modbus_once() -> Values:
                     got = await read_modbus(reader, unit, profile, quantities)
-                    return {v.obis: (v.value, v.unit) for v in got.values}
+                    return {v.obis: (v.value, v.unit, v.decimals) for v in got.values}
 
                 await watching(f"unit {unit} at {modbus_url}", read_modbus_once, every_s,
                                count)
@@ -123,7 +124,7 @@ def watch(port: str | None, modbus_url: str | None, baud: int, parity: str,
         async with _dlt645(path, baud, parity, latency_ms) as client:
             async def read_dlt645() -> Values:
                 got = await read_meter(client, addr, wanted)
-                return {v.obis: (v.value, v.unit) for v in got.values}
+                return {v.obis: (v.value, v.unit, v.decimals) for v in got.values}
 
             await watching(f"meter {addr} on {path}", read_dlt645, every_s, count)
 
@@ -179,15 +180,18 @@ def history(port: str | None, modbus_url: str | None, baud: int, parity: str,
     frozen = Table(title=f"meter {addr}: daily frozen values (newest first)")
     for col in ("frozen at", "forward kWh", "reverse kWh", "day's kWh"):
         frozen.add_column(col, justify="right")
+    def kwh(value: float) -> str:
+        return fmt_value(value, "kWh", got.decimals)
+
     for (at, fwd, rev), older in zip(got.frozen, [*got.frozen[1:], None], strict=True):
-        day = f"{fwd - older[1]:.2f}" if older else ""
-        frozen.add_row(f"{at:%Y-%m-%d %H:%M}", f"{fwd:,.2f}", f"{rev:,.2f}", day)
+        day = kwh(fwd - older[1]) if older else ""
+        frozen.add_row(f"{at:%Y-%m-%d %H:%M}", kwh(fwd), kwh(rev), day)
     console.print(frozen)
     if got.profile:
         console.print(f"load profile: {len(got.profile)} records, "
                       f"{got.profile[0].ts:%Y-%m-%d %H:%M} to {got.profile[-1].ts:%Y-%m-%d %H:%M}"
-                      f" (forward {got.profile[0].forward_kwh:,.2f} → "
-                      f"{got.profile[-1].forward_kwh:,.2f} kWh)")
+                      f" (forward {kwh(got.profile[0].forward_kwh)} → "
+                      f"{kwh(got.profile[-1].forward_kwh)} kWh)")
     words = {"cover_open": ("cover opening", "cover opened {start}, closed {end}"),
              "power_down": ("power failure", "power failed {start}, restored {end}"),
              "clock_set": ("clock setting", "clock set from {before} to {after} by operator "

@@ -24,6 +24,8 @@ class MeterHistory:
     events: list[dict[str, object]] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     """What the meter answered 'no such data' for."""
+    decimals: int = data_ids.ENERGY.decimals
+    """The resolution of the energy values, as the meter's data format holds them."""
 
 
 async def read_history(client: Dlt645Client, address: str, days: int, tz: tzinfo,
@@ -60,6 +62,7 @@ async def read_history(client: Dlt645Client, address: str, days: int, tz: tzinfo
         finally:
             step(f"frozen day {n}")
         out.frozen.append((at, fwd[0].value, rev[0].value))
+        out.decimals = fwd[0].decimals if fwd[0].decimals is not None else out.decimals
     try:
         rec = data_ids.decode_cover_record(await client.read(address, data_ids.DI_COVER_RECORD),
                                            tz)

@@ -197,8 +197,8 @@ async def read_modbus(
         except ModbusExceptionReply as exc:
             out.problems.append(f"registers {block.start}+{block.count}: {exc.message}")
             continue
-        out.values.extend(data_ids.DecodedValue(s.obis, v, s.unit) for s, v in
-                          block.values(registers))
+        out.values.extend(data_ids.DecodedValue(s.obis, v, s.unit, s.decimals(v))
+                          for s, v in block.values(registers))
     return out
 
 

@@ -228,6 +228,8 @@ class DecodedValue:
     obis: str
     value: float
     unit: str
+    decimals: int | None = None
+    """The resolution the meter gave the value at; None where the wire does not say."""
 
 
 def decode_values(item: DataItem, payload: bytes) -> list[DecodedValue]:
@@ -247,7 +249,8 @@ def decode_values(item: DataItem, payload: bytes) -> list[DecodedValue]:
                 raw=payload,
             )
     return [
-        DecodedValue(item.obis[i], item.fmt.decode(payload[i * size : (i + 1) * size]), item.unit)
+        DecodedValue(item.obis[i], item.fmt.decode(payload[i * size : (i + 1) * size]), item.unit,
+                     item.fmt.decimals)
         for i in range(count)
     ]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from model.resolution import decimals_of
 from protocols.errors import ProtocolError
 
 SOH, STX, ETX, ACK, NAK = 0x01, 0x02, 0x03, 0x06, 0x15
@@ -60,6 +61,11 @@ class DataSet:
             return float(self.value)
         except ValueError:
             return None
+
+    @property
+    def decimals(self) -> int | None:
+        """The digits after the point as the meter wrote them: `001234.567` has three."""
+        return decimals_of(self.value)
 
 
 def sign_on(address: str = "") -> bytes:

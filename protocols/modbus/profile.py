@@ -15,6 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from model.resolution import decimals_in
 from protocols.errors import ProtocolError
 from protocols.modbus.frames import FUNCTIONS, MAX_READ
 
@@ -55,6 +58,18 @@ class RegisterSpec:
         )
         (value,) = struct.unpack(TYPES[self.type][1], raw)
         return float(value) * self.scale
+
+    def decimals(self, value: float) -> int | None:
+        """The resolution a decoded value has: an integer register's scale sets it (0.01
+        gives two decimals); a float register carries what its shortest form shows, at
+        its own precision (a float32's 230.1, not 230.10000610351562)."""
+        if self.type.startswith("float"):
+            if self.type == "float32":
+                value = float(np.format_float_positional(np.float32(value), unique=True,
+                                                         trim="-"))
+            return decimals_in([value])
+        exponent = -math.log10(abs(self.scale))
+        return max(0, round(exponent)) if math.isclose(exponent, round(exponent)) else None
 
     def encode(self, value: float) -> list[int]:
         raw_value: float | int = value / self.scale

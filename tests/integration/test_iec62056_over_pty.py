@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,14 @@ async def test_collector_read_iec62056_reads_the_simulated_optical_meter(
     doc = json.loads(out)
     assert "SIM MC-OPTICAL-1" in doc["meter"] and "9600 baud" in doc["meter"]
     assert {"1-0:1.8.0", "1-0:2.8.0", "0-0:0.9.1"} <= {v["obis"] for v in doc["values"]}
+    # The table shows each value at the meter's own resolution: three decimals of kWh
+    # (`001234.567`), two of amperes (`005.23`), not the usual two and three.
+    code, out = await run()
+    assert code == 0, out
+    shown = {m[1]: m[2] for m in re.finditer(r"(1-0:\d+\.\d+\.\d+) .*?│ +([\d,]+\.\d+) │", out)}
+    assert re.fullmatch(r"4,3\d\d\.\d{3}", shown["1-0:1.8.0"]), out
+    assert re.fullmatch(r"\d+\.\d{2}", shown["1-0:31.7.0"]), out
+    assert re.fullmatch(r"\d+\.\d{3}", shown["1-0:16.7.0"]), out
     meter.answer_sign_on = False
     code, out = await run()
     assert code == 3 and "no answer to the sign-on" in out and "Traceback" not in out

@@ -45,19 +45,19 @@ def test_read_forward_active_request_matches_the_standard_bytes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "di", "obis", "value", "unit"),
+    ("raw", "di", "obis", "value", "unit", "decimals"),
     [
-        (REPLY_ENERGY, 0x00010000, "1-0:1.8.0", 1234.56, "kWh"),
-        (REPLY_VOLTAGE, 0x02010100, "1-0:32.7.0", 220.1, "V"),
-        (REPLY_CURRENT, 0x02020100, "1-0:31.7.0", -1.234, "A"),
+        (REPLY_ENERGY, 0x00010000, "1-0:1.8.0", 1234.56, "kWh", 2),
+        (REPLY_VOLTAGE, 0x02010100, "1-0:32.7.0", 220.1, "V", 1),
+        (REPLY_CURRENT, 0x02020100, "1-0:31.7.0", -1.234, "A", 3),
     ],
 )
-def test_read_replies_decode_to_obis_value_and_unit(
-    raw: bytes, di: int, obis: str, value: float, unit: str
+def test_read_replies_decode_to_obis_value_unit_and_the_formats_resolution(
+    raw: bytes, di: int, obis: str, value: float, unit: str, decimals: int
 ) -> None:
     reply = codec.parse_read_reply(codec.decode(raw), expected_di=di)
     (decoded,) = data_ids.decode_values(data_ids.lookup(di), reply.payload)
-    assert decoded == data_ids.DecodedValue(obis, value, unit)
+    assert decoded == data_ids.DecodedValue(obis, value, unit, decimals)
     encoded = codec.read_reply("000000000001", di, data_ids.encode_values(data_ids.lookup(di),
                                                                           [value]))
     assert codec.encode(encoded, preamble=b"") == raw
