@@ -33,8 +33,7 @@ from typing import Any
 import psycopg
 
 from model import Reading
-from storage import migrate
-from storage.postgres import PostgresStore
+from storage.postgres import PostgresStore, migrate
 from tests.support.services import PgCluster
 
 WIDE_STAGING = """

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 
 from model import IngestResult, Quality, Reading, ReadKind
-from storage import migrate
 from storage.base import Store, UnitMismatch
-from storage.postgres import PostgresStore
-from storage.sqlite import _SCHEMA, SqliteStore
+from storage.postgres import PostgresStore, migrate
+from storage.sqlite import SqliteStore
+from storage.sqlite.schema import _SCHEMA
 from tests.support.services import PgCluster
 
 T0 = datetime(2026, 11, 1, 16, tzinfo=UTC)

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from storage.pg_arrays import float8_array
+from storage.postgres.arrays import float8_array
 
 
 def array_send(values: list[float | None]) -> bytes:

@@ -4,17 +4,15 @@ rules shared with SQLite (storage/billing.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from model import Bill, BillStatus, PrepaidAccount, PrepaidEvent, TariffChange
 from storage.billing import BALANCE_KINDS, BillWrite, by_cycle, holds_from, plan_bills
+from storage.postgres.connection import PostgresConnection
 from storage.versions import Refused
 
 BILLS_LOCK = 0x62696C6C  # 'bill': one writer of bills at a time
@@ -39,14 +37,8 @@ def _account(r: Sequence[Any]) -> PrepaidAccount:
     return PrepaidAccount(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], dict(r[8]))
 
 
-class PostgresBilling:
-    """Mixed into PostgresStore, which supplies the pooled connection."""
-
-    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
-        raise NotImplementedError
-
-    def _read(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
-        raise NotImplementedError
+class PostgresBilling(PostgresConnection):
+    """Mixed into PostgresStore."""
 
     async def tariff_changes(self, service_point_id: str | None = None) -> list[TariffChange]:
         async with self._read() as conn:

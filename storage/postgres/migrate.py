@@ -1,7 +1,7 @@
 """Versioned plain-SQL migrations for PostgreSQL, applied in order, each exactly once.
 
-Files live in storage/migrations/NNNN_name.sql; the TimescaleDB layer in
-storage/migrations/timescale/ is applied only when the extension is present. Applied
+Files live in storage/postgres/migrations/NNNN_name.sql; the TimescaleDB layer in
+storage/postgres/migrations/timescale/ is applied only when the extension is present. Applied
 versions are recorded in schema_migrations, and an advisory lock keeps two processes
 that start together from migrating at once.
 """
@@ -34,12 +34,16 @@ def _files(folder: Any, prefix: str = "") -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+def _folder() -> Any:
+    return resources.files("storage.postgres") / "migrations"
+
+
 def plain_migrations() -> list[Migration]:
-    return _files(resources.files("storage") / "migrations")
+    return _files(_folder())
 
 
 def timescale_migrations() -> list[Migration]:
-    return _files(resources.files("storage") / "migrations" / "timescale", TIMESCALE_PREFIX)
+    return _files(_folder() / "timescale", TIMESCALE_PREFIX)
 
 
 async def timescale_available(conn: psycopg.AsyncConnection[Any]) -> bool:

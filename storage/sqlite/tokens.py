@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.sqlite_mixin import SqlitePart
+from storage.sqlite.connection import SqliteConnection
 from storage.tokens import (
     ApiToken,
     AuditEntry,
@@ -51,7 +51,7 @@ def _token(r: Sequence[Any]) -> ApiToken:
                     None if r[3] is None else datetime.fromtimestamp(r[3], UTC))
 
 
-class SqliteTokens(SqlitePart):
+class SqliteTokens(SqliteConnection):
     """Mixed into SqliteStore, which supplies the connection helpers."""
 
     async def create_token(self, name: str, scopes: Sequence[str]) -> str:

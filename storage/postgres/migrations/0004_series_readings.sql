@@ -124,7 +124,7 @@ END $$;
 -- table; they are recreated below, and by timescale/0006 where the extension is present.
 DROP TABLE readings_wide CASCADE;
 
--- Every read with its names, for SQL by hand and for the readers in storage/postgres.py.
+-- Every read with its names, for SQL by hand and for the readers in storage/postgres/.
 CREATE VIEW reading_values AS
 SELECT s.meter_id, s.quantity, s.kind, r.ts, r.value, s.unit, q.letter AS quality,
        m.name AS method, src.name AS source, r.series_id

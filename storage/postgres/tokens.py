@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import TupleRow
 
+from storage.postgres.connection import PostgresConnection
 from storage.tokens import (
     ApiToken,
     AuditEntry,
@@ -27,14 +26,8 @@ def _token(r: Sequence[Any]) -> ApiToken:
     return ApiToken(r[0], tuple(r[1]), r[2].astimezone(UTC), r[3] and r[3].astimezone(UTC))
 
 
-class PostgresTokens:
-    """Mixed into PostgresStore, which supplies the pooled connection."""
-
-    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
-        raise NotImplementedError
-
-    def _read(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[TupleRow]]:
-        raise NotImplementedError
+class PostgresTokens(PostgresConnection):
+    """Mixed into PostgresStore."""
 
     async def create_token(self, name: str, scopes: Sequence[str]) -> str:
         chosen = check_new(name, scopes)

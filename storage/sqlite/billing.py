@@ -20,7 +20,7 @@ from storage.billing import (
     holds_json,
     plan_bills,
 )
-from storage.sqlite_mixin import SqlitePart
+from storage.sqlite.connection import SqliteConnection
 from storage.versions import Refused
 
 SCHEMA = (
@@ -93,7 +93,7 @@ def _latest(db: sqlite3.Connection, cycle: str, ids: Sequence[str]) -> dict[str,
     return {r[1]: _bill(r) for r in rows if r[1] in wanted}
 
 
-class SqliteBilling(SqlitePart):
+class SqliteBilling(SqliteConnection):
     """Mixed into SqliteStore, which supplies the connection helpers."""
 
     async def tariff_changes(self, service_point_id: str | None = None) -> list[TariffChange]:

@@ -1,0 +1,237 @@
+"""Raw reads in SQLite: the idempotent ingest (a staging table, one upsert with quality
+precedence, late reads over VEE's estimates) and the reads of raw values."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from model import (
+    AUTOMATIC,
+    IngestResult,
+    Quality,
+    Reading,
+    ReadKind,
+)
+from storage.base import (
+    QUALITY_CODES,
+    DailyConsumption,
+    StorageError,
+    UnitMismatch,
+    quality_code_rank_sql,
+)
+from storage.daily import daily_from_boundaries
+from storage.sqlite.outbox import SqliteOutbox
+from storage.versions import (
+    LATE_READ_ACTOR,
+    LATE_READ_NOTE,
+    LATE_READ_REASON,
+)
+
+FORWARD_ACTIVE = "1-0:1.8.0"
+_RANK_NEW = quality_code_rank_sql("excluded.quality")
+_RANK_OLD = quality_code_rank_sql("readings.quality")
+_RANK_STAGED = quality_code_rank_sql("s.quality")
+_RANK_STORED = quality_code_rank_sql("r.quality")
+
+
+class SqliteReadings(SqliteOutbox):
+    async def write_readings(self, readings: Sequence[Reading]) -> IngestResult:
+        if not readings:
+            return IngestResult()
+        received = datetime.now(UTC).timestamp()
+        rows = [
+            (r.meter_id, r.quantity, r.kind.value, r.unit, r.ts.timestamp(), r.value,
+             QUALITY_CODES[r.quality], r.quality.value, r.method, r.source, received)
+            for r in readings
+        ]
+        def write(db: sqlite3.Connection) -> IngestResult:
+            if not self.outbox:
+                return _ingest(db, rows)
+            queued = self._outbox_count(db)
+            result = _ingest(db, rows, outbox=True)
+            # _ingest queues exactly the rows it found new or changed.
+            self._outbox_rows = queued + result.new + result.updated
+            self._bound_outbox(db)
+            return result
+
+        return await self._run(self._tx(write))
+
+    async def count_readings(self) -> int:
+        return await self._query(
+            lambda db: int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+        )
+
+    async def readings_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str]
+    ) -> list[Reading]:
+        marks = ",".join("?" * len(quantities))
+
+        def read(db: sqlite3.Connection) -> list[Reading]:
+            rows = db.execute(
+                f"{_VALUES_SELECT} WHERE ts >= ? AND ts <= ? AND quantity IN ({marks}) "
+                "ORDER BY meter_id, quantity, kind, ts",
+                (start.timestamp(), end.timestamp(), *quantities),
+            ).fetchall()
+            return [_reading(r) for r in rows]
+
+        return await self._query(read)
+
+    async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
+        def read(db: sqlite3.Connection) -> list[Reading]:
+            rows = db.execute(
+                "SELECT r.meter_id, r.quantity, r.ts, r.value, r.unit, r.quality, r.source, "
+                "r.method, r.kind FROM reading_values r JOIN (SELECT series_id, max(ts) AS ts "
+                "FROM readings GROUP BY series_id) l "
+                "ON r.series_id = l.series_id AND r.ts = l.ts "
+                "ORDER BY r.meter_id, r.quantity, r.kind = 'interval', r.kind"
+            ).fetchall()
+            wanted = set(meter_ids) if meter_ids is not None else None
+            return [_reading(r) for r in rows if wanted is None or r[0] in wanted]
+
+        return await self._query(read)
+
+    async def series(
+        self, meter_id: str, quantity: str, start: datetime, end: datetime,
+        kind: ReadKind = ReadKind.INTERVAL,
+    ) -> list[Reading]:
+        def read(db: sqlite3.Connection) -> list[Reading]:
+            rows = db.execute(
+                f"{_VALUES_SELECT} WHERE meter_id = ? AND quantity = ? AND kind = ? "
+                "AND ts >= ? AND ts <= ? ORDER BY ts",
+                (meter_id, quantity, kind.value, start.timestamp(), end.timestamp()),
+            ).fetchall()
+            return [_reading(r) for r in rows]
+
+        return await self._query(read)
+
+    async def daily_consumption(
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+    ) -> list[DailyConsumption]:
+        """Forward active energy per local day: register at day end minus register at day start.
+
+        Computed from register reads at the day's boundaries (the readings stamped at
+        local midnight), so a DST day correctly has 23 or 25 hours of energy in it.
+        """
+        if by not in ("meter", "area"):
+            raise StorageError("daily consumption groups by meter or area")
+        zone = ZoneInfo(tz)
+
+        def read(db: sqlite3.Connection) -> list[DailyConsumption]:
+            rows = db.execute(
+                "SELECT r.meter_id, coalesce(m.area, ''), coalesce(m.area_meter, 0), r.ts, r.value "
+                "FROM reading_values r LEFT JOIN meters m ON m.id = r.meter_id "
+                "WHERE r.quantity = ? AND r.kind IN ('interval', 'daily') AND r.ts >= ? "
+                "AND r.ts <= ? ORDER BY r.meter_id, r.ts, r.kind = 'interval'",
+                (FORWARD_ACTIVE, start.timestamp(), (end + timedelta(days=1)).timestamp()),
+            ).fetchall()
+            per_meter: dict[str, dict[float, float]] = defaultdict(dict)
+            info: dict[str, tuple[str, bool]] = {}
+            for meter_id, area, area_meter, ts, value in rows:
+                per_meter[meter_id][ts] = value
+                info[meter_id] = (area, bool(area_meter))
+            return daily_from_boundaries(per_meter, info, start, end, zone, by)
+
+        return await self._query(read)
+
+
+_VALUES_SELECT = ("SELECT meter_id, quantity, ts, value, unit, quality, source, method, kind "
+                  "FROM reading_values")
+
+
+def _reading(r: Sequence[Any]) -> Reading:
+    return Reading(
+        meter_id=r[0],
+        quantity=r[1],
+        ts=datetime.fromtimestamp(r[2], UTC),
+        value=r[3],
+        unit=r[4],
+        quality=Quality(r[5]),
+        source=r[6],
+        method=r[7],
+        kind=ReadKind(r[8]),
+    )
+
+
+# A raw actual read of a key whose current version is VEE's estimate: the read arrived
+# late, and replaces the estimate with a new version; the estimate stays in the history.
+_LATE_READS = f"""
+INSERT INTO reading_versions (series_id, ts, version, value, quality, method_id, reason, actor,
+                              created_at, note)
+SELECT v.series_id, v.ts, v.version + 1, r.value, r.quality, r.method_id, ?, ?, ?, ?
+FROM (SELECT series_id, ts, max(version) AS version, quality, actor FROM reading_versions
+      WHERE series_id IN (SELECT DISTINCT series_id FROM series_staging)
+      GROUP BY series_id, ts) v
+JOIN series_staging st ON st.series_id = v.series_id AND st.ts = v.ts
+JOIN readings r ON r.series_id = v.series_id AND r.ts = v.ts
+WHERE v.actor LIKE '{AUTOMATIC}%' AND {_RANK_STORED} > {quality_code_rank_sql("v.quality")}
+"""
+_CHANGED = (f"{_RANK_STAGED} >= {_RANK_STORED} AND (s.value != r.value OR "
+            "s.quality != r.quality OR s.method_id != r.method_id)")
+
+
+def _ingest(
+    db: sqlite3.Connection, rows: list[tuple[Any, ...]], *, outbox: bool = False
+) -> IngestResult:
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS series_staging (meter_id TEXT, quantity TEXT, "
+        "kind TEXT, unit TEXT, ts REAL, value REAL, quality INTEGER, letter TEXT, method TEXT, "
+        "source TEXT, queued_at REAL, series_id INTEGER, method_id INTEGER, "
+        "source_id INTEGER, PRIMARY KEY (meter_id, quantity, kind, ts))"
+    )
+    db.execute("DELETE FROM series_staging")
+    # Within one batch the last value for a key wins, as it would arriving one by one.
+    db.executemany(
+        "INSERT OR REPLACE INTO series_staging (meter_id, quantity, kind, unit, ts, value, "
+        "quality, letter, method, source, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.execute("INSERT OR IGNORE INTO series (meter_id, quantity, kind, unit) "
+               "SELECT DISTINCT meter_id, quantity, kind, unit FROM series_staging")
+    db.execute("INSERT OR IGNORE INTO sources (name) SELECT DISTINCT source FROM series_staging")
+    db.execute("INSERT OR IGNORE INTO methods (name) SELECT DISTINCT method FROM series_staging")
+    db.execute(
+        "UPDATE series_staging SET "
+        "series_id = (SELECT id FROM series x WHERE x.meter_id = series_staging.meter_id "
+        "AND x.quantity = series_staging.quantity AND x.kind = series_staging.kind), "
+        "source_id = (SELECT id FROM sources WHERE name = series_staging.source), "
+        "method_id = (SELECT id FROM methods WHERE name = series_staging.method)")
+    wrong = db.execute(
+        "SELECT s.meter_id, s.quantity, s.kind, x.unit, s.unit FROM series_staging s "
+        "JOIN series x ON x.id = s.series_id WHERE x.unit != s.unit LIMIT 5").fetchall()
+    if wrong:
+        raise UnitMismatch("readings refused, a series keeps one unit: " + "; ".join(
+            f"{m} {q} ({k}) is in {have}, got {got}" for m, q, k, have, got in wrong))
+    new = db.execute(
+        "SELECT count(*) FROM series_staging s WHERE NOT EXISTS (SELECT 1 FROM readings r "
+        "WHERE r.series_id = s.series_id AND r.ts = s.ts)"
+    ).fetchone()[0]
+    updated = db.execute(
+        "SELECT count(*) FROM series_staging s JOIN readings r ON r.series_id = s.series_id "
+        f"AND r.ts = s.ts WHERE {_CHANGED}"
+    ).fetchone()[0]
+    if outbox and new + updated:
+        db.execute(
+            "INSERT INTO outbox (kind, item, queued_at) SELECT 'reading', "
+            "json_object('meter', s.meter_id, "
+            "'quantity', s.quantity, 'ts', strftime('%Y-%m-%dT%H:%M:%fZ', s.ts, 'unixepoch'), "
+            "'value', s.value, 'unit', s.unit, 'quality', s.letter, 'method', s.method, "
+            "'source', s.source, 'kind', s.kind), s.queued_at FROM series_staging s "
+            "LEFT JOIN readings r ON r.series_id = s.series_id AND r.ts = s.ts "
+            f"WHERE r.series_id IS NULL OR ({_CHANGED}) "
+            "ORDER BY s.ts, s.meter_id, s.quantity"
+        )
+    db.execute(
+        "INSERT INTO readings SELECT series_id, ts, value, quality, method_id, source_id "
+        "FROM series_staging WHERE true "
+        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, "
+        "quality = excluded.quality, method_id = excluded.method_id, "
+        "source_id = excluded.source_id "
+        f"WHERE {_RANK_NEW} >= {_RANK_OLD} AND (excluded.value != readings.value OR "
+        "excluded.quality != readings.quality OR excluded.method_id != readings.method_id)"
+    )
+    db.execute(_LATE_READS, (LATE_READ_REASON, LATE_READ_ACTOR,
+                             datetime.now(UTC).timestamp(), LATE_READ_NOTE))
+    return IngestResult(new=new, updated=updated, unchanged=len(rows) - new - updated)
