@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import date
 
+from collector.config.sections import Section
+
 
 @dataclass(frozen=True, slots=True)
 class VeeSettings:
@@ -49,3 +51,16 @@ class VeeSettings:
     @classmethod
     def numeric_names(cls) -> list[str]:
         return [f.name for f in fields(cls) if f.name not in ("enabled", "holidays")]
+
+
+VEE_KEYS = {
+    "enabled": "enabled = true",
+    "holidays": 'holidays = ["2026-10-01", "2026-10-02"]',
+    **{name: f"{name} = {getattr(VeeSettings(), name)}" for name in VeeSettings.numeric_names()},
+}
+
+
+def parse_vee(s: Section) -> VeeSettings:
+    values = s.numbers(VeeSettings(), VeeSettings.numeric_names(), zero_ok=False,
+                       exempt=("backward_kwh",))
+    return VeeSettings(s.get("enabled", bool, True), holidays=s.dates("holidays"), **values)
