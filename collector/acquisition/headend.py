@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import socket
 import time
@@ -146,8 +147,13 @@ class HeadEnd:
             source = f"mqtt:{topic}"
             try:
                 parsed = topics.parse(topic, self.settings.topic_prefix)
-                decoded.append((source, payload, schema.decode_batch(
-                    payload, parsed.gateway, now=self.now(), limits=self.limits)))
+                batch = schema.decode_batch(payload, parsed.gateway, now=self.now(),
+                                            limits=self.limits)
+                decoded.append((source, payload, batch))
+                # Only the items that failed their checks are set aside, each with its
+                # reason; the rest of the message is stored below.
+                dead += [DeadLetter(f"{source} seq {batch.seq} {r.where}", r.item, r.reason,
+                                    "payload") for r in batch.rejected]
             except topics.TopicError as exc:
                 dead.append(DeadLetter(source, payload, str(exc), "topic"))
             except schema.PayloadError as exc:
@@ -184,9 +190,9 @@ class HeadEnd:
             delay = min(delay * 2, 10.0)
 
     async def _keep(self, letter: DeadLetter) -> None:
+        payload, reason = bounded(letter.payload, letter.reason)
         try:
-            await self.store.write_dead_letter(_safe(letter.source), letter.payload,
-                                               _safe(letter.reason))
+            await self.store.write_dead_letter(_safe(letter.source), payload, _safe(reason))
         except StorageError as exc:
             if exc.transient:
                 raise
@@ -254,6 +260,21 @@ class HeadEnd:
         attempts = [a for b in batches for a in b.attempts]
         if attempts:
             await self.store.write_attempts(attempts)
+
+
+KEPT_BYTES = 64 * 1024
+"""The most of one dead letter the table keeps: a payload refused for its size must not
+be stored whole, or the refusal would cost the disk what it saved the ingest."""
+
+
+def bounded(payload: bytes, reason: str) -> tuple[bytes, str]:
+    """The payload, or its first KEPT_BYTES with its size and SHA-256 in the reason, so
+    the original can still be matched against the gateway's copy."""
+    if len(payload) <= KEPT_BYTES:
+        return payload, reason
+    digest = hashlib.sha256(payload).hexdigest()
+    return payload[:KEPT_BYTES], (f"{reason} (kept the first {KEPT_BYTES} of {len(payload)} "
+                                  f"bytes; sha256 {digest})")
 
 
 def _safe(text: str) -> str:

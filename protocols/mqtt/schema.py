@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from model import CollectionAttempt, Event, Outcome, Quality, Reading, ReadKind, codec_json
+
+T = TypeVar("T")
 
 VERSION = 1
 MAX_ITEMS = 10_000
@@ -49,12 +51,26 @@ DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
+class Rejected:
+    """One item of a batch that failed its checks. The rest of the batch stands: the
+    gateway deleted the whole message from its outbox once it was acknowledged, so
+    refusing 999 good readings for one bad one would lose them."""
+
+    where: str
+    """`readings[17]`, `events[0]`: the item's place in its batch."""
+    item: bytes
+    """The item as JSON, for the dead-letter table."""
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     gateway: str
     seq: int
     readings: tuple[Reading, ...] = ()
     events: tuple[Event, ...] = ()
     attempts: tuple[CollectionAttempt, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
 
 
 def encode_batch(
@@ -85,7 +101,13 @@ def batch_envelope(gateway: str, seq: int) -> dict[str, Any]:
 
 def decode_batch(payload: bytes, topic_gateway: str | None = None, *,
                  now: datetime | None = None, limits: Limits = DEFAULT_LIMITS) -> Batch:
-    """A Batch, or PayloadError: nothing else escapes, whatever the bytes."""
+    """A Batch, or PayloadError: nothing else escapes, whatever the bytes.
+
+    What makes the message untrustworthy (not JSON, a key given twice, the wrong
+    version or gateway, too many items) refuses it whole. An item that fails its own
+    checks is set aside in `rejected` with its reason and the others are kept; a batch
+    none of whose items passes is refused whole, with their reasons.
+    """
     check = _Checker(limits, now or datetime.now(UTC))
     body = check.json(payload)
     if not isinstance(body, dict):
@@ -98,14 +120,48 @@ def decode_batch(payload: bytes, topic_gateway: str | None = None, *,
     if topic_gateway is not None and gateway != topic_gateway:
         raise PayloadError(f"gateway {gateway!r} in the payload, {topic_gateway!r} in the topic")
     seq = check.integer(body, "seq", "batch")
-    readings = tuple(check.reading(r, i, gateway) for i, r in enumerate(check.items(body,
-                                                                                  "readings")))
-    events = tuple(check.event(e, i) for i, e in enumerate(check.items(body, "events")))
-    attempts = tuple(check.attempt(a, i, gateway)
-                     for i, a in enumerate(check.items(body, "attempts")))
+    rejected: list[Rejected] = []
+
+    def each(kind: str, one: Callable[[Any, int], T]) -> tuple[T, ...]:
+        kept = []
+        for i, item in enumerate(check.items(body, kind)):
+            try:
+                kept.append(one(item, i))
+            except PayloadError as exc:
+                rejected.append(Rejected(f"{kind}[{i}]", _item_json(item), str(exc)))
+        return tuple(kept)
+
+    readings = each("readings", lambda r, i: check.reading(r, i, gateway))
+    events = each("events", check.event)
+    attempts = each("attempts", lambda a, i: check.attempt(a, i, gateway))
     if not (readings or events or attempts):
-        raise PayloadError("batch carries no readings, events or attempts")
-    return Batch(gateway, seq, readings, events, attempts)
+        if not rejected:
+            raise PayloadError("batch carries no readings, events or attempts")
+        if len(rejected) == 1:
+            raise PayloadError(rejected[0].reason)
+        shown = "; ".join(r.reason for r in rejected[:3])
+        raise PayloadError(f"every item was refused ({len(rejected)} in all): {shown}"
+                           + ("; …" if len(rejected) > 3 else ""))
+    return Batch(gateway, seq, readings, events, attempts, tuple(rejected))
+
+
+def _item_json(item: Any) -> bytes:
+    """An item as it came, re-encoded; a lone surrogate is kept as its escape."""
+    try:
+        return json.dumps(item, separators=(",", ":"), ensure_ascii=True).encode()
+    except (RecursionError, ValueError, TypeError):
+        return _show(item).encode("utf-8", "backslashreplace")
+
+
+def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A key given twice is refused: JSON readers disagree on which one wins, so
+    `"gateway":"evil-gw","gateway":"gw-p"` could pass a check and be stored as another."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise PayloadError(f"key {_show(key)} appears twice in one object")
+        obj[key] = value
+    return obj
 
 
 def _show(value: Any) -> str:
@@ -135,8 +191,8 @@ class _Checker:
         except UnicodeDecodeError:
             raise PayloadError("payload is not UTF-8") from None
         try:
-            return json.loads(text, parse_constant=_reject_constant,
-                              parse_int=self._int, parse_float=self._float)
+            return json.loads(text, parse_constant=_reject_constant, parse_int=self._int,
+                              parse_float=self._float, object_pairs_hook=_one_of_each)
         except json.JSONDecodeError as exc:
             raise PayloadError(f"payload is not JSON: {exc.msg} at byte {exc.pos}") from None
         except RecursionError:
@@ -216,10 +272,13 @@ class _Checker:
         text = self.text(d, key, where, max_chars=40)
         try:
             ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if ts.utcoffset() is None:
-                raise PayloadError(f"{where}.{key} {text!r} has no UTC offset")
+        except ValueError:
+            raise PayloadError(f"{where}.{key} {text!r} is not an ISO 8601 time") from None
+        if ts.utcoffset() is None:  # a naive time could be any zone's: say which is wrong
+            raise PayloadError(f"{where}.{key} {text!r} has no UTC offset")
+        try:
             ts = ts.astimezone(UTC)
-        except (ValueError, OverflowError):
+        except OverflowError:
             raise PayloadError(f"{where}.{key} {text!r} is not an ISO 8601 time") from None
         if not self.earliest <= ts <= self.latest:
             raise PayloadError(f"{where}.{key} {text!r} is outside the accepted window "

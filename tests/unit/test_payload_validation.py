@@ -133,3 +133,25 @@ def test_any_json_value_in_any_reading_field_is_handled(field: str, value: objec
     except ValueError:
         return
     _decode_or_payload_error(text)
+
+
+def test_an_invalid_item_is_set_aside_with_its_reason_and_the_rest_kept() -> None:
+    body = good()
+    readings = body["readings"]
+    assert isinstance(readings, list)
+    readings.append({**readings[0], "ts": "2026-11-23T12:00:00", "value": 13.0})
+    readings.append({**readings[0], "ts": "2026-11-23T11:30:00Z", "value": 12.0})
+    batch = decode_batch(raw(body), "gw1", now=NOW)
+    assert [r.value for r in batch.readings] == [12.5, 12.0]
+    (rejected,) = batch.rejected
+    assert rejected.where == "readings[1]" and "has no UTC offset" in rejected.reason
+    assert json.loads(rejected.item)["value"] == 13.0
+
+
+def test_a_key_given_twice_anywhere_refuses_the_payload() -> None:
+    forged = raw(good()).replace(b'"gateway": "gw1"', b'"gateway": "evil", "gateway": "gw1"')
+    with pytest.raises(PayloadError, match="appears twice"):
+        decode_batch(forged, "gw1", now=NOW)
+    inner = raw(good()).replace(b'"value": 12.5', b'"value": 1, "value": 12.5')
+    with pytest.raises(PayloadError, match="appears twice"):
+        decode_batch(inner, "gw1", now=NOW)
