@@ -63,14 +63,18 @@ async def catch_up(settings: Settings, meters: Sequence[Meter], store: Store, cl
         return 0
     now = clock.now()
     last = await store.last_attempts([m.id for m in meters])
+    if not last:
+        return 0  # a first start: the daemon has missed nothing yet
     by_bus: dict[str, list[tuple[Meter, Schedule, list[datetime]]]] = {}
     for meter in meters:
-        if meter.id not in last:
-            continue  # never read before: nothing was missed
         for schedule in schedules:
             if schedule.applies_to(meter.id):
-                slots = missed_slots(last[meter.id], now, schedule.every,
-                                     settings.collector.catch_up)
+                # A meter with no attempt of its own was due with the others and never
+                # reached: a kill early in the first slot leaves the meters later on the
+                # bus unread. Its slots are missed from the earliest slot the others'
+                # last attempts show the daemon was in.
+                since = last.get(meter.id) or min(last.values()) - schedule.every
+                slots = missed_slots(since, now, schedule.every, settings.collector.catch_up)
                 if slots:
                     by_bus.setdefault(meter.bus, []).append((meter, schedule, slots))
     if not by_bus:

@@ -12,18 +12,20 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.acquisition.clock import SimulatedClock
+from collector.acquisition.catch_up import catch_up
+from collector.acquisition.clock import SimulatedClock, SteppedClock, align_down
 from collector.acquisition.pipeline import CollectionResult
 from collector.acquisition.scheduler import Scheduler
+from collector.config.settings import CollectorSettings, Schedule, Settings
 from model import CollectionAttempt, Meter, Outcome, Reading
 from simulator.bus import WireTiming
 from simulator.fleet import FleetSpec, build_fleet, meter_address
 from storage.sqlite import SqliteStore
-from tests.integration.conftest import TZ
+from tests.integration.conftest import TZ, PtyBus
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEED = 300.0  # a 15-minute slot every 3 s
@@ -33,7 +35,8 @@ METERS = 6
 DAEMON = textwrap.dedent("""
     import asyncio, json, sys
     from datetime import datetime, timedelta
-    from collector.acquisition.clock import SimulatedClock
+    from collector.acquisition.catch_up import catch_up
+from collector.acquisition.clock import SimulatedClock, SteppedClock, align_down
     from collector.config.settings import (BusConfig, CollectorSettings, FlagSettings, Schedule,
                                   Settings, StorageSettings)
     from collector.runtime.daemon import run_collector
@@ -181,3 +184,31 @@ async def test_a_stop_between_a_recovered_slots_readings_and_its_attempt_keeps_b
     assert rows(tmp_path / "gw.db", "SELECT meter_id, outcome FROM collection_attempts") == [
         ("m1", "ok")]
     assert rows(tmp_path / "gw.db", "SELECT count(*) FROM reading_values") == [(1,)]
+
+
+async def test_meters_never_read_before_a_crash_are_caught_up_with_the_others(
+        tmp_path: Path, pty_bus_factory: Callable[..., Awaitable[PtyBus]]) -> None:
+    """A kill early in the daemon's first slot leaves the meters later on the bus with no
+    attempt at all; catch-up must not take them for meters with nothing missed."""
+    pty = await pty_bus_factory(meters=3)
+    store = SqliteStore(str(tmp_path / "gw.db"))
+    await store.migrate()
+    now_slot = align_down(datetime.now(UTC), EVERY)
+    clock = SteppedClock(now_slot)  # stands still: a slot boundary cannot pass mid-test
+    first = now_slot - 2 * EVERY
+    meters = [Meter(f"m{n}", "dlt645", "bus1", meter_address(n)) for n in (1, 2, 3)]
+    await store.write_attempts([CollectionAttempt("m1", "bus1", first, Outcome.OK, 5.0)])
+    settings = Settings(source="(test)", collector=CollectorSettings(timezone=str(TZ)),
+                        schedules=(Schedule("i", EVERY, ("1-0:1.8.0",)),))
+    persisted: list[CollectionResult] = []
+
+    async def persist(result: CollectionResult) -> None:
+        persisted.append(result)
+
+    recovered = await catch_up(settings, meters, store, clock, lambda m: pty.client, persist)
+    got = {(r.meter.id, r.slot) for r in persisted if r.readings}
+    assert got == {("m1", first + EVERY), ("m1", now_slot),
+                   *((m, slot) for m in ("m2", "m3")
+                     for slot in (first, first + EVERY, now_slot))}
+    assert recovered == len(got)
+    await store.close()
