@@ -75,9 +75,13 @@ class MeterHealth:
         self.silent_at = slot
         self.silent_in_a_row += 1
         if self.silent_in_a_row >= SILENT_BEFORE_BACKOFF:
-            steps = 2 ** (self.silent_in_a_row - SILENT_BEFORE_BACKOFF)
-            gap = min(every * steps, max(every, MAX_PROBE_GAP))
-            self.skip_until = slot + gap
+            # Doubled up to the cap, never formed as every × 2**n: after a day or two of
+            # silence that product overflows timedelta, and the backoff itself would fail.
+            cap = max(every, MAX_PROBE_GAP)
+            gap, doublings = every, self.silent_in_a_row - SILENT_BEFORE_BACKOFF
+            while doublings and gap < cap:
+                gap, doublings = gap * 2, doublings - 1
+            self.skip_until = slot + min(gap, cap)
         return None
 
 

@@ -67,3 +67,16 @@ def test_an_offset_of_whole_hours_is_taken_for_a_time_zone_mismatch() -> None:
     assert looks_like_zone_error(19800.4)       # +5:30
     assert not looks_like_zone_error(95.0)      # a clock drifting
     assert not looks_like_zone_error(2500.0)
+
+
+def test_a_meter_silent_for_months_is_still_probed_every_hour_without_overflow() -> None:
+    # The gap was every × 2**n before the cap: ~30 silent slots overflowed timedelta and
+    # every job for the dead meter raised OverflowError (issue 28).
+    health = MeterHealth()
+    every = timedelta(minutes=15)
+    slot = datetime(2026, 1, 1, tzinfo=UTC)
+    for _ in range(100_000):
+        health.note(Outcome.TIMEOUT, slot, every)
+        slot = health.skip_until or slot + every
+    assert health.skip_until is not None and health.silent_at is not None
+    assert health.skip_until - health.silent_at == timedelta(hours=1)
