@@ -110,6 +110,11 @@ def build_grid(
         i, k = row.get(r.meter_id), slot(r.ts)
         if i is not None and k is not None and k in edge_of:
             frozen_at[i, edge_of[k]] = r.value
+            if not fixed[i, k]:
+                # The meter's own register at midnight, from its daily memory: it makes
+                # the slots after it due (a meter first read at 00:45 still owes 00:15
+                # and 00:30) and bounds their estimate, as an interval read there would.
+                value[i, k], fixed[i, k], auto[i, k] = r.value, True, False
     for a in assignments:
         # The register reads recorded at a swap anchor the intervals either side of it.
         i = row.get(a.meter_id)

@@ -341,3 +341,21 @@ async def test_status_counts_service_point_days_and_names_the_holding_rule(
     assert (r.points, r.validated, r.held) == (2, 1, 1)
     # One low read: the register steps back, then jumps by more than the rating allows.
     assert r.worst == [("m2", 1, [codes.NEGATIVE, codes.SPIKE])]
+
+
+async def test_slots_after_the_frozen_midnight_read_are_due_though_no_interval_read_came_yet(
+        store: Any) -> None:
+    """A meter first read at 00:45 with its register frozen at midnight owes 00:15 and
+    00:30: the day is not validated as if they were never due (issue 28)."""
+    frozen = [Reading("m1", ENERGY, ts(LAST_DAY), register(LAST_DAY), "kWh",
+                      kind=ReadKind.FROZEN_DAILY)]
+    later = [r for r in reads() if r.ts >= ts(LAST_DAY + 3)]
+    engine = await setup(store, later + frozen)
+    await engine.run(JUDGED, JUDGED, NOW)
+    gap = await verdict(store, codes.GAP)
+    assert not gap.passed and gap.evidence["missing"] == 2
+    for k in (LAST_DAY + 1, LAST_DAY + 2):
+        got = await current(store, k)
+        assert got.quality is Quality.SUBSTITUTED
+        assert got.value == pytest.approx(register(LAST_DAY) + (k - LAST_DAY) / 3 * (
+            register(LAST_DAY + 3) - register(LAST_DAY)), abs=1e-3)
