@@ -35,8 +35,7 @@ METERS = 6
 DAEMON = textwrap.dedent("""
     import asyncio, json, sys
     from datetime import datetime, timedelta
-    from collector.acquisition.catch_up import catch_up
-from collector.acquisition.clock import SimulatedClock, SteppedClock, align_down
+    from collector.acquisition.clock import SimulatedClock
     from collector.config.settings import (BusConfig, CollectorSettings, FlagSettings, Schedule,
                                   Settings, StorageSettings)
     from collector.runtime.daemon import run_collector
