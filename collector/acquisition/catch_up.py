@@ -19,7 +19,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from collector.acquisition.clock import Clock, align_down, align_up
-from collector.acquisition.pipeline import CollectionResult, scaled, source_tag
+from collector.acquisition.pipeline import (
+    MAX_MEMORY_INTERVAL,
+    CollectionResult,
+    scaled,
+    source_tag,
+)
 from collector.config.settings import Schedule, Settings
 from collector.ops.metrics import Metrics
 from model import CollectionAttempt, Meter, Outcome, Reading
@@ -29,8 +34,6 @@ from protocols.errors import ProtocolError, ResponseTimeout
 from storage.base import Store
 
 log = logging.getLogger(__name__)
-
-MAX_MEMORY_INTERVAL = timedelta(hours=1)
 
 
 def memory_schedules(settings: Settings) -> list[Schedule]:
