@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,10 +22,11 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from collector.billing.cycles import tariff_on
-from collector.billing.reads import TOTAL
+from collector.billing.reads import TOTAL, held_days
 from collector.billing.run import BillStore
 from collector.billing.tariff import Tariffs
 from collector.config.billing import PrepaidSettings
+from collector.vee.grid import local_midnight
 from collector.vee.service_points import register_delta
 from model import MeterAssignment, PrepaidAccount, PrepaidEvent, ServicePoint
 
@@ -36,6 +38,9 @@ TRIP = "trip"
 RECONNECT = "reconnect"
 DEFERRED = "trip-deferred"
 PUBLISHED_KINDS = frozenset({ALERT_LOW, ALERT_ZERO, TRIP, RECONNECT, DEFERRED, "topup"})
+MAX_TOPUP = 1_000_000.0
+"""The largest single top-up: past it a typo (or inf, or 1e308) would make the balance
+meaningless, and no household pays that much at a counter."""
 
 
 class Switch(Protocol):
@@ -94,8 +99,11 @@ class Prepaid:
     async def topup(self, account: str, amount: float, at: datetime, reference: str,
                     by: str) -> PrepaidEvent | None:
         """Record a top-up; the same reference twice is one top-up. None: a repeat."""
-        if amount <= 0:
-            raise ValueError(f"a top-up must be positive, got {amount}")
+        if not math.isfinite(amount) or amount <= 0:
+            raise ValueError(f"a top-up must be a positive amount, got {amount}")
+        if amount > MAX_TOPUP:
+            raise ValueError(f"a top-up of {amount:g} is more than {MAX_TOPUP:,.0f}: "
+                             "split it, or check the amount")
         found = await self.store.prepaid_accounts(account)
         if not found:
             raise ValueError(f"no prepaid account {account!r}; open it first")
@@ -193,6 +201,7 @@ class Prepaid:
         for a in assignments:
             lo = max(acct.charged_to, a.start) if a.start else acct.charged_to
             hi = min(now, a.end) if a.end else now
+            hi = min(hi, await self._validated_until(a.meter_id, lo, hi))
             if hi <= lo:
                 continue
             values = [v for v in await self.store.current_values(TOTAL, lo, hi, [a.meter_id])
@@ -202,19 +211,24 @@ class Prepaid:
                     continue
                 kwh = register_delta(prev.value, cur.value, self.register_max,
                                      self.resolution) * a.multiplier
-                local = (cur.ts - min(self.step, cur.ts - prev.ts)).astimezone(self.tz)
-                tariff = self.tariffs.get(tariff_on(local.date(), sp.tariff, changes))
-                price = tariff.period_at(local).price
-                year = tariff.tier_year_of(local.date()).isoformat()
-                if state.get("tier_year") != year:
-                    state["tier_year"], state["tier_kwh"] = year, 0.0
-                before = float(state.get("tier_kwh", 0.0))
-                adder = sum(e * add for _, e, add in tariff.tier_charges(before, kwh))
-                state["tier_kwh"] = before + kwh
-                amount += kwh * price + adder
+                # A span of several slots (null estimates between) is priced slot by
+                # slot, its energy shared evenly: one slot's price for all of it charged
+                # a night's use at the morning's peak price.
+                n = max(1, round((cur.ts - prev.ts) / self.step))
+                for j in range(n):
+                    local = (prev.ts + j * (cur.ts - prev.ts) / n).astimezone(self.tz)
+                    part = kwh / n
+                    tariff = self.tariffs.get(tariff_on(local.date(), sp.tariff, changes))
+                    year = tariff.tier_year_of(local.date()).isoformat()
+                    if state.get("tier_year") != year:
+                        state["tier_year"], state["tier_kwh"] = year, 0.0
+                    before = float(state.get("tier_kwh", 0.0))
+                    adder = sum(e * add for _, e, add in tariff.tier_charges(before, part))
+                    state["tier_kwh"] = before + part
+                    period = tariff.period_at(local)
+                    amount += part * period.price + adder
+                    by_period[period.name] = by_period.get(period.name, 0.0) + part
                 kwh_total += kwh
-                period = tariff.period_at(local).name
-                by_period[period] = by_period.get(period, 0.0) + kwh
                 end = max(end, cur.ts)
         if end <= acct.charged_to:
             return None, acct
@@ -224,6 +238,15 @@ class Prepaid:
                               "by_period": {k: round(v, 4) for k, v in by_period.items()}},
                              reference=end.isoformat())
         return event, replace(acct, charged_to=end, alert_state=state)
+
+    async def _validated_until(self, meter_id: str, lo: datetime, hi: datetime) -> datetime:
+        """The start of the first local day from lo's on that VEE holds, or hi: a held
+        day's reads (a spike, a register gone backward) are not charged until VEE, or a
+        person, has settled them, and nothing after them is charged before they are."""
+        first, last = lo.astimezone(self.tz).date(), hi.astimezone(self.tz).date()
+        held = held_days(await self.store.verdicts(first, last, [meter_id]))
+        days = [day for day, _ in held.get(meter_id, [])]
+        return max(lo, local_midnight(min(days), self.tz)) if days else hi
 
     async def _average_daily_cost(self, acct: PrepaidAccount, charge: PrepaidEvent | None,
                                   now: datetime) -> float:

@@ -203,3 +203,46 @@ async def test_a_head_end_trips_and_reconnects_a_meter_behind_a_remote_gateway(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await fleet.stop()
+
+
+async def test_a_day_vee_holds_is_not_charged_until_it_is_settled(store: Any) -> None:
+    from model import Verdict
+
+    await account_with_use(store)
+    prepaid = Prepaid(store, PrepaidSettings(), TZ, Tariffs())
+    await prepaid.topup("A1", 500.0, OPENED, "pay-1", "counter")
+    held = (OPENED + timedelta(days=1)).astimezone(TZ).date()
+    await store.write_verdicts([Verdict("m1", held, "spike", False, {"kwh": 40.0})])
+    first = await prepaid.update(WED_10)
+    (acct,) = await store.prepaid_accounts()
+    assert acct.charged_to == datetime(held.year, held.month, held.day, tzinfo=TZ)
+    # Monday 10:00–24:00 only: 48 peak slots to 22:00, then 8 valley slots.
+    assert first.charged == pytest.approx(48 * 0.5583 + 8 * 0.2883, abs=0.01)
+    await store.write_verdicts([Verdict("m1", held, "spike", True, {})])  # settled
+    await prepaid.update(WED_10)
+    (acct,) = await store.prepaid_accounts()
+    assert acct.charged_to == WED_10
+
+
+async def test_a_span_of_several_slots_is_priced_slot_by_slot(store: Any) -> None:
+    """Reads at 06:00 and 10:00 and none between: eight valley slots and eight peak
+    slots, not sixteen at the price of the last one (issue 28)."""
+    await store.upsert_meters([Meter("m1", "dlt645", "bus1", meter_address(1))])
+    await store.upsert_service_points([ServicePoint("sp1", "A1", "cn-residential", "S01")],
+                                      [MeterAssignment("sp1", "m1")])
+    six = WED_10 - timedelta(hours=4)
+    await store.open_prepaid("A1", "sp1", six)
+    await store.write_readings([Reading("m1", "1-0:1.8.0", six, 500.0, "kWh"),
+                                Reading("m1", "1-0:1.8.0", WED_10, 516.0, "kWh")])
+    run = await Prepaid(store, PrepaidSettings(), TZ, Tariffs()).update(WED_10)
+    assert run.charged == pytest.approx(8 * 0.2883 + 8 * 0.5583, abs=1e-4)
+
+
+@pytest.mark.parametrize("amount", [float("inf"), 1e308, float("nan"), -5.0])
+async def test_a_topup_that_is_no_real_amount_is_refused(store: Any, amount: float) -> None:
+    await account_with_use(store)
+    prepaid = Prepaid(store, PrepaidSettings(), TZ, Tariffs())
+    with pytest.raises(ValueError, match="top-up"):
+        await prepaid.topup("A1", amount, OPENED, "pay-x", "counter")
+    (acct,) = await store.prepaid_accounts()
+    assert acct.balance == 0
