@@ -21,9 +21,10 @@ from collector.billing.charges import price_part
 from collector.billing.cycles import Cycle, Part, split
 from collector.billing.determinants import Energy, part_energy
 from collector.billing.reads import Reads, held_days, load_intervals, load_registers
-from collector.billing.tariff import Tariff, TariffError, Tariffs
+from collector.billing.tariff import Tariff, Tariffs, UnknownTariff
 from collector.config.billing import BillingSettings
 from collector.config.vee import VeeSettings
+from collector.errors import CollectorError
 from collector.vee.grid import local_midnight
 from model import Bill, BillStatus, Hold, MeterAssignment, Quality, ServicePoint, TariffChange
 from storage.billing import BillingStore
@@ -58,6 +59,11 @@ class BillRun:
             text += (f"; {len(self.refused)} released bills differ from their inputs now "
                      "(rerun with --correct REASON to reissue them)")
         return text
+
+
+class NoReads(CollectorError):
+    """A cycle with no reads for any service point: a mistyped cycle or an empty store,
+    not a thousand bills to hold."""
 
 
 class Biller:
@@ -103,6 +109,12 @@ class Biller:
         meters = sorted(set().union(*wanted.values()))
         lo, hi = min(wanted), max(wanted)
         reads.intervals = await load_intervals(self.store, meters, lo, hi)
+        if not reads.registers and not any(len(chunk) for chunk in reads.intervals):
+            raise NoReads(
+                f"cycle {cycle.name}: no register read at all for the {len(sps)} service "
+                f"points from {lo.astimezone(self.tz):%Y-%m-%d} to "
+                f"{hi.astimezone(self.tz):%Y-%m-%d}; check --cycle, or collect first. "
+                "No bill was written.")
         first_day = min(f for f, _, _, _ in plans.values())
         last_day = max(e for _, e, _, _ in plans.values()) - timedelta(days=1)
         reads.held = held_days(await self.store.verdicts(first_day, last_day, meters))
@@ -135,7 +147,9 @@ class Biller:
         for name in sorted(names):
             try:
                 known[name] = self.tariffs.get(name)
-            except TariffError as exc:
+            except UnknownTariff as exc:
+                # A file that is there but cannot be read (bad TOML, an invalid price)
+                # stops the run instead: every bill on it would be wrong or held.
                 problem = Hold("tariff", str(exc))
         if not sp.tariff:
             problem = Hold("tariff", f"service point {sp.id} has no tariff")

@@ -9,6 +9,7 @@ intervals summed over this calendar.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,11 @@ def register_of(period: str) -> str:
 
 class TariffError(ConfigError):
     """A tariff file that cannot be billed with; says which file, key and fix."""
+
+
+class UnknownTariff(TariffError):
+    """A service point names a tariff no directory holds: that service point's data is
+    wrong, not the tariffs, so its bill is held and the others go on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +169,8 @@ def parse_tariff(data: dict[str, Any], file: str, default_name: str) -> Tariff:
                           f"{', '.join(DEMAND_SPLITS)}", 'split = "whole"')
     fixed = float(_get(data, "fixed_per_cycle", (int, float), file, "", 0.0))
     for key, value in (("demand.price_per_kw", demand_price), ("fixed_per_cycle", fixed)):
-        if value < 0:
-            raise TariffError(file, key, f"must not be negative, got {value}")
+        if not math.isfinite(value) or value < 0:
+            raise TariffError(file, key, f"must be a number, not negative, got {value}")
     by_month = tuple(next(i for i, s in enumerate(seasons) if m in s.months)
                      for m in range(1, 13))
     return Tariff(name, _get(data, "description", str, file, "", ""), currency, valid_from,
@@ -222,9 +228,10 @@ def _periods(raw: Any, file: str, where: str) -> tuple[tuple[Period, ...], tuple
             raise TariffError(file, f"{at}.period", f"{name!r} is not one of "
                               f"{', '.join(PERIODS)} (the meter's tariff registers 1–4)")
         price = p.get("price")
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0:
-            raise TariffError(file, f"{at}.price", "must be a price per kWh, not negative",
-                              "price = 0.5583")
+        if (isinstance(price, bool) or not isinstance(price, (int, float))
+                or not math.isfinite(price) or price < 0):
+            raise TariffError(file, f"{at}.price", f"{price!r} is not a price per kWh (a "
+                              "number, not negative, not inf or nan)", "price = 0.5583")
         if end == start:
             raise TariffError(file, at, "from and to are the same time")
         minutes = (list(range(start, end)) if end > start
@@ -282,11 +289,11 @@ def _tiers(raw: Any, file: str) -> tuple[str, tuple[int, int], tuple[Tier, ...]]
             raise TariffError(file, f"{at}.up_to", "the last step is open-ended: leave "
                               "up_to out so that no consumption falls beyond every step")
         if not final and (isinstance(up_to, bool) or not isinstance(up_to, (int, float))
-                          or up_to <= last):
+                          or not math.isfinite(up_to) or up_to <= last):
             raise TariffError(file, f"{at}.up_to", f"must be a number of kWh above the "
                               f"previous step's {last:g}")
         add = step.get("add", 0.0)
-        if isinstance(add, bool) or not isinstance(add, (int, float)):
+        if isinstance(add, bool) or not isinstance(add, (int, float)) or not math.isfinite(add):
             raise TariffError(file, f"{at}.add", "must be a price per kWh", "add = 0.05")
         tiers.append(Tier(float(up_to) if up_to is not None else None, float(add)))
         last = float(up_to or last)
@@ -334,7 +341,7 @@ class Tariffs:
         if name not in self._loaded:
             found = [d / f"{name}.toml" for d in self.dirs if (d / f"{name}.toml").is_file()]
             if not found:
-                raise TariffError(
+                raise UnknownTariff(
                     "collector.toml", "billing.tariff_dirs",
                     f"no tariff named {name!r} in {', '.join(map(str, self.dirs))} "
                     f"(known: {', '.join(self.names()) or 'none'})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -207,21 +208,41 @@ def points_import(ctx: click.Context, file: str) -> None:
     (later changes go through `collector meters replace`)."""
     from model import MeterAssignment, ServicePoint
 
-    with open(file, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        # utf-8-sig: a spreadsheet's UTF-8 export often starts with a byte-order mark.
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            lines = [(reader.line_num, line) for line in reader if line]
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{file}: byte {exc.start} is not UTF-8; save the file as UTF-8 (a GBK export "
+            "from a spreadsheet needs converting) and import it again") from None
+    except csv.Error as exc:
+        raise click.ClickException(f"{file}: not a CSV file: {exc}") from None
     need = {"id", "account", "tariff", "segment", "meter"}
-    missing = need - set(rows[0] if rows else need)
+    missing = need - set(header)
     if missing:
         raise click.ClickException(f"{file}: missing column(s) {', '.join(sorted(missing))}")
     sps, assigned = [], []
-    for n, r in enumerate(rows, start=2):
+    for n, line in lines:
+        if len(line) != len(header):
+            raise click.ClickException(f"{file}:{n}: the row has {len(line)} fields, the "
+                                       f"header {len(header)}; nothing was imported")
+        r = dict(zip(header, line, strict=True))
+        for key in ("id", "meter"):
+            if not r[key].strip():
+                raise click.ClickException(f"{file}:{n}: {key} is empty; nothing was imported")
         try:
             mult = float(r.get("multiplier") or 1)
         except ValueError:
             raise click.ClickException(f"{file}:{n}: multiplier {r['multiplier']!r} is not "
-                                       "a number") from None
+                                       "a number; nothing was imported") from None
+        if not math.isfinite(mult) or mult <= 0:
+            raise click.ClickException(f"{file}:{n}: multiplier {r['multiplier']!r} must be "
+                                       "positive (CT ratio × PT ratio); nothing was imported")
         sps.append(ServicePoint(r["id"], r["account"], r["tariff"], r["segment"],
-                                r.get("area", "")))
+                                r.get("area") or ""))
         assigned.append(MeterAssignment(r["id"], r["meter"], multiplier=mult))
 
     async def use(store: Any, settings: config_mod.Settings) -> None:

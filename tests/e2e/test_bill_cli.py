@@ -130,3 +130,50 @@ def test_an_export_of_a_mistyped_meter_or_area_is_refused_and_writes_no_file(
     code, out = cli(cfg, "export", "nem12", "--from", "2026-11-01", "--to", "2026-11-02",
                     "--meters", "m1", "--out", str(target))
     assert code == 0 and target.read_text().startswith("100,NEM12,"), out
+
+
+def test_a_points_file_that_is_not_utf8_or_has_a_short_row_or_a_negative_multiplier_is_refused(
+        tmp_path: Path) -> None:
+    """Each says the file, the line and the fix, and imports nothing (issue 28: a GBK
+    file printed a traceback; a short row and a negative multiplier gave a raw
+    'constraint failed')."""
+    cfg = seeded(tmp_path)
+    header = "id,account,tariff,segment,area,meter,multiplier\n"
+    cases = {
+        "gbk.csv": (header + "sp9,A9,cn-residential,S01,台区1,m1,1\n").encode("gbk"),
+        "short.csv": (header + "sp9,A9,cn-residential,S01,T1,m1,1\nsp8,A8\n").encode(),
+        "negative.csv": (header + "sp9,A9,cn-residential,S01,T1,m1,-40\n").encode(),
+    }
+    says = {"gbk.csv": "is not UTF-8; save the file as UTF-8",
+            "short.csv": "short.csv:3: the row has 2 fields, the header 7",
+            "negative.csv": "negative.csv:2: multiplier '-40' must be positive"}
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        code, out = cli(cfg, "points", "import", str(path))
+        assert code != 0 and says[name] in out and "Traceback" not in out, out
+    with sqlite3.connect(tmp_path / "bill.db") as db:
+        assert db.execute("SELECT count(*) FROM service_points").fetchone() == (2,)
+
+
+def test_a_malformed_tariff_an_invalid_price_or_a_cycle_with_no_reads_stops_the_run(
+        tmp_path: Path) -> None:
+    cfg = seeded(tmp_path)
+    tariffs = tmp_path / "tariffs"
+    tariffs.mkdir()
+    shipped = Path(__file__).resolve().parents[2] / "collector/billing/tariffs/cn-residential.toml"
+    base = cfg.read_text()
+    cfg.write_text(base.replace("[billing]", f'[billing]\ntariff_dirs = ["{tariffs}"]'))
+    (tariffs / "cn-residential.toml").write_text(shipped.read_text() + "\n[[[broken\n")
+    code, out = cli(cfg, "bill", "run", "--cycle", "2026-11")
+    assert code == 2 and "cn-residential.toml" in out and "(syntax)" in out, out
+    priced = shipped.read_text().replace("price = 0.5583", "price = nan", 1)
+    assert "price = nan" in priced
+    (tariffs / "cn-residential.toml").write_text(priced)
+    code, out = cli(cfg, "bill", "run", "--cycle", "2026-11")
+    assert code == 2 and "cn-residential.toml" in out and ".price" in out, out
+    (tariffs / "cn-residential.toml").unlink()
+    code, out = cli(cfg, "bill", "run", "--cycle", "2031-01")
+    assert code == 1 and "no register read at all" in out and "No bill was written" in out
+    with sqlite3.connect(tmp_path / "bill.db") as db:
+        assert db.execute("SELECT count(*) FROM bills").fetchone() == (0,)
