@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 
 from collector.api import problems, v1_billing, v1_ops, v1_reads, web
 from collector.api.auth import Sessions
+from collector.api.guard import Guard
+from collector.api.throttle import LoginThrottle
 from collector.config.settings import Settings
 
 VERSION = "1"
@@ -34,6 +36,7 @@ def create_app(settings: Settings, store: Any, *, close_store: bool = False) -> 
     app.state.store = store
     app.state.settings = settings
     app.state.sessions = Sessions(settings.api.session_hours, settings.api.secure_cookies)
+    app.state.login_throttle = LoginThrottle()
     problems.install(app)
 
     @app.get("/healthz", tags=["health"])
@@ -46,4 +49,5 @@ def create_app(settings: Settings, store: Any, *, close_store: bool = False) -> 
     app.include_router(v1_billing.router)
     app.include_router(web.router)
     web.mount_static(app)
+    app.add_middleware(Guard)
     return app

@@ -45,8 +45,10 @@ async def caller(request: Request) -> ApiToken | None:
     return await _token_of(request, _bearer(request), request.cookies.get(COOKIE))
 
 
-def need(scope: str) -> Callable[[Request], Awaitable[ApiToken]]:
-    """A dependency: the caller's token, which must hold `scope` (or admin)."""
+def need(*scopes: str) -> Callable[[Request], Awaitable[ApiToken]]:
+    """A dependency: the caller's token, which must hold every one of `scopes` (or
+    admin). A write names its domain's scope beside `write`: a token that may edit VEE
+    must not release bills or top up accounts without `billing`."""
 
     async def check(request: Request) -> ApiToken:
         secret, sid = _bearer(request), request.cookies.get(COOKIE)
@@ -61,9 +63,11 @@ def need(scope: str) -> Callable[[Request], Awaitable[ApiToken]]:
                       "log in again at /login")
             raise Problem(401, "Token not valid", detail,
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        if scope not in token.scopes and "admin" not in token.scopes:
+        missing = [s for s in scopes if s not in token.scopes]
+        if missing and "admin" not in token.scopes:
             raise Problem(403, "Scope missing",
-                          f"this needs the {scope!r} scope; token {token.name!r} has "
+                          f"this needs the {' and '.join(map(repr, scopes))} scope"
+                          f"{'s' if len(scopes) > 1 else ''}; token {token.name!r} has "
                           f"{', '.join(token.scopes)}")
         return token
 

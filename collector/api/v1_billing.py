@@ -62,9 +62,11 @@ class Release(BaseModel):
 
 @router.post("/bills/{bill_id}/release")
 async def release(request: Request, bill_id: int, body: Release,
-                  token: Annotated[ApiToken, Depends(need("write"))]) -> Any:
+                  token: Annotated[ApiToken, Depends(need("billing", "write"))]) -> Any:
     """Release a held bill after review (核), by the token's name."""
     store = store_of(request)
+    if await store.bill(bill_id) is None:
+        raise Problem(404, "Not found", f"no bill {bill_id}")
     try:
         done = await store.release_bill(bill_id, f"api:{token.name}", body.note)
     except Refused as exc:
@@ -92,7 +94,7 @@ class Topup(BaseModel):
 
 @router.post("/prepaid/{account}/topups", status_code=201)
 async def topup(request: Request, account: str, body: Topup,
-                token: Annotated[ApiToken, Depends(need("write"))]) -> Any:
+                token: Annotated[ApiToken, Depends(need("billing", "write"))]) -> Any:
     """A top-up; the same reference twice is one top-up (200 and `repeat: true`)."""
     from collector.billing.prepaid import Prepaid
     from collector.billing.tariff import Tariffs

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,11 +22,14 @@ from fastapi.templating import Jinja2Templates
 from collector.api.auth import COOKIE, Sessions, caller
 from collector.api.common import settings_of, store_of, worst_meters
 from collector.api.problems import Problem
+from collector.api.throttle import LoginThrottle
 from collector.vee.grid import local_midnight
 from model import Quality, ValueVersion
 from model.resolution import at_resolution, decimals_in
 from storage.tokens import ApiToken
 
+log = logging.getLogger(__name__)
+ENERGY = "1-0:1.8.0"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["at"] = at_resolution  # {{ value|at(decimals) }}
@@ -42,13 +47,21 @@ class LoginNeeded(Exception):
 async def viewer(request: Request) -> ApiToken:
     token = await caller(request)
     if token is None or not ({"read", "admin"} & set(token.scopes)):
-        raise Problem(303, "Log in first", headers={
-            "Location": f"/login?next={escape(request.url.path, quote=True)}"})
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise Problem(303, "Log in first",
+                      headers={"Location": f"/login?{urlencode({'next': here})}"})
     return token
 
 
 def page(request: Request, name: str, token: ApiToken | None, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, name, {"token": token, **context})
+
+
+def missing(request: Request, token: ApiToken | None, what: str) -> HTMLResponse:
+    """A page for something that is not there: 404, not an empty page that looks fine."""
+    response = page(request, "missing.html", token, what=what)
+    response.status_code = 404
+    return response
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -59,8 +72,23 @@ async def login_form(request: Request, next: str = "/collection") -> HTMLRespons
 @router.post("/login")
 async def login(request: Request, token: Annotated[str, Form()],
                 next: Annotated[str, Form()] = "/collection") -> Response:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    client = request.client.host if request.client else "?"
+    wait = throttle.wait(client)
+    if wait:
+        log.warning("login refused from %s: too many failed logins; %d s to wait", client,
+                    wait, extra={"client": client})
+        refused = page(request, "login.html", None, next=_local(next),
+                       error=f"Too many failed logins from this address: try again in "
+                             f"{wait} s.")
+        refused.status_code = 429
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     found = await store_of(request).token_for(token.strip())
     if found is None or not ({"read", "admin"} & set(found.scopes)):
+        failures = throttle.failed(client)
+        log.warning("failed login from %s (%d in the last %g s)", client, failures,
+                    throttle.window_s, extra={"client": client})
         return page(request, "login.html", None, next=_local(next),
                     error="That token is unknown, revoked, or lacks the read scope.")
     sessions: Sessions = request.app.state.sessions
@@ -135,7 +163,7 @@ async def flag(request: Request, flag_id: int) -> HTMLResponse:
     token = await viewer(request)
     found = next((r for r in await store_of(request).list_flags() if r.id == flag_id), None)
     if found is None:
-        raise Problem(404, "Not found", f"no flag {flag_id}")
+        return missing(request, token, f"No flag {flag_id} is known here.")
     return page(request, "flag.html", token, row=found,
                 evidence=json.dumps(found.flag.evidence, indent=2, sort_keys=True,
                                     default=str))
@@ -148,15 +176,21 @@ async def meter(request: Request, meter_id: str,
     token = await viewer(request)
     store = store_of(request)
     tz = settings_of(request).collector.tz
-    last = end or await _latest_day(store, tz)
+    latest = [r.ts for r in await store.latest_readings([meter_id]) if r.quantity == ENERGY]
+    if not latest and meter_id not in {m.id for m in await store.meters()}:
+        return missing(request, token, f"No meter {meter_id} is known here.")
+    # The day its newest read closes: a read stamped at midnight ends the day before, so
+    # the page does not open on an empty day.
+    last = end or ((max(latest) - timedelta(microseconds=1)).astimezone(tz).date() if latest
+                   else await _latest_day(store, tz))
     first = start or last
     if last < first or (last - first).days > 62:
         raise Problem(422, "A parameter is not valid", "from/to: up to 62 days, in order")
     lo, hi = local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz)
-    values = await store.current_values("1-0:1.8.0", lo, hi, [meter_id])
+    values = await store.current_values(ENERGY, lo, hi, [meter_id])
     windows = [(r.flag.start, r.flag.end, r.flag.kind) for r in await store.list_flags()
                if r.flag.subject == meter_id and r.flag.end >= lo and r.flag.start <= hi]
-    versions = [v for v in await store.value_history(meter_id, "1-0:1.8.0", lo, hi)
+    versions = [v for v in await store.value_history(meter_id, ENERGY, lo, hi)
                 if v.version > 0]
     assignments = await store.assignments(meter_id=meter_id)
     point = assignments[-1].service_point_id if assignments else ""

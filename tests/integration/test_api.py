@@ -34,6 +34,10 @@ STEP = timedelta(minutes=15)
 SLOTS = int(timedelta(hours=73) / STEP)  # 24 Oct 00:00 to 27 Oct 00:00 local, 73 h
 
 
+SAME_SITE = {"Origin": "http://test"}
+"""What a browser sends with a form post from this site's own page."""
+
+
 async def seed(store: Any) -> None:
     await store.upsert_meters([Meter("m1", "dlt645", "bus1", "000000000001", area="T1"),
                                Meter("m2", "dlt645", "bus1", "000000000002", area="T1")])
@@ -175,13 +179,14 @@ async def test_every_write_is_in_the_audit_trail_with_the_tokens_name(
         api: Any, store: Any) -> None:
     client, tokens = api
     write = auth(tokens["write"])
-    first = await client.post("/v1/prepaid/P1/topups", headers=write,
+    clerk = auth(await store.create_token("t-clerk", ["billing", "write"]))
+    first = await client.post("/v1/prepaid/P1/topups", headers=clerk,
                               json={"amount": 20.0, "reference": "pay-9"})
     assert first.status_code == 201 and first.json()["repeat"] is False
-    again = await client.post("/v1/prepaid/P1/topups", headers=write,
+    again = await client.post("/v1/prepaid/P1/topups", headers=clerk,
                               json={"amount": 20.0, "reference": "pay-9"})
     assert again.json()["repeat"] is True
-    refused = await client.post("/v1/prepaid/P1/topups", headers=write,
+    refused = await client.post("/v1/prepaid/P1/topups", headers=clerk,
                                 json={"amount": -5, "reference": "pay-10"})
     assert refused.status_code == 422
     edit = await client.post("/v1/vee/edits", headers=write, json={
@@ -194,7 +199,7 @@ async def test_every_write_is_in_the_audit_trail_with_the_tokens_name(
     assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"]
     trail = await store.audit_trail()
     assert [(e.token, e.action) for e in trail][:2] == [("t-write", "vee.edit"),
-                                                        ("t-write", "prepaid.topup")]
+                                                        ("t-clerk", "prepaid.topup")]
     history = await store.value_history("m2", "1-0:1.8.0", START + STEP, START + STEP)
     assert history[-1].actor == "api:t-write" and history[-1].note == "site visit"
 
@@ -278,7 +283,8 @@ async def test_a_web_session_outlives_an_api_restart_and_ends_at_logout_or_revoc
 
     async def login() -> str:
         async with api_process() as client:
-            answer = await client.post("/login", data={"token": secret, "next": "/flags"})
+            answer = await client.post("/login", data={"token": secret, "next": "/flags"},
+                                       headers=SAME_SITE)
         assert answer.status_code == 303 and answer.headers["location"] == "/flags"
         return str(answer.cookies[COOKIE])
 
@@ -293,7 +299,7 @@ async def test_a_web_session_outlives_an_api_restart_and_ends_at_logout_or_revoc
     assert await status_with("not-a-session") == 303
     async with api_process() as client:
         client.cookies.set(COOKIE, sid)
-        assert (await client.post("/logout")).status_code == 303
+        assert (await client.post("/logout", headers=SAME_SITE)).status_code == 303
     assert await status_with(sid) == 303                 # logged out everywhere
     assert await status_with(sid, "/v1/meters") == 401
     async with api_process() as client:
