@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from collector.api import problems, v1_billing, v1_ops, v1_reads, web
+from collector.api import openapi, problems, v1_billing, v1_ops, v1_reads, web
 from collector.api.auth import Sessions
 from collector.api.guard import Guard
 from collector.api.throttle import LoginThrottle
@@ -50,4 +50,5 @@ def create_app(settings: Settings, store: Any, *, close_store: bool = False) -> 
     app.include_router(web.router)
     web.mount_static(app)
     app.add_middleware(Guard)
+    openapi.install(app)
     return app

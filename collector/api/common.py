@@ -9,18 +9,49 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import AfterValidator, BeforeValidator
 
 from collector.api.problems import Problem
 from collector.config.settings import Settings
 from collector.exports.csv_rows import table_lines
 from model import ValueVersion
 
-OBIS = re.compile(r"[0-9]{1,3}-[0-9]{1,3}:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+OBIS_PATTERN = r"^[0-9]{1,3}-[0-9]{1,3}:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
+OBIS = re.compile(OBIS_PATTERN)
 CSV = "text/csv"
+def _obis_code(code: str) -> str:
+    if not OBIS.fullmatch(code):
+        raise ValueError(f"{code[:40]!r} is not an OBIS code like 1-0:1.8.0")
+    return code
+
+
+Quantity = Annotated[str, Query(description="An OBIS code.",
+                                json_schema_extra={"pattern": OBIS_PATTERN}),
+                     AfterValidator(_obis_code)]
+"""A quantity parameter: its pattern is in the OpenAPI document, so a client (or a
+fuzzer) knows before it asks what a valid code looks like."""
+def _iso(kind: str, pattern: re.Pattern[str]) -> Any:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not pattern.match(value):
+            raise ValueError(f"{value[:40]!r} is not an ISO 8601 {kind}")
+        return value
+
+    return BeforeValidator(check)
+
+
+IsoDate = Annotated[date, _iso("date (YYYY-MM-DD)", re.compile(r"^\d{4}-\d{2}-\d{2}$"))]
+IsoTime = Annotated[datetime, _iso("date and time", re.compile(r"^\d{4}-\d{2}-\d{2}[T ]"))]
+"""Dates and times as the OpenAPI document says they are: pydantic would also take "0"
+as 1970-01-01 (a count of seconds), which no caller means."""
+
+CSV_TOO: dict[int | str, dict[str, Any]] = {
+    200: {"content": {CSV: {"schema": {"type": "string"}}},
+          "description": "JSON, or CSV with Accept: text/csv"}}
+"""The responses of a route that answers in CSV when asked (see `table`)."""
 
 
 def store_of(request: Request) -> Any:
@@ -36,11 +67,18 @@ def invalid(detail: str) -> Problem:
     return Problem(422, "A parameter is not valid", detail)
 
 
+YEARS = range(1900, 2201)
+"""The years a query may name: before them no meter read, and past year 1 or 9999 a
+local midnight cannot even be turned into UTC."""
+
+
 def aware(ts: datetime, name: str) -> datetime:
     """Times in queries must say their offset: a bare local time is ambiguous on DST
     days and a frequent source of off-by-hours reads."""
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise invalid(f"{name}: give the offset, e.g. 2026-11-01T00:00:00+08:00 or ...Z")
+    if ts.year not in YEARS:
+        raise invalid(f"{name}: {ts.year} is outside {YEARS[0]}–{YEARS[-1]}")
     return ts.astimezone(UTC)
 
 
@@ -52,6 +90,9 @@ def span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def days(first: date, last: date, most: int = 400) -> tuple[date, date]:
+    for name, day in (("from", first), ("to", last)):
+        if day.year not in YEARS:
+            raise invalid(f"{name}: {day.year} is outside {YEARS[0]}–{YEARS[-1]}")
     if last < first:
         raise invalid("to: is before from")
     if (last - first).days >= most:
@@ -129,6 +170,14 @@ class JsonText(Response):
                           default=str).encode()
 
 
+class CsvStream(StreamingResponse):
+    media_type = CSV
+
+
+class TextStream(StreamingResponse):
+    media_type = "text/plain"
+
+
 def streamed(lines: AsyncIterator[str], media: str, filename: str) -> StreamingResponse:
     async def encoded() -> AsyncIterator[bytes]:
         batch: list[str] = []
@@ -140,5 +189,6 @@ def streamed(lines: AsyncIterator[str], media: str, filename: str) -> StreamingR
         if batch:
             yield "".join(batch).encode()
 
-    return StreamingResponse(encoded(), media_type=media,
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    kind = CsvStream if media == CSV else TextStream
+    return kind(encoded(), media_type=media,
+                headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -55,8 +55,9 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code,
                                                                    str(exc.detail))
+        # Starlette's 405 carries Allow (RFC 9110 requires it): keep the exception's headers.
         return problem(exc.status_code, title, "" if title == exc.detail else str(exc.detail),
-                       request.url.path)
+                       request.url.path, dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -4,15 +4,27 @@ CSV, streamed), and tokens."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from collector.api.auth import need
-from collector.api.common import CSV, days, plain, settings_of, store_of, streamed, table
+from collector.api.common import (
+    CSV,
+    CSV_TOO,
+    CsvStream,
+    IsoDate,
+    TextStream,
+    days,
+    plain,
+    settings_of,
+    store_of,
+    streamed,
+    table,
+)
 from collector.api.problems import Problem
 from collector.exports.bills import BILL_COLUMNS, bill_row
 from collector.exports.csv_rows import reading_lines
@@ -25,6 +37,7 @@ from storage.versions import Refused
 
 router = APIRouter(prefix="/v1", tags=["billing"])
 BILLING = Depends(need("billing"))
+BillId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def bill_doc(b: Bill) -> dict[str, Any]:
@@ -38,7 +51,7 @@ def bill_doc(b: Bill) -> dict[str, Any]:
             "determinants": b.determinants}
 
 
-@router.get("/bills", dependencies=[BILLING])
+@router.get("/bills", dependencies=[BILLING], responses=CSV_TOO)
 async def bills(request: Request, cycle: str | None = None, segment: str | None = None,
                 status: BillStatus | None = None) -> Response:
     """The latest version of each bill; Accept: text/csv gives the export rows."""
@@ -49,7 +62,7 @@ async def bills(request: Request, cycle: str | None = None, segment: str | None 
 
 
 @router.get("/bills/{bill_id}", dependencies=[BILLING])
-async def bill(request: Request, bill_id: int) -> Any:
+async def bill(request: Request, bill_id: BillId) -> Any:
     found = await store_of(request).bill(bill_id)
     if found is None:
         raise Problem(404, "Not found", f"no bill {bill_id}")
@@ -61,7 +74,7 @@ class Release(BaseModel):
 
 
 @router.post("/bills/{bill_id}/release")
-async def release(request: Request, bill_id: int, body: Release,
+async def release(request: Request, bill_id: BillId, body: Release,
                   token: Annotated[ApiToken, Depends(need("billing", "write"))]) -> Any:
     """Release a held bill after review (核), by the token's name."""
     store = store_of(request)
@@ -121,9 +134,9 @@ async def _meters(request: Request, meters: str | None, area: str | None) -> lis
         raise Problem(422, "A parameter is not valid", str(exc)) from None
 
 
-@router.get("/exports/nem12", dependencies=[BILLING])
-async def export_nem12(request: Request, start: Annotated[date, Query(alias="from")],
-                       end: Annotated[date, Query(alias="to")], meters: str | None = None,
+@router.get("/exports/nem12", dependencies=[BILLING], response_class=TextStream)
+async def export_nem12(request: Request, start: Annotated[IsoDate, Query(alias="from")],
+                       end: Annotated[IsoDate, Query(alias="to")], meters: str | None = None,
                        area: str | None = None) -> StreamingResponse:
     """NEM12 of the validated intervals, local standard-time days, streamed."""
     first, last = days(start, end)
@@ -140,9 +153,9 @@ async def _ended(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield line + "\n"
 
 
-@router.get("/exports/readings", dependencies=[BILLING])
-async def export_readings(request: Request, start: Annotated[date, Query(alias="from")],
-                          end: Annotated[date, Query(alias="to")], meters: str | None = None,
+@router.get("/exports/readings", dependencies=[BILLING], response_class=CsvStream)
+async def export_readings(request: Request, start: Annotated[IsoDate, Query(alias="from")],
+                          end: Annotated[IsoDate, Query(alias="to")], meters: str | None = None,
                           area: str | None = None) -> StreamingResponse:
     """Every current interval value in long format (CSV), meter by meter, streamed."""
     first, last = days(start, end)

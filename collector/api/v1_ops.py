@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from collector.api.auth import need
 from collector.api.common import (
+    CSV_TOO,
+    OBIS_PATTERN,
+    IsoDate,
+    IsoTime,
+    Quantity,
     days,
     invalid,
     obis,
@@ -25,7 +30,6 @@ from collector.api.common import (
 from collector.api.problems import Problem
 from collector.vee.status import readiness
 from model import ReadKind
-from storage.base import GROUPINGS
 from storage.tokens import ApiToken
 from storage.versions import Refused
 
@@ -40,14 +44,13 @@ def _row(r: Any) -> tuple[Any, ...]:
             round(r.avg_latency_ms, 1), r.last_error)
 
 
-@router.get("/collection", dependencies=[READ])
+@router.get("/collection", dependencies=[READ], responses=CSV_TOO)
 async def collection(
-    request: Request, start: Annotated[datetime, Query(alias="from")],
-    end: Annotated[datetime, Query(alias="to")], by: str = "meter",
+    request: Request, start: Annotated[IsoTime, Query(alias="from")],
+    end: Annotated[IsoTime, Query(alias="to")],
+    by: Literal["meter", "bus", "gateway", "area"] = "meter",
 ) -> Response:
     """Reads attempted and answered per group (meter, bus, gateway or area) and local day."""
-    if by not in GROUPINGS:
-        raise invalid(f"by: {by[:20]!r} is not one of {', '.join(GROUPINGS)}")
     lo, hi = span(start, end)
     rows = await store_of(request).collection_summary(
         lo, hi, by, str(settings_of(request).collector.tz))
@@ -58,8 +61,8 @@ async def collection(
 
 @router.get("/collection/worst", dependencies=[READ])
 async def worst(
-    request: Request, start: Annotated[datetime, Query(alias="from")],
-    end: Annotated[datetime, Query(alias="to")], limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    request: Request, start: Annotated[IsoTime, Query(alias="from")],
+    end: Annotated[IsoTime, Query(alias="to")], limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> Any:
     """The meters with the lowest success over the span, and those never heard from."""
     lo, hi = span(start, end)
@@ -78,7 +81,7 @@ async def flags(request: Request, kind: str | None = None, area: str | None = No
 
 
 @router.get("/flags/{flag_id}", dependencies=[READ])
-async def flag(request: Request, flag_id: int) -> Any:
+async def flag(request: Request, flag_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Any:
     found = next((r for r in await store_of(request).list_flags() if r.id == flag_id), None)
     if found is None:
         raise Problem(404, "Not found", f"no flag {flag_id}")
@@ -87,13 +90,14 @@ async def flag(request: Request, flag_id: int) -> Any:
 
 
 @router.get("/vee/status", dependencies=[READ])
-async def vee_status(request: Request, day: date | None = None,
+async def vee_status(request: Request, day: IsoDate | None = None,
                      span_days: Annotated[int, Query(alias="days", ge=1, le=366)] = 1,
                      area: str | None = None) -> Any:
     """Per service point and local day: validated, or held and by which rule."""
     settings = settings_of(request)
     store = store_of(request)
     last = day or (datetime.now(settings.collector.tz).date() - timedelta(days=1))
+    days(last, last)  # a year this head-end can hold, before any arithmetic on it
     first, last = days(last - timedelta(days=span_days - 1), last)
     r = await readiness(store, first, last, settings.collector.tz,
                         settings.meters or await store.meters(), area)
@@ -106,9 +110,9 @@ async def vee_status(request: Request, day: date | None = None,
 
 @router.get("/vee/history/{meter_id}", dependencies=[READ])
 async def vee_history(request: Request, meter_id: str,
-                      start: Annotated[datetime, Query(alias="from")],
-                      end: Annotated[datetime, Query(alias="to")],
-                      quantity: str = "1-0:1.8.0", kind: ReadKind = ReadKind.INTERVAL) -> Any:
+                      start: Annotated[IsoTime, Query(alias="from")],
+                      end: Annotated[IsoTime, Query(alias="to")],
+                      quantity: Quantity = "1-0:1.8.0", kind: ReadKind = ReadKind.INTERVAL) -> Any:
     """Every version of every value in the span: who or what made it, when and why."""
     lo, hi = span(start, end)
     if hi - lo > timedelta(days=31):
@@ -118,13 +122,13 @@ async def vee_history(request: Request, meter_id: str,
 
 
 class Edit(BaseModel):
-    meter: str = Field(max_length=64)
-    quantity: str = "1-0:1.8.0"
+    meter: str = Field(min_length=1, max_length=64)
+    quantity: str = Field(default="1-0:1.8.0", pattern=OBIS_PATTERN)
     start: datetime = Field(alias="from")
     end: datetime = Field(alias="to")
     value: float | None = None
     method: Literal["linear", "like-day"] | None = None
-    reason: str = Field(max_length=4)
+    reason: str = Field(min_length=1, max_length=4)
     note: str = Field(default="", max_length=500)
 
 

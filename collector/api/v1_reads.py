@@ -17,7 +17,11 @@ from numpy.typing import NDArray
 from collector.api import paging
 from collector.api.auth import need
 from collector.api.common import (
+    CSV_TOO,
+    IsoDate,
+    IsoTime,
     JsonText,
+    Quantity,
     aware,
     days,
     obis,
@@ -142,11 +146,11 @@ async def _raw_page(store: Any, meter_id: str, quantity: str, kind: ReadKind,
     return items.encode(), take.stop - take.start, last
 
 
-@router.get("/meters/{meter_id}/readings", dependencies=[READ])
+@router.get("/meters/{meter_id}/readings", dependencies=[READ], responses=CSV_TOO)
 async def meter_readings(
     request: Request, meter_id: str,
-    start: Annotated[datetime, Query(alias="from")], end: Annotated[datetime, Query(alias="to")],
-    quantity: str = "1-0:1.8.0", kind: ReadKind = ReadKind.INTERVAL,
+    start: Annotated[IsoTime, Query(alias="from")], end: Annotated[IsoTime, Query(alias="to")],
+    quantity: Quantity = "1-0:1.8.0", kind: ReadKind = ReadKind.INTERVAL,
     version: Version = "current", limit: Annotated[int, Query(ge=1)] = 1000,
     cursor: str | None = None,
 ) -> Response:
@@ -178,11 +182,11 @@ async def meter_readings(
                    v.version, v.actor) for v in rows), doc, f"{meter_id}.csv")
 
 
-@router.get("/service-points/{point_id}/readings", dependencies=[READ])
+@router.get("/service-points/{point_id}/readings", dependencies=[READ], responses=CSV_TOO)
 async def point_readings(
     request: Request, point_id: str,
-    start: Annotated[datetime, Query(alias="from")], end: Annotated[datetime, Query(alias="to")],
-    quantity: str = "1-0:1.8.0", version: Version = "current",
+    start: Annotated[IsoTime, Query(alias="from")], end: Annotated[IsoTime, Query(alias="to")],
+    quantity: Quantity = "1-0:1.8.0", version: Version = "current",
     limit: Annotated[int, Query(ge=1)] = 1000, cursor: str | None = None,
 ) -> Response:
     """The readings of every meter that was on the service point, each within the time
@@ -229,10 +233,10 @@ def _by_month(rows: Sequence[tuple[date, float | None]]) -> list[tuple[str, floa
     return sorted(months.items())
 
 
-@router.get("/service-points/{point_id}/consumption", dependencies=[READ])
+@router.get("/service-points/{point_id}/consumption", dependencies=[READ], responses=CSV_TOO)
 async def point_consumption(
-    request: Request, point_id: str, start: Annotated[date, Query(alias="from")],
-    end: Annotated[date, Query(alias="to")], by: Literal["day", "month"] = "day",
+    request: Request, point_id: str, start: Annotated[IsoDate, Query(alias="from")],
+    end: Annotated[IsoDate, Query(alias="to")], by: Literal["day", "month"] = "day",
 ) -> Response:
     """kWh per local day (or month) of the service point, across meter swaps and with
     multipliers; a day runs midnight to midnight in [collector] timezone, so a DST day
@@ -255,10 +259,10 @@ async def point_consumption(
                   "items": [{"period": p, "kwh": k} for p, k in out]}, f"{point_id}-{by}.csv")
 
 
-@router.get("/meters/{meter_id}/consumption", dependencies=[READ])
+@router.get("/meters/{meter_id}/consumption", dependencies=[READ], responses=CSV_TOO)
 async def meter_consumption(
-    request: Request, meter_id: str, start: Annotated[date, Query(alias="from")],
-    end: Annotated[date, Query(alias="to")], by: Literal["day", "month"] = "day",
+    request: Request, meter_id: str, start: Annotated[IsoDate, Query(alias="from")],
+    end: Annotated[IsoDate, Query(alias="to")], by: Literal["day", "month"] = "day",
 ) -> Response:
     """kWh per local day (or month) of one meter."""
     first, last = days(start, end)

@@ -74,7 +74,8 @@ def test_the_api_serves_postgres_from_two_workers_that_share_web_sessions(
                           str(port), "--workers", "2"])
     try:
         base = f"http://127.0.0.1:{port}"
-        login = httpx.post(f"{base}/login", data={"token": secret, "next": "/flags"})
+        login = httpx.post(f"{base}/login", data={"token": secret, "next": "/flags"},
+                           headers={"Origin": base})  # as the browser's own form sends it
         assert login.status_code == 303, login.text
         cookie = {"mc_session": login.cookies["mc_session"]}
         # A new connection each time, so the kernel may hand any of them to either worker.
