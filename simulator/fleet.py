@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, tzinfo
 from simulator.bus import SimulatedBus, WireTiming
 from simulator.dlt645_meter import MeterFaults, SimulatedDlt645Meter
 from simulator.instant import registered_share
-from simulator.load import FOUR_RATE, TWO_RATE, LoadModel, unit_noise
+from simulator.load import FOUR_RATE, TWO_RATE, FeederLoad, LoadModel, unit_noise
 from simulator.registers import EnergyChange, RegisterBank
 from simulator.wiring import Miswiring
 
@@ -39,6 +39,9 @@ class FleetSpec:
     installed: Mapping[int, datetime] = field(default_factory=dict)
     """When a meter was installed (a replacement): silent before, and its memory and
     registers start then. The others start at `registers_from`."""
+    feeders: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    """Transformer meters by number, each with the customer meters it feeds: it counts
+    what they draw plus the line's loss (FeederLoad)."""
 
 
 @dataclass
@@ -67,11 +70,18 @@ def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: da
     meters: dict[int, SimulatedDlt645Meter] = {}
     bus_of: dict[int, int] = {}
     start_epoch = int(registers_from.astimezone(UTC).timestamp())
-    for n in range(1, spec.meters + 1):
+    loads: dict[int, LoadModel] = {}
+    # Customers first: a transformer meter's load is made of theirs.
+    for n in sorted(range(1, spec.meters + 1), key=lambda n: n in spec.feeders):
         seed = spec.seed * 100_003 + n
-        load = LoadModel.for_meter(seed, pv=n in spec.exporters, utc_offset_h=offset_h)
+        if n in spec.feeders:
+            load: LoadModel = FeederLoad(seed=seed, utc_offset_h=offset_h,
+                                         members=tuple(loads[k] for k in spec.feeders[n]))
+        else:
+            load = LoadModel.for_meter(seed, pv=n in spec.exporters, utc_offset_h=offset_h)
+        loads[n] = load
         opening = spec.openings.get(n, round(2000 + 30000 * (unit_noise(seed, -2) + 1) / 2, 2))
-        calendar = FOUR_RATE if n in spec.three_phase else TWO_RATE
+        calendar = FOUR_RATE if n in spec.three_phase or n in spec.feeders else TWO_RATE
         since = spec.installed.get(n)
         wiring = spec.wiring.get(n) if n in spec.three_phase else None
         bank = RegisterBank(load, int(since.timestamp()) if since else start_epoch,
@@ -83,7 +93,7 @@ def build_fleet(spec: FleetSpec, now: Callable[[], datetime], registers_from: da
             load=load,
             registers=bank,
             tz=tz,
-            phases=3 if n in spec.three_phase else 1,
+            phases=3 if n in spec.three_phase or n in spec.feeders else 1,
             faults=spec.faults.get(n, MeterFaults()),
             wiring=wiring,
         )

@@ -76,6 +76,22 @@ class LoadModel:
         return self.demand_kw(minute_start) - self.pv_kw(minute_start)
 
 
+@dataclass(frozen=True, slots=True)
+class FeederLoad(LoadModel):
+    """A distribution transformer's own meter: what its customers draw, plus the line's
+    loss on the way. Exporters' PV nets off, as it does on the low-voltage side."""
+
+    members: tuple[LoadModel, ...] = ()
+    loss: float = 0.04
+    """Technical loss as a share of what the customers take."""
+
+    def demand_kw(self, epoch_s: float) -> float:
+        return (1 + self.loss) * sum(m.demand_kw(epoch_s) for m in self.members)
+
+    def pv_kw(self, epoch_s: float) -> float:
+        return sum(m.pv_kw(epoch_s) for m in self.members)
+
+
 # Tariff calendars by local hour, DL/T 645 order: 1 sharp, 2 peak, 3 flat, 4 valley.
 FOUR_RATE = (4,) * 7 + (3,) + (2,) * 3 + (3,) * 6 + (2,) * 2 + (1,) * 2 + (2,) + (3,) + (4,)
 """A commercial meter's day table (the shipped commercial-tou tariff's calendar)."""

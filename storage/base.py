@@ -102,8 +102,12 @@ class Store(Protocol):
     ) -> list[CollectionRow]: ...
 
     async def daily_consumption(
-        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
-    ) -> list[DailyConsumption]: ...
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC",
+        quantity: str = "1-0:1.8.0",
+    ) -> list[DailyConsumption]:
+        """A register's growth per local day: forward active energy unless told (the
+        reverse register 1-0:2.8.0 gives an exporter's generation)."""
+        ...
 
     async def count_readings(self) -> int: ...
 

@@ -293,9 +293,10 @@ class BufferedStore:
         return await self.inner.collection_summary(start, end, by, tz)
 
     async def daily_consumption(
-        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC",
+        quantity: str = "1-0:1.8.0",
     ) -> list[DailyConsumption]:
-        return await self.inner.daily_consumption(start, end, by, tz)
+        return await self.inner.daily_consumption(start, end, by, tz, quantity)
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Try to deliver what is queued; whatever is left waits on disk for the next run."""

@@ -141,10 +141,14 @@ class Scheduler:
         workers: Mapping[str, int] | None = None,
         metrics: Metrics | None = None,
         backfill: Backfill | None = None,
+        gateway: str = "",
     ) -> None:
         """`readers` has one entry per lane: a serial bus (one worker: one request on the
         wire at a time) or a TCP host (`workers[lane]` requests in flight). `backfill`
-        reads back from a meter's memory the slots it was silent for, once it answers."""
+        reads back from a meter's memory the slots it was silent for, once it answers.
+        `gateway` goes on the attempts the scheduler records itself (a read skipped), as
+        the readers put it on theirs."""
+        self.gateway = gateway
         self.meters = list(meters)
         self.schedules = list(schedules)
         self.readers = readers
@@ -239,13 +243,13 @@ class Scheduler:
             result.attempt = CollectionAttempt(
                 job.meter.id, job.meter.bus, job.slot, Outcome.TIMEOUT, 0.0,
                 f"not polled: silent {health.silent_in_a_row} times in a row, "
-                f"next probe at {health.skip_until:%Y-%m-%d %H:%M} UTC",
+                f"next probe at {health.skip_until:%Y-%m-%d %H:%M} UTC", self.gateway,
             )
         elif health.silent_at == job.slot:
             result = CollectionResult(job.meter, job.slot)
             result.attempt = CollectionAttempt(
                 job.meter.id, job.meter.bus, job.slot, Outcome.TIMEOUT, 0.0,
-                "not polled: silent earlier in this cycle")
+                "not polled: silent earlier in this cycle", self.gateway)
         elif late > job.schedule.every:
             # The bus cannot keep up; a value stamped at a slot it was not read near
             # would be a lie, so record the miss instead.
@@ -254,7 +258,7 @@ class Scheduler:
             result = CollectionResult(job.meter, job.slot, errors=["bus overrun: read skipped"])
             result.attempt = CollectionAttempt(
                 job.meter.id, job.meter.bus, job.slot, Outcome.ERROR, 0.0,
-                f"bus overrun: {late.total_seconds():.0f} s late",
+                f"bus overrun: {late.total_seconds():.0f} s late", self.gateway,
             )
         else:
             result = await reader.collect(job.meter, job.schedule, job.slot)

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,16 +23,29 @@ from collector.api.auth import COOKIE, Sessions, caller
 from collector.api.common import settings_of, store_of, worst_meters
 from collector.api.problems import Problem
 from collector.api.throttle import LoginThrottle
+from collector.flags.explain import explain
 from collector.vee.grid import local_midnight
+from collector.vee.status import readiness
 from model import Quality, ValueVersion
 from model.resolution import at_resolution, decimals_in
 from storage.tokens import ApiToken
 
 log = logging.getLogger(__name__)
-ENERGY = "1-0:1.8.0"
+ENERGY, REVERSE = "1-0:1.8.0", "1-0:2.8.0"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["at"] = at_resolution  # {{ value|at(decimals) }}
+
+
+def _wall_time(ts: datetime, tz: tzinfo) -> str:
+    """An operator reads the time on the wall: local, with its zone, to the minute."""
+    here = ts.astimezone(tz)
+    return f"{here:%Y-%m-%d %H:%M} {here.tzname()}"
+
+
+templates.env.filters["local"] = _wall_time  # {{ ts|local(tz) }}
+READ_TARGET = 0.98
+"""The read rate the KPI strip measures against (a common service-level target)."""
 router = APIRouter(include_in_schema=False)
 
 
@@ -54,7 +67,8 @@ async def viewer(request: Request) -> ApiToken:
 
 
 def page(request: Request, name: str, token: ApiToken | None, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"token": token, **context})
+    tz = settings_of(request).collector.tz
+    return templates.TemplateResponse(request, name, {"token": token, "tz": tz, **context})
 
 
 def missing(request: Request, token: ApiToken | None, what: str) -> HTMLResponse:
@@ -137,7 +151,38 @@ async def collection(request: Request, days: Annotated[int, Query(ge=1, le=62)] 
     heat = [(area, [cells[area].get(d) for d in day_names]) for area in sorted(cells)]
     worst, never = await worst_meters(store, lo, hi, str(tz))
     return page(request, "collection.html", token, days=day_names, heat=heat,
-                worst=worst[:15], never=never)
+                worst=worst[:15], never=never, kpi=await _kpis(store, rows, first, end, tz),
+                links=await _links(store, lo, hi, tz))
+
+
+async def _kpis(store: Any, rows: Any, first: date, end: date, tz: Any) -> dict[str, Any]:
+    """The shift's three figures: reads against the target, how much of the consumption
+    is estimated, and the open alarms by severity."""
+    attempts = sum(r.attempts for r in rows)
+    ok = sum(r.ok for r in rows)
+    status = await readiness(store, first, end - timedelta(days=1), tz, await store.meters())
+    by_severity: dict[str, int] = defaultdict(int)
+    for r in await store.list_flags(open_only=True):
+        by_severity[r.flag.severity] += 1
+    return {"read_rate": ok / attempts if attempts else None, "target": READ_TARGET,
+            "estimated": status.estimated / status.points if status.points else None,
+            "held": status.held, "alarms": dict(sorted(by_severity.items()))}
+
+
+async def _links(store: Any, lo: datetime, hi: datetime, tz: Any) -> list[dict[str, Any]]:
+    """Communication health per gateway (a concentrator reports as one): a gateway down
+    silences every meter behind it, and the meter table alone hides that."""
+    totals: dict[str, dict[str, Any]] = {}
+    for r in await store.collection_summary(lo, hi, "gateway", str(tz)):
+        t = totals.setdefault(r.group or "(this collector)",
+                              {"attempts": 0, "ok": 0, "last_ok": None})
+        t["attempts"] += r.attempts
+        t["ok"] += r.ok
+        if r.ok and (t["last_ok"] is None or r.day > t["last_ok"]):
+            t["last_ok"] = r.day
+    return [{"gateway": g, "attempts": t["attempts"],
+             "success": t["ok"] / t["attempts"] if t["attempts"] else None,
+             "last_ok": t["last_ok"]} for g, t in sorted(totals.items())]
 
 
 async def _latest_day(store: Any, tz: Any) -> date:
@@ -164,9 +209,39 @@ async def flag(request: Request, flag_id: int) -> HTMLResponse:
     found = next((r for r in await store_of(request).list_flags() if r.id == flag_id), None)
     if found is None:
         return missing(request, token, f"No flag {flag_id} is known here.")
-    return page(request, "flag.html", token, row=found,
-                evidence=json.dumps(found.flag.evidence, indent=2, sort_keys=True,
-                                    default=str))
+    return page(request, "flag.html", token, row=found, why=explain(found.flag),
+                evidence=[(k, _shown(v)) for k, v in sorted(found.flag.evidence.items())])
+
+
+def _shown(value: Any) -> str:
+    """An evidence value for a table cell: plain where it is plain, JSON otherwise."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search(request: Request, q: str = "") -> Response:
+    """A meter id or address, a service point or account, an area: one match opens it."""
+    token = await viewer(request)
+    store = store_of(request)
+    needle = q.strip().lower()[:64]
+    hits: list[tuple[str, str, str]] = []
+    if needle:
+        for m in await store.meters():
+            if needle in m.id.lower() or needle in m.address.lower():
+                hits.append(("meter", m.id, f"/meters/{quote(m.id)}"))
+        for p in await store.service_points():
+            if needle in p.id.lower() or needle in p.account.lower():
+                meters = await store.assignments(service_point_id=p.id)
+                target = f"/meters/{quote(meters[-1].meter_id)}" if meters else "/collection"
+                hits.append(("service point", f"{p.id} ({p.account})", target))
+        for area in sorted({m.area for m in await store.meters() if m.area}):
+            if needle in area.lower():
+                hits.append(("area", area, f"/areas/{quote(area)}"))
+    if len(hits) == 1:
+        return RedirectResponse(hits[0][2], status_code=303)
+    return page(request, "search.html", token, q=q, hits=hits[:100])
 
 
 @router.get("/meters/{meter_id}", response_class=HTMLResponse)
@@ -277,15 +352,23 @@ async def area(request: Request, area: str, days: Annotated[int, Query(ge=1, le=
     end = await _latest_day(store, tz) + timedelta(days=1)
     lo, hi = local_midnight(end - timedelta(days=days), tz), local_midnight(end, tz)
     meters = {m.id: m for m in await store.meters() if m.area == area}
+    if not meters:
+        return missing(request, token, f"No meter is in area {area}.")
     per_day: dict[str, dict[str, float]] = defaultdict(dict)
     for r in await store.daily_consumption(lo, hi, "meter", str(tz)):
         if r.subject in meters:
             per_day[r.day][r.subject] = r.kwh
+    exported: dict[str, float] = defaultdict(float)
+    if any(m.exporter for m in meters.values()):  # generation nets off at the transformer
+        for r in await store.daily_consumption(lo, hi, "meter", str(tz), REVERSE):
+            if r.subject in meters and meters[r.subject].exporter:
+                exported[r.day] += r.kwh
     balance = []
     for day in sorted(per_day):
         feed = sum(v for m, v in per_day[day].items() if meters[m].is_area_meter)
         has_feed = any(meters[m].is_area_meter for m in per_day[day])
-        customers = sum(v for m, v in per_day[day].items() if not meters[m].is_area_meter)
+        customers = sum(v for m, v in per_day[day].items()
+                        if not meters[m].is_area_meter) - exported[day]
         loss = feed - customers if has_feed else None
         balance.append({"day": day, "feed": round(feed, 2) if has_feed else None,
                         "customers": customers, "loss": loss,
@@ -295,4 +378,5 @@ async def area(request: Request, area: str, days: Annotated[int, Query(ge=1, le=
     if flagged:
         for s in flagged[-1].flag.evidence.get("suspects_by_loss_correlation", []):
             ranking.append({"meter": s.get("meter"), "detail": f"correlation {s.get('corr')}"})
-    return page(request, "area.html", token, area=area, balance=balance, ranking=ranking)
+    return page(request, "area.html", token, area=area, balance=balance, ranking=ranking,
+                flagged=flagged[-1].id if flagged else None)

@@ -57,7 +57,8 @@ def demo(meters: int, buses: int, hours: float, day: datetime | None, db_path: s
     with tempfile.TemporaryDirectory(prefix="collector-demo-") as tmp:
         path = Path(db_path) if db_path else Path(tmp) / "demo.db"
         console.print(
-            f"[bold]meter-collector demo[/]: {meters} DL/T 645 meters on {buses} pty buses, "
+            f"[bold]meter-collector demo[/]: {meters} DL/T 645 meters and a transformer "
+            f"meter per area on {buses} pty buses, "
             f"{hours:g} simulated hours, storing into {storage_url or path}"
         )
         with console.status("collecting…"):

@@ -215,6 +215,14 @@ class FlagEngine:
             for d in series:
                 if d >= cut and before:
                     series[d] = sum(before) / len(before)
+        # An exporter's generation feeds the same transformer: the customers' side of
+        # the balance is what they imported less what they exported.
+        exported: dict[str, dict[str, float]] = defaultdict(dict)
+        if any(m.exporter for m in self.meters.values()):
+            for row in await self.store.daily_consumption(start, end, by="meter",
+                                                          tz=str(self.tz), quantity=REVERSE):
+                if self.meters.get(row.subject) is not None and self.meters[row.subject].exporter:
+                    exported[row.subject][row.day] = row.kwh
         flags = []
         areas = {m.area for m in self.meters.values() if m.area}
         for area in sorted(areas):
@@ -227,7 +235,8 @@ class FlagEngine:
             if len(days) < 1:
                 continue
             supplied = np.array([per_meter[supply[0].id][d] for d in days])
-            billed = np.array([sum(per_meter.get(c.id, {}).get(d, 0.0) for c in customers)
+            billed = np.array([sum(per_meter.get(c.id, {}).get(d, 0.0)
+                                   - exported.get(c.id, {}).get(d, 0.0) for c in customers)
                                for d in days])
             window = min(7, len(days))
             for f in detect.line_loss(supplied, billed, self.t, window):

@@ -417,6 +417,7 @@ async def run_collector(
     buses = await open_buses(settings)
     readers, workers, tcp_hosts = build_readers(settings, buses, clock)
     scheduler = Scheduler(
+        gateway=settings.collector.gateway,
         meters=settings.meters,
         schedules=settings.schedules,
         readers=readers,

@@ -77,6 +77,21 @@ class DemoResult:
     billing_note: str = ""
 
 
+AREAS = 2
+
+
+def demo_area(n: int, spec: FleetSpec) -> str:
+    """Customers alternate between the areas; a transformer meter is in its customers'."""
+    first = spec.feeders[n][0] if n in spec.feeders else n
+    return f"T{(first - 1) % AREAS + 1:02d}"
+
+
+def demo_feeders(customers: int) -> dict[int, tuple[int, ...]]:
+    """One transformer meter per area, numbered after the customers, so the area pages
+    and the line-loss balance have the figure they exist for."""
+    return {customers + a: tuple(range(a, customers + 1, AREAS)) for a in range(1, AREAS + 1)}
+
+
 def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> Settings:
     buses = tuple(
         BusConfig(f"bus{i + 1}", path, baud=38400, parity="E", latency_ms=10, retries=1)
@@ -88,9 +103,10 @@ def demo_settings(fleet_paths: list[str], spec: FleetSpec, storage_url: str) -> 
             protocol="dlt645",
             bus=f"bus{(n - 1) % spec.buses + 1}",
             address=meter_address(n),
-            area=f"T{(n - 1) % 2 + 1:02d}",
+            area=demo_area(n, spec),
             exporter=n in spec.exporters,
-            phases=3 if n in spec.three_phase else 1,
+            is_area_meter=n in spec.feeders,
+            phases=3 if n in spec.three_phase or n in spec.feeders else 1,
         )
         for n in range(1, spec.meters + 1)
     )
@@ -229,11 +245,12 @@ async def end_of_day_billing(settings: Settings, start: datetime, end: datetime)
     try:
         store = record_store(opened)
         tz = settings.collector.tz
+        customers = [m for m in settings.meters if not m.is_area_meter]  # no bill for a transformer
         await store.upsert_service_points(
             [ServicePoint(f"sp-{m.id}", f"acct-{m.id}",
                           "commercial-tou" if m.phases == 3 else "cn-residential", "S01",
-                          m.area) for m in settings.meters],
-            [MeterAssignment(f"sp-{m.id}", m.id) for m in settings.meters])
+                          m.area) for m in customers],
+            [MeterAssignment(f"sp-{m.id}", m.id) for m in customers])
         tariffs = Tariffs()
         # The last local day that has ended: the demo's own day when it ran a full day.
         day = end.astimezone(tz).date() - timedelta(days=1)
@@ -263,8 +280,10 @@ async def _run_local(
     clock = SteppedClock(start)
     if on_clock is not None:
         on_clock(clock)
+    feeders = demo_feeders(meters)
     spec = FleetSpec(
-        meters=meters,
+        meters=meters + len(feeders),
+        feeders=feeders,
         buses=buses,
         seed=seed,
         tz=tz,

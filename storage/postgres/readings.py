@@ -193,14 +193,16 @@ class PostgresReadings(PostgresConnection):
             return [_reading(r) for r in await cur.fetchall()]
 
     async def daily_consumption(
-        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC",
+        quantity: str = FORWARD_ACTIVE,
     ) -> list[DailyConsumption]:
-        """From the daily views (a continuous aggregate under TimescaleDB) in the store's
-        own time zone; for any other zone, from the raw boundary reads."""
+        """From the daily views (a continuous aggregate under TimescaleDB) of forward
+        energy in the store's own time zone; for another register or zone, from the raw
+        boundary reads."""
         if by not in ("meter", "area"):
             raise StorageError("daily consumption groups by meter or area")
-        if tz != self.timezone:
-            return await self._daily_from_raw(start, end, by, ZoneInfo(tz))
+        if tz != self.timezone or quantity != FORWARD_ACTIVE:
+            return await self._daily_from_raw(start, end, by, ZoneInfo(tz), quantity)
         zone = ZoneInfo(tz)
         first, last = start.astimezone(zone).date(), end.astimezone(zone).date()
         view, subject = (
@@ -219,7 +221,8 @@ class PostgresReadings(PostgresConnection):
             ]
 
     async def _daily_from_raw(
-        self, start: datetime, end: datetime, by: str, zone: ZoneInfo
+        self, start: datetime, end: datetime, by: str, zone: ZoneInfo,
+        quantity: str = FORWARD_ACTIVE,
     ) -> list[DailyConsumption]:
         async with self._read() as conn:
             cur = await conn.execute(
@@ -227,7 +230,7 @@ class PostgresReadings(PostgresConnection):
                 "r.value FROM reading_values r LEFT JOIN meters m ON m.id = r.meter_id "
                 "WHERE r.quantity = %s AND r.kind IN ('interval', 'daily') "
                 "AND r.ts >= %s AND r.ts <= %s ORDER BY r.kind = 'interval'",
-                (FORWARD_ACTIVE, start, end + timedelta(days=1)),
+                (quantity, start, end + timedelta(days=1)),
             )
             rows = await cur.fetchall()
         per_meter: dict[str, dict[float, float]] = defaultdict(dict)

@@ -110,9 +110,10 @@ class SqliteReadings(SqliteOutbox):
         return await self._query(read)
 
     async def daily_consumption(
-        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC"
+        self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC",
+        quantity: str = FORWARD_ACTIVE,
     ) -> list[DailyConsumption]:
-        """Forward active energy per local day: register at day end minus register at day start.
+        """A register's energy per local day: its value at day end minus at day start.
 
         Computed from register reads at the day's boundaries (the readings stamped at
         local midnight), so a DST day correctly has 23 or 25 hours of energy in it.
@@ -127,7 +128,7 @@ class SqliteReadings(SqliteOutbox):
                 "FROM reading_values r LEFT JOIN meters m ON m.id = r.meter_id "
                 "WHERE r.quantity = ? AND r.kind IN ('interval', 'daily') AND r.ts >= ? "
                 "AND r.ts <= ? ORDER BY r.meter_id, r.ts, r.kind = 'interval'",
-                (FORWARD_ACTIVE, start.timestamp(), (end + timedelta(days=1)).timestamp()),
+                (quantity, start.timestamp(), (end + timedelta(days=1)).timestamp()),
             ).fetchall()
             per_meter: dict[str, dict[float, float]] = defaultdict(dict)
             info: dict[str, tuple[str, bool]] = {}

@@ -17,7 +17,7 @@ def test_demo_reads_twenty_meters_over_ptys_and_summarises(tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for n in range(1, 21):
+    for n in range(1, 23):  # 20 customers, 2 transformer meters
         assert f"m{n:03d}" in out
     assert "Collection per meter" in out and "Collection success per bus" in out
     assert "silent" in out and "clock +95 s" in out
@@ -36,7 +36,7 @@ def test_demo_reads_twenty_meters_over_ptys_and_summarises(tmp_path: Path) -> No
         dupes = conn.execute(
             "SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT meter_id, quantity, kind, ts "
             "FROM reading_values)) FROM reading_values").fetchone()[0]
-    assert meters == 19  # m020 is dead in the demo
+    assert meters == 21  # 20 customers and 2 transformer meters, but m020 is dead
     assert dupes == 0
 
 
@@ -85,7 +85,7 @@ def test_the_same_seed_prints_the_same_tables_and_blames_only_injected_faults(
         assert "Traceback" not in text and "ERROR" not in text
     assert first == second
     rows = meter_rows(first)
-    assert len(rows) == 20
+    assert len(rows) == 22  # 20 customers and each area's transformer meter
     for meter, (_, _, reads, success, timeouts, errors, *_, fault) in rows.items():
         if not fault:  # a healthy meter answers every read
             assert (success, timeouts, errors) == ("100.0%", "0", "0"), meter
@@ -97,3 +97,6 @@ def test_the_same_seed_prints_the_same_tables_and_blames_only_injected_faults(
                if line.startswith("│") and ("clock_drift" in line or "missed" in line
                                             or "never_heard" in line)}
     assert flagged == {"m017", "m020"}
+    # T01 holds the exporter: its generation nets off at the transformer, so the balance
+    # is no negative loss. T02 holds the dead m020, whose household still draws power.
+    assert "negative_line_loss" not in first

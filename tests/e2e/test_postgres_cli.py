@@ -46,7 +46,7 @@ def test_the_demo_stores_its_reads_in_postgres_and_reports_read_them(
             "SELECT count(DISTINCT meter_id), count(*), count(*) - count(DISTINCT "
             "(meter_id, quantity, kind, ts)) FROM reading_values").fetchone()
         attempts = conn.execute("SELECT count(*) FROM collection_attempts").fetchone()[0]
-    assert meters == 6 and rows > 0 and dupes == 0 and attempts > 0
+    assert meters == 8 and rows > 0 and dupes == 0 and attempts > 0  # and 2 transformers
     assert f"{rows} rows stored" in result.stdout.replace("\n", " ")
     cfg = config_for(tmp_path, url)
     latest = CliRunner().invoke(main, ["report", "latest", "-c", str(cfg), "--meter", "m001"])

@@ -154,3 +154,40 @@ def test_a_flag_opens_to_its_evidence_and_its_meter_to_a_drawn_chart(
     assert reads >= 2 and len(points) == reads - 1
     assert chart.find_elements(By.CSS_SELECTOR, "rect.flag-window")  # the drift, shaded
     assert console_errors(browser) == []
+
+
+def test_an_operator_sees_the_shift_figures_the_links_and_each_flag_in_words(
+        site: Site, browser: WebDriver, tmp_path: Path) -> None:
+    """Issue 28's operator view: the KPI strip, communication per gateway, a flag's
+    evidence explained with its next step, local times, the area balance with its
+    transformer and loss, and search. Screenshots are kept beside the test's files."""
+    logged_in(site, browser)
+    browser.get(f"{site.url}/collection")
+    kpis = browser.find_element(By.ID, "kpis").text
+    assert "read rate" in kpis and "target 98 %" in kpis and "open alarms" in kpis
+    assert "demo-gw" in browser.find_element(By.ID, "links").text
+    browser.save_screenshot(str(tmp_path / "collection.png"))
+
+    browser.get(f"{site.url}/flags?kind=clock_drift")
+    assert "CST" in browser.find_element(By.ID, "flags").text  # local times, with the zone
+    submitted(browser, By.CSS_SELECTOR, "#flags a.flag", (By.ID, "seen"))
+    assert "s off the head-end's" in browser.find_element(By.ID, "seen").text
+    assert "time sync" in browser.find_element(By.ID, "next").text
+    assert "max_offset_s" in browser.find_element(By.ID, "evidence").text
+    browser.save_screenshot(str(tmp_path / "flag.png"))
+
+    browser.get(f"{site.url}/areas/T01")
+    row = browser.find_elements(By.CSS_SELECTOR, "#balance tr")[-1].text.split()
+    assert "–" not in row, row  # the transformer's kWh and the loss, not dashes
+    browser.save_screenshot(str(tmp_path / "area.png"))
+
+    box = browser.find_element(By.NAME, "q")
+    box.send_keys("000000000017")  # the address on the nameplate
+    old = browser.find_element(By.TAG_NAME, "html")
+    box.submit()
+    WebDriverWait(browser, 30).until(EC.staleness_of(old))
+    WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "profile")))
+    assert browser.current_url.endswith("/meters/m017")  # one match opens it
+    assert console_errors(browser) == []
+    assert all((tmp_path / f"{n}.png").stat().st_size > 0 for n in ("collection", "flag",
+                                                                      "area"))

@@ -130,7 +130,7 @@ async def test_dlt645_and_modbus_rtu_meters_share_one_pty_bus(tmp_path: Path) ->
         await store.close()
     assert all(s.ok == 5 and s.attempts == 5 for s in stats.meters.values()), stats.meters
     assert latest[("r5", "1-0:1.8.0")].source == "modbus-rtu:bus1"
-    assert latest[("d2", "1-0:1.8.0")].source == "dlt645:bus1"
+    assert latest[("d2", "1-0:1.8.0")].source == "dlt645:bus1:profile"  # the slot's record
     assert 200 < latest[("r6", "1-0:32.7.0")].value < 240
 
 
