@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from collector.api import openapi, problems, v1_billing, v1_ops, v1_reads, web
+from collector.api import openapi, pages, problems, v1_billing, v1_ops, v1_reads, web, web_alarms
 from collector.api.auth import Sessions
 from collector.api.guard import Guard
 from collector.api.throttle import LoginThrottle
@@ -48,7 +48,8 @@ def create_app(settings: Settings, store: Any, *, close_store: bool = False) -> 
     app.include_router(v1_ops.router)
     app.include_router(v1_billing.router)
     app.include_router(web.router)
-    web.mount_static(app)
+    app.include_router(web_alarms.router)
+    pages.mount_static(app)
     app.add_middleware(Guard)
     openapi.install(app)
     return app

@@ -34,7 +34,7 @@ WHY = {
     "403": "The token lacks a scope this needs, or a cookie-authorized write came from "
            "another site",
     "404": "Nothing by that id",
-    "409": "The state forbids it (only a held bill is released)",
+    "409": "The state forbids it (only a held bill is released, an open flag acted on)",
     "422": "A parameter or the body is not valid",
     "500": "The server failed and logged why",
 }
@@ -58,7 +58,7 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
                 statuses += ["401", "403", "422"]
             if "{" in path:
                 statuses.append("404")
-            if method == "post" and path.endswith("/release"):
+            if method == "post" and path.endswith(("/release", "/actions")):
                 statuses.append("409")
             if "requestBody" in op:
                 statuses.append("400")

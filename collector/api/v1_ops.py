@@ -89,6 +89,52 @@ async def flag(request: Request, flag_id: Annotated[int, Path(ge=1, le=2**63 - 1
             **plain(found.flag)}
 
 
+SAID = r"\S"
+"""A note or a name that says something (not only spaces)."""
+
+
+class Acknowledge(BaseModel):
+    action: Literal["acknowledge"]
+    assignee: Literal[""] = ""
+    note: str = Field(default="", max_length=2000)
+
+
+class Assign(BaseModel):
+    action: Literal["assign"]
+    assignee: str = Field(min_length=1, max_length=64, pattern=SAID)
+    note: str = Field(default="", max_length=2000)
+
+
+class NoteOrClose(BaseModel):
+    """A note, or the close, says why."""
+
+    action: Literal["note", "close"]
+    assignee: Literal[""] = ""
+    note: str = Field(min_length=1, max_length=2000, pattern=SAID)
+
+
+FlagStep = Annotated[Acknowledge | Assign | NoteOrClose, Field(discriminator="action")]
+
+
+@router.post("/flags/{flag_id}/actions", status_code=201)
+async def act_on_flag(request: Request, flag_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+                      body: FlagStep,
+                      token: Annotated[ApiToken, Depends(need("write"))]) -> Any:
+    """Acknowledge, assign, note or close a flag (closing clears it), in the token's name."""
+    store = store_of(request)
+    try:
+        done = await store.record_flag_action(flag_id, f"api:{token.name}", body.action,
+                                              body.assignee.strip(), body.note.strip())
+    except Refused as exc:
+        raise Problem(404 if "no flag" in str(exc) else 409, "Action refused",
+                      str(exc)) from None
+    except ValueError as exc:
+        raise Problem(422, "Action refused", str(exc)) from None
+    await store.audit(token.name, f"flag.{body.action}", {"flag": flag_id,
+                                                           **body.model_dump()})
+    return plain(done)
+
+
 @router.get("/vee/status", dependencies=[READ])
 async def vee_status(request: Request, day: IsoDate | None = None,
                      span_days: Annotated[int, Query(alias="days", ge=1, le=366)] = 1,

@@ -5,77 +5,30 @@ whole when it arrives."""
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from html import escape
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
-from collector.api.auth import COOKIE, Sessions, caller
+from collector.api.auth import COOKIE, Sessions
 from collector.api.common import settings_of, store_of, worst_meters
+from collector.api.pages import missing, page, viewer
 from collector.api.problems import Problem
 from collector.api.throttle import LoginThrottle
-from collector.flags.explain import explain
 from collector.vee.grid import local_midnight
 from collector.vee.status import readiness
 from model import Quality, ValueVersion
-from model.resolution import at_resolution, decimals_in
-from storage.tokens import ApiToken
+from model.resolution import decimals_in
 
 log = logging.getLogger(__name__)
 ENERGY, REVERSE = "1-0:1.8.0", "1-0:2.8.0"
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["at"] = at_resolution  # {{ value|at(decimals) }}
-
-
-def _wall_time(ts: datetime, tz: tzinfo) -> str:
-    """An operator reads the time on the wall: local, with its zone, to the minute."""
-    here = ts.astimezone(tz)
-    return f"{here:%Y-%m-%d %H:%M} {here.tzname()}"
-
-
-templates.env.filters["local"] = _wall_time  # {{ ts|local(tz) }}
 READ_TARGET = 0.98
 """The read rate the KPI strip measures against (a common service-level target)."""
 router = APIRouter(include_in_schema=False)
-
-
-def mount_static(app: FastAPI) -> None:
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-
-class LoginNeeded(Exception):
-    pass
-
-
-async def viewer(request: Request) -> ApiToken:
-    token = await caller(request)
-    if token is None or not ({"read", "admin"} & set(token.scopes)):
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise Problem(303, "Log in first",
-                      headers={"Location": f"/login?{urlencode({'next': here})}"})
-    return token
-
-
-def page(request: Request, name: str, token: ApiToken | None, **context: Any) -> HTMLResponse:
-    tz = settings_of(request).collector.tz
-    return templates.TemplateResponse(request, name, {"token": token, "tz": tz, **context})
-
-
-def missing(request: Request, token: ApiToken | None, what: str) -> HTMLResponse:
-    """A page for something that is not there: 404, not an empty page that looks fine."""
-    response = page(request, "missing.html", token, what=what)
-    response.status_code = 404
-    return response
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -190,58 +143,6 @@ async def _latest_day(store: Any, tz: Any) -> date:
     latest = max((await store.last_attempts([m.id for m in await store.meters()])).values(),
                  default=None)
     return (latest or datetime.now(UTC)).astimezone(tz).date()
-
-
-@router.get("/flags", response_class=HTMLResponse)
-async def flags(request: Request, kind: str | None = None, area: str | None = None,
-                open_only: Annotated[bool, Query(alias="open")] = False) -> HTMLResponse:
-    token = await viewer(request)
-    store = store_of(request)
-    every = await store.list_flags()
-    rows = await store.list_flags(kind or None, area or None, open_only)
-    return page(request, "flags.html", token, rows=rows, kind=kind, area=area,
-                open=open_only, kinds=sorted({r.flag.kind for r in every}))
-
-
-@router.get("/flags/{flag_id}", response_class=HTMLResponse)
-async def flag(request: Request, flag_id: int) -> HTMLResponse:
-    token = await viewer(request)
-    found = next((r for r in await store_of(request).list_flags() if r.id == flag_id), None)
-    if found is None:
-        return missing(request, token, f"No flag {flag_id} is known here.")
-    return page(request, "flag.html", token, row=found, why=explain(found.flag),
-                evidence=[(k, _shown(v)) for k, v in sorted(found.flag.evidence.items())])
-
-
-def _shown(value: Any) -> str:
-    """An evidence value for a table cell: plain where it is plain, JSON otherwise."""
-    if isinstance(value, str | int | float | bool) or value is None:
-        return str(value)
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-@router.get("/search", response_class=HTMLResponse)
-async def search(request: Request, q: str = "") -> Response:
-    """A meter id or address, a service point or account, an area: one match opens it."""
-    token = await viewer(request)
-    store = store_of(request)
-    needle = q.strip().lower()[:64]
-    hits: list[tuple[str, str, str]] = []
-    if needle:
-        for m in await store.meters():
-            if needle in m.id.lower() or needle in m.address.lower():
-                hits.append(("meter", m.id, f"/meters/{quote(m.id)}"))
-        for p in await store.service_points():
-            if needle in p.id.lower() or needle in p.account.lower():
-                meters = await store.assignments(service_point_id=p.id)
-                target = f"/meters/{quote(meters[-1].meter_id)}" if meters else "/collection"
-                hits.append(("service point", f"{p.id} ({p.account})", target))
-        for area in sorted({m.area for m in await store.meters() if m.area}):
-            if needle in area.lower():
-                hits.append(("area", area, f"/areas/{quote(area)}"))
-    if len(hits) == 1:
-        return RedirectResponse(hits[0][2], status_code=303)
-    return page(request, "search.html", token, q=q, hits=hits[:100])
 
 
 @router.get("/meters/{meter_id}", response_class=HTMLResponse)

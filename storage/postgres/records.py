@@ -20,7 +20,9 @@ from storage.base import (
     StorageError,
     dead_letter_digest,
 )
+from storage.flag_actions import FlagAction, check_action
 from storage.postgres.connection import PostgresConnection
+from storage.versions import Refused
 
 _GROUP_SQL = {
     "meter": "a.meter_id",
@@ -148,6 +150,37 @@ class PostgresRecords(PostgresConnection):
             return [FlagRow(r[0], Flag(r[1], r[3], r[4], r[5].astimezone(UTC),
                                        r[6].astimezone(UTC), dict(r[7]), r[2]), r[8],
                             r[9].astimezone(UTC))
+                    for r in await cur.fetchall()]
+
+    async def record_flag_action(self, flag_id: int, actor: str, action: str,
+                                 assignee: str = "", note: str = "") -> FlagAction:
+        """Keep an operator's step on a flag; closing clears it. Refused for a flag that
+        is not there or is closed already."""
+        check_action(action, assignee, note)
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute("SELECT status FROM flags WHERE id = %s FOR UPDATE",
+                                     (flag_id,))
+            row = await cur.fetchone()
+            if row is None:
+                raise Refused(f"no flag {flag_id}")
+            if row[0] != "open":
+                raise Refused(f"flag {flag_id} is closed already")
+            cur = await conn.execute(
+                "INSERT INTO flag_actions (flag_id, actor, action, assignee, note) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING at", (flag_id, actor, action, assignee,
+                                                            note))
+            (at,) = await cur.fetchone() or (datetime.now(UTC),)
+            if action == "close":
+                await conn.execute("UPDATE flags SET status = 'cleared', cleared_at = now() "
+                                   "WHERE id = %s", (flag_id,))
+        return FlagAction(flag_id, at.astimezone(UTC), actor, action, assignee, note)
+
+    async def flag_actions(self, flag_id: int) -> list[FlagAction]:
+        async with self._read() as conn:
+            cur = await conn.execute(
+                "SELECT flag_id, at, actor, action, assignee, note FROM flag_actions "
+                "WHERE flag_id = %s ORDER BY id", (flag_id,))
+            return [FlagAction(int(r[0]), r[1].astimezone(UTC), r[2], r[3], r[4], r[5])
                     for r in await cur.fetchall()]
 
     async def clear_flag(self, flag_id: int) -> bool:

@@ -25,7 +25,9 @@ from storage.base import (
     StorageError,
     dead_letter_digest,
 )
+from storage.flag_actions import FlagAction, check_action
 from storage.sqlite.outbox import SqliteOutbox
+from storage.versions import Refused
 
 
 class SqliteRecords(SqliteOutbox):
@@ -177,6 +179,38 @@ class SqliteRecords(SqliteOutbox):
                                        datetime.fromtimestamp(r[6], UTC), json.loads(r[7]),
                                        r[2]), r[8], datetime.fromtimestamp(r[9], UTC))
                     for r in rows]
+
+        return await self._query(read)
+
+    async def record_flag_action(self, flag_id: int, actor: str, action: str,
+                                 assignee: str = "", note: str = "") -> FlagAction:
+        """Keep an operator's step on a flag; closing clears it. Refused for a flag that
+        is not there or is closed already."""
+        check_action(action, assignee, note)
+        now = datetime.now(UTC).timestamp()
+
+        def write(db: sqlite3.Connection) -> FlagAction:
+            row = db.execute("SELECT status FROM flags WHERE id = ?", (flag_id,)).fetchone()
+            if row is None:
+                raise Refused(f"no flag {flag_id}")
+            if row[0] != "open":
+                raise Refused(f"flag {flag_id} is closed already")
+            db.execute("INSERT INTO flag_actions (flag_id, at, actor, action, assignee, note) "
+                       "VALUES (?,?,?,?,?,?)", (flag_id, now, actor, action, assignee, note))
+            if action == "close":
+                db.execute("UPDATE flags SET status = 'cleared', cleared_at = ? WHERE id = ?",
+                           (now, flag_id))
+            return FlagAction(flag_id, datetime.fromtimestamp(now, UTC), actor, action,
+                              assignee, note)
+
+        return await self._run(self._tx(write))
+
+    async def flag_actions(self, flag_id: int) -> list[FlagAction]:
+        def read(db: sqlite3.Connection) -> list[FlagAction]:
+            return [FlagAction(r[0], datetime.fromtimestamp(r[1], UTC), r[2], r[3], r[4], r[5])
+                    for r in db.execute(
+                        "SELECT flag_id, at, actor, action, assignee, note FROM flag_actions "
+                        "WHERE flag_id = ? ORDER BY id", (flag_id,))]
 
         return await self._query(read)
 

@@ -162,6 +162,19 @@ _SCHEMA.append((
 _SCHEMA.append(BILLING_SCHEMA)
 _SCHEMA.append(TOKENS_SCHEMA)
 _SCHEMA.append(SESSIONS_SCHEMA)
+_SCHEMA.append((
+    "0009_flag_actions",
+    # The same logical schema as PostgreSQL's 0009: see its comments.
+    """
+    CREATE TABLE flag_actions (
+        id INTEGER PRIMARY KEY, flag_id INTEGER NOT NULL REFERENCES flags (id),
+        at REAL NOT NULL, actor TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('acknowledge', 'assign', 'note', 'close')),
+        assignee TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX flag_actions_flag ON flag_actions (flag_id, id)
+    """,
+))
 
 def _finish_conversion(db: sqlite3.Connection) -> None:
     """Drop the wide table only once every row is in the narrow one, in one unit."""

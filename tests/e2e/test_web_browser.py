@@ -35,6 +35,8 @@ class Site:
     url: str
     token: str
     db: Path
+    writer: str = ""
+    """A token with the write scope: an operator who works the alarms."""
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +52,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                            "--scope", "read"], check=True, capture_output=True, text=True,
                           timeout=60)
     token = made.stdout.strip().splitlines()[-1]
+    ops = subprocess.run([*CLI, "token", "-c", str(config), "create", "--name", "operator",
+                          "--scope", "read", "--scope", "write"], check=True,
+                         capture_output=True, text=True, timeout=60)
+    writer = ops.stdout.strip().splitlines()[-1]
     port = free_port()
     # Two processes, as behind a proxy: the browser's session must hold whichever answers.
     server = started_api([*CLI, "api", "-c", str(config), "--host", "127.0.0.1",
                           "--port", str(port), "--workers", "2"])
     try:
-        yield Site(f"http://127.0.0.1:{port}", token, db)
+        yield Site(f"http://127.0.0.1:{port}", token, db, writer)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -191,3 +197,28 @@ def test_an_operator_sees_the_shift_figures_the_links_and_each_flag_in_words(
     assert console_errors(browser) == []
     assert all((tmp_path / f"{n}.png").stat().st_size > 0 for n in ("collection", "flag",
                                                                       "area"))
+
+
+def test_an_operator_acknowledges_and_closes_an_alarm_from_its_page(
+        site: Site, browser: WebDriver, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.delete_all_cookies()
+    browser.get(f"{site.url}/login")
+    browser.find_element(By.ID, "token").send_keys(site.writer)
+    submitted(browser, By.ID, "login", (By.ID, "heatmap"))
+    browser.get(f"{site.url}/flags?kind=never_heard")
+    submitted(browser, By.CSS_SELECTOR, "#flags a.flag", (By.ID, "act"))
+    assert browser.find_element(By.ID, "state").text == "open"
+    submitted(browser, By.ID, "do", (By.ID, "act"))  # acknowledge: the first choice
+    assert browser.find_element(By.ID, "state").text == "acknowledged"
+    Select(browser.find_element(By.ID, "action")).select_by_value("close")
+    browser.find_element(By.ID, "note").send_keys("meter found unpowered; crew restored it")
+    submitted(browser, By.ID, "do", (By.ID, "actions"))
+    assert browser.find_element(By.ID, "state").text == "closed"
+    assert "crew restored it" in browser.find_element(By.ID, "actions").text
+    assert "web:operator" in browser.find_element(By.ID, "actions").text
+    assert not browser.find_elements(By.ID, "act")  # a closed alarm takes no more steps
+    browser.save_screenshot(str(tmp_path / "alarm.png"))
+    assert console_errors(browser) == []
+    browser.delete_all_cookies()  # the next test logs in with its own token

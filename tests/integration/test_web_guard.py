@@ -134,3 +134,44 @@ async def test_the_meter_page_opens_on_the_last_day_its_reads_close(site: Any) -
     got = await client.get("/meters/m1")
     assert got.status_code == 200
     assert 'name="to" value="2026-10-26"' in got.text
+
+
+async def test_an_alarm_is_acknowledged_assigned_noted_and_closed_with_its_history(
+        site: Any, store: Any) -> None:
+    client, tokens = site
+    (flag,) = await store.list_flags(open_only=True)
+    ops = await store.create_token("t-ops", ["read", "write"])
+    path = f"/v1/flags/{flag.id}/actions"
+    steps = [{"action": "acknowledge"}, {"action": "assign", "assignee": "crew-7"},
+             {"action": "note", "note": "crew on site at 10:40"},
+             {"action": "close", "note": "clock synced; offset 0 s after"}]
+    for step in steps:
+        got = await client.post(path, json=step, headers=auth(ops))
+        assert got.status_code == 201, got.text
+    assert (await client.post(path, json={"action": "note", "note": "late"},
+                              headers=auth(ops))).status_code == 409  # closed already
+    assert (await client.post("/v1/flags/987654/actions", json={"action": "acknowledge"},
+                              headers=auth(ops))).status_code == 404
+    assert (await client.post(path, json={"action": "acknowledge"},
+                              headers=auth(tokens["read"]))).status_code == 403
+    history = await store.flag_actions(flag.id)
+    assert [(a.action, a.assignee) for a in history] == [
+        ("acknowledge", ""), ("assign", "crew-7"), ("note", ""), ("close", "")]
+    assert all(a.actor == "api:t-ops" for a in history)
+    assert await store.list_flags(open_only=True) == []  # closing cleared it
+
+
+async def test_a_close_without_a_note_is_refused_and_the_page_shows_the_work(
+        site: Any, store: Any) -> None:
+    client, _ = site
+    (flag,) = await store.list_flags(open_only=True)
+    ops = await store.create_token("t-ops", ["read", "write"])
+    await logged_in(client, ops)
+    page = f"/flags/{flag.id}"
+    bare = await client.post(f"{page}/actions", data={"action": "close"}, headers=SAME_SITE)
+    assert bare.status_code == 422 and "says why" in bare.json()["detail"]
+    done = await client.post(f"{page}/actions", data={"action": "assign", "assignee": "ana"},
+                             headers=SAME_SITE)
+    assert done.status_code == 303 and done.headers["location"] == page
+    shown = (await client.get(page)).text
+    assert 'id="state">acknowledged' in shown and ">ana<" in shown and "web:t-ops" in shown
