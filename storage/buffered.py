@@ -31,6 +31,7 @@ from model import (
     codec_json,
 )
 from storage.base import CollectionRow, DailyConsumption, FlagRow, StorageError, Store
+from storage.meter_commands import MeterCommand
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,21 @@ class BufferedStore:
 
     async def clear_flag(self, flag_id: int) -> bool:
         return await self.inner.clear_flag(flag_id)
+
+    async def meter_commands(self, meter_ids: Sequence[str] | None = None,
+                             queued_only: bool = False, limit: int = 50) -> list[MeterCommand]:
+        """Operators' queued commands: straight to the database, never spilled (a command
+        that waits for an outage to end would run when nobody expects it)."""
+        found: list[MeterCommand] = await self._commands().meter_commands(meter_ids,
+                                                                          queued_only, limit)
+        return found
+
+    async def finish_command(self, command_id: int, ok: bool, result: str) -> None:
+        await self._commands().finish_command(command_id, ok, result)
+
+    def _commands(self) -> Any:
+        """The inner store's command queue (both stores keep one; Store does not name it)."""
+        return self.inner
 
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
         return await self.inner.latest_readings(meter_ids)

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 MEDIA = "application/problem+json"
@@ -55,12 +56,25 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code,
                                                                    str(exc.detail))
-        # Starlette's 405 carries Allow (RFC 9110 requires it): keep the exception's headers.
+        # Starlette's 405 carries Allow (RFC 9110 requires it), but only for the one route
+        # it tried: a path served by two routes (GET and POST) allows both.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
         return problem(exc.status_code, title, "" if title == exc.detail else str(exc.detail),
-                       request.url.path, dict(exc.headers or {}))
+                       request.url.path, headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         return problem(500, "Internal error", "the server logged what went wrong",
                        request.url.path)
+
+
+def _allowed(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        found, _ = route.matches(request.scope)
+        if found is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

@@ -135,6 +135,45 @@ async def act_on_flag(request: Request, flag_id: Annotated[int, Path(ge=1, le=2*
     return plain(done)
 
 
+class ReadOrSync(BaseModel):
+    command: Literal["read", "time_sync"]
+    reason: str = Field(default="", max_length=500)
+
+
+class Switch(BaseModel):
+    """A disconnect (trip) or a reconnect says why: a household is cut off or back on."""
+
+    command: Literal["trip", "reconnect"]
+    reason: str = Field(min_length=1, max_length=500, pattern=SAID)
+
+
+MeterCommandBody = Annotated[ReadOrSync | Switch, Field(discriminator="command")]
+
+
+@router.post("/meters/{meter_id}/commands", status_code=202)
+async def command_meter(request: Request, meter_id: str, body: MeterCommandBody,
+                        token: Annotated[ApiToken, Depends(need("write"))]) -> Any:
+    """Queue a read, a time sync, a disconnect (trip) or a reconnect; the daemon that
+    reaches the meter's bus runs it within seconds and writes its answer
+    (GET …/commands). A trip or a reconnect says why."""
+    store = store_of(request)
+    if meter_id not in {m.id for m in await store.meters()}:
+        raise Problem(404, "Not found", f"no meter {meter_id!r}")
+    try:
+        queued = await store.queue_command(meter_id, body.command, body.reason.strip(),
+                                           f"api:{token.name}")
+    except ValueError as exc:
+        raise Problem(422, "Command refused", str(exc)) from None
+    await store.audit(token.name, f"meter.{body.command}", {"meter": meter_id,
+                                                             "reason": body.reason})
+    return plain(queued)
+
+
+@router.get("/meters/{meter_id}/commands", dependencies=[READ])
+async def meter_commands(request: Request, meter_id: str) -> Any:
+    return {"items": plain(await store_of(request).meter_commands([meter_id]))}
+
+
 @router.get("/vee/status", dependencies=[READ])
 async def vee_status(request: Request, day: IsoDate | None = None,
                      span_days: Annotated[int, Query(alias="days", ge=1, le=366)] = 1,

@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from html import escape
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -171,12 +172,14 @@ async def meter(request: Request, meter_id: str,
     assignments = await store.assignments(meter_id=meter_id)
     point = assignments[-1].service_point_id if assignments else ""
     bills = await store.bills(service_point_id=point) if point else []
+    commands = await store.meter_commands([meter_id], limit=10)
     shown = versions[-200:]
     # A column at one resolution: the fewest decimals that show every value as stored.
     return page(request, "meter.html", token, meter_id=meter_id, point=point,
                 first=first.isoformat(), last=last.isoformat(),
                 chart=profile_svg(values, windows, lo, hi, tz), versions=shown,
-                decimals=decimals_in(v.value for v in shown), bills=bills,
+                decimals=decimals_in(v.value for v in shown), bills=bills, commands=commands,
+                may_act=bool({"write", "admin"} & set(token.scopes)),
                 kwh_decimals=decimals_in(b.kwh for b in bills))
 
 
@@ -235,6 +238,25 @@ def profile_svg(values: list[ValueVersion], windows: list[tuple[datetime, dateti
                  f'{lo.astimezone(tz):%Y-%m-%d %H:%M} to {hi.astimezone(tz):%Y-%m-%d %H:%M} '
                  f'{escape(str(tz))}</text></svg>')
     return "".join(parts)
+
+
+@router.post("/meters/{meter_id}/commands")
+async def command_meter(request: Request, meter_id: str, command: Annotated[str, Form()],
+                        reason: Annotated[str, Form()] = "") -> Response:
+    """An operator's 'read now', 'time sync', 'disconnect' or 'reconnect' from the page."""
+    token = await viewer(request)
+    if not {"write", "admin"} & set(token.scopes):
+        raise Problem(403, "Scope missing", f"a meter command needs the 'write' scope; "
+                      f"token {token.name!r} has {', '.join(token.scopes)}")
+    store = store_of(request)
+    if meter_id not in {m.id for m in await store.meters()}:
+        return missing(request, token, f"No meter {meter_id} is known here.")
+    try:
+        await store.queue_command(meter_id, command, reason.strip(), f"web:{token.name}")
+    except ValueError as exc:
+        raise Problem(422, "Command refused", str(exc)) from None
+    await store.audit(token.name, f"meter.{command}", {"meter": meter_id, "reason": reason})
+    return RedirectResponse(f"/meters/{quote(meter_id)}#commands", status_code=303)
 
 
 @router.get("/areas", response_class=HTMLResponse)

@@ -32,6 +32,7 @@ from collector.flags.service import FlagService, build_engine
 from collector.ops.endpoint import Check, OpsEndpoint
 from collector.ops.metrics import Metrics
 from collector.ops.supervise import Supervisor
+from collector.runtime.commands import CommandQueue
 from collector.vee.build import build_vee
 from collector.vee.service import VeeService
 from model import Meter, Outcome, Reading, ReadKind
@@ -442,6 +443,11 @@ async def run_collector(
         services += vee_services(settings, store, clock, readers)
     elif settings.prepaid.enabled and settings.mqtt.role != "gateway":
         log.info("[vee] is off, so prepaid balances move only with `collector prepaid update`")
+    local = [m.id for m in settings.meters if m.bus in readers]
+    if local and settings.mqtt.role != "gateway" and hasattr(store, "meter_commands"):
+        # Operators' commands from the web view or the API, for the meters on our buses.
+        services.append(CommandQueue(store, CommandHandler(settings, readers, store, clock),
+                                     clock, local))
     supervisor = Supervisor(metrics)
     stoppers: list[Callable[[], object]] = [scheduler.stop, supervisor.stop,
                                             *(s.stop for s in services)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from model import (
     CollectionAttempt,
@@ -21,6 +22,7 @@ from storage.base import (
     dead_letter_digest,
 )
 from storage.flag_actions import FlagAction, check_action
+from storage.meter_commands import MeterCommand, check_command
 from storage.postgres.connection import PostgresConnection
 from storage.versions import Refused
 
@@ -183,6 +185,38 @@ class PostgresRecords(PostgresConnection):
             return [FlagAction(int(r[0]), r[1].astimezone(UTC), r[2], r[3], r[4], r[5])
                     for r in await cur.fetchall()]
 
+    async def queue_command(self, meter_id: str, command: str, reason: str,
+                            by: str) -> MeterCommand:
+        check_command(command, reason)
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"INSERT INTO meter_commands (meter_id, command, reason, requested_by) "
+                f"VALUES (%s, %s, %s, %s) RETURNING {_COMMAND_COLUMNS}",
+                (meter_id, command, reason, by))
+            row = await cur.fetchone()
+        assert row is not None
+        return _command(row)
+
+    async def meter_commands(self, meter_ids: Sequence[str] | None = None,
+                             queued_only: bool = False, limit: int = 50) -> list[MeterCommand]:
+        """Newest first; queued ones oldest first (the order they are run in)."""
+        order = "id" if queued_only else "id DESC"
+        async with self._read() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM meter_commands WHERE "
+                "(%s::text[] IS NULL OR meter_id = ANY(%s)) AND (NOT %s OR status = 'queued') "
+                f"ORDER BY {order} LIMIT %s",
+                (*(2 * [list(meter_ids) if meter_ids is not None else None]), queued_only,
+                 limit))
+            return [_command(r) for r in await cur.fetchall()]
+
+    async def finish_command(self, command_id: int, ok: bool, result: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE meter_commands SET status = %s, done_at = now(), result = %s "
+                "WHERE id = %s AND status = 'queued'",
+                ("done" if ok else "failed", result[:500], command_id))
+
     async def clear_flag(self, flag_id: int) -> bool:
         async with self._conn() as conn:
             cur = await conn.execute(
@@ -212,3 +246,12 @@ class PostgresRecords(PostgresConnection):
                 CollectionRow(r[0], r[1].isoformat(), r[2], r[3], r[4], r[5], float(r[6]), r[7])
                 for r in await cur.fetchall()
             ]
+
+
+_COMMAND_COLUMNS = ("id, meter_id, command, reason, requested_by, requested_at, status, done_at, "
+                    "result")
+
+
+def _command(r: Sequence[Any]) -> MeterCommand:
+    return MeterCommand(int(r[0]), r[1], r[2], r[3], r[4], r[5].astimezone(UTC), r[6],
+                        r[7] and r[7].astimezone(UTC), r[8])

@@ -26,6 +26,7 @@ from storage.base import (
     dead_letter_digest,
 )
 from storage.flag_actions import FlagAction, check_action
+from storage.meter_commands import MeterCommand, check_command
 from storage.sqlite.outbox import SqliteOutbox
 from storage.versions import Refused
 
@@ -214,6 +215,44 @@ class SqliteRecords(SqliteOutbox):
 
         return await self._query(read)
 
+    async def queue_command(self, meter_id: str, command: str, reason: str,
+                            by: str) -> MeterCommand:
+        check_command(command, reason)
+        now = datetime.now(UTC).timestamp()
+
+        def write(db: sqlite3.Connection) -> MeterCommand:
+            cur = db.execute("INSERT INTO meter_commands (meter_id, command, reason, "
+                             "requested_by, requested_at) VALUES (?,?,?,?,?)",
+                             (meter_id, command, reason, by, now))
+            return MeterCommand(int(cur.lastrowid or 0), meter_id, command, reason, by,
+                                datetime.fromtimestamp(now, UTC))
+
+        return await self._run(self._tx(write))
+
+    async def meter_commands(self, meter_ids: Sequence[str] | None = None,
+                             queued_only: bool = False, limit: int = 50) -> list[MeterCommand]:
+        """Newest first; queued ones oldest first (the order they are run in)."""
+        def read(db: sqlite3.Connection) -> list[MeterCommand]:
+            where = ["status = 'queued'"] if queued_only else []
+            args: list[Any] = []
+            if meter_ids is not None:
+                where.append(f"meter_id IN ({','.join('?' * len(meter_ids))})")
+                args += list(meter_ids)
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            order = "id" if queued_only else "id DESC"
+            return [_command(r) for r in db.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM meter_commands {clause} ORDER BY {order} "
+                "LIMIT ?", (*args, limit))]
+
+        return await self._query(read)
+
+    async def finish_command(self, command_id: int, ok: bool, result: str) -> None:
+        now = datetime.now(UTC).timestamp()
+        await self._run(self._tx(lambda db: db.execute(
+            "UPDATE meter_commands SET status = ?, done_at = ?, result = ? WHERE id = ? "
+            "AND status = 'queued'", ("done" if ok else "failed", now, result[:500],
+                                      command_id))))
+
     async def clear_flag(self, flag_id: int) -> bool:
         now = datetime.now(UTC).timestamp()
 
@@ -255,3 +294,12 @@ class SqliteRecords(SqliteOutbox):
             ]
 
         return await self._query(read)
+
+
+_COMMAND_COLUMNS = ("id, meter_id, command, reason, requested_by, requested_at, status, done_at, "
+                    "result")
+
+
+def _command(r: Sequence[Any]) -> MeterCommand:
+    return MeterCommand(int(r[0]), r[1], r[2], r[3], r[4], datetime.fromtimestamp(r[5], UTC),
+                        r[6], None if r[7] is None else datetime.fromtimestamp(r[7], UTC), r[8])

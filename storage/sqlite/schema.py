@@ -175,6 +175,22 @@ _SCHEMA.append((
     CREATE INDEX flag_actions_flag ON flag_actions (flag_id, id)
     """,
 ))
+_SCHEMA.append((
+    "0010_meter_commands",
+    # The same logical schema as PostgreSQL's 0010: see its comments.
+    """
+    CREATE TABLE meter_commands (
+        id INTEGER PRIMARY KEY, meter_id TEXT NOT NULL,
+        command TEXT NOT NULL CHECK (command IN ('read', 'time_sync', 'trip', 'reconnect')),
+        reason TEXT NOT NULL DEFAULT '', requested_by TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'done', 'failed')),
+        done_at REAL, result TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX meter_commands_queued ON meter_commands (id) WHERE status = 'queued';
+    CREATE INDEX meter_commands_meter ON meter_commands (meter_id, id)
+    """,
+))
 
 def _finish_conversion(db: sqlite3.Connection) -> None:
     """Drop the wide table only once every row is in the narrow one, in one unit."""

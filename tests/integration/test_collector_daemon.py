@@ -7,6 +7,7 @@ import itertools
 import os
 import signal
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,51 @@ async def test_an_interval_read_is_the_register_at_the_slots_end_however_late_th
                        for m, v in by_meter.items() if len(v) == 5})
     shared = demand[0].keys() & demand[1].keys()
     assert shared and all(demand[0][m] == demand[1][m] for m in shared)
+
+
+async def test_commands_queued_from_the_api_are_run_on_the_meters_bus_and_answered(
+        tmp_path: Path) -> None:
+    """An operator's 'read now' and 'disconnect' go from the API, through the store, to
+    the daemon that reaches the meter's bus (issue 28: meter actions behind the write
+    scope), and each comes back with the meter's answer."""
+    import httpx
+
+    from collector.api.app import create_app
+    from collector.config.billing import PrepaidSettings
+    from storage.sqlite import SqliteStore
+
+    os.environ["COLLECTOR_TEST_METER_PASSWORD"] = "02000000"
+    db = tmp_path / "c.db"
+    clock = SteppedClock(START - timedelta(minutes=10))
+    fleet = build_fleet(FleetSpec(meters=2, buses=1, tz=TZ), clock.now, START - timedelta(days=1))
+    await fleet.start()
+    settings = replace(settings_for(fleet, db, 2), prepaid=PrepaidSettings(
+        password_env="COLLECTOR_TEST_METER_PASSWORD"))
+    store = SqliteStore(str(db))
+    await store.migrate()
+    await store.upsert_meters(settings.meters)
+    ops = await store.create_token("ops", ["read", "write"])
+    app = create_app(settings, store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as client:
+        auth = {"Authorization": f"Bearer {ops}"}
+        for body in ({"command": "read"}, {"command": "trip", "reason": "site visit: unsafe"}):
+            got = await client.post("/v1/meters/m2/commands", json=body, headers=auth)
+            assert got.status_code == 202, got.text
+        refused = await client.post("/v1/meters/m2/commands", json={"command": "trip"},
+                                    headers=auth)
+        assert refused.status_code == 422 and "reason" in refused.json()["detail"]
+    try:
+        await run_collector(settings, clock=clock, until=START + timedelta(minutes=15),
+                            store=store, handle_signals=False)
+        done = await store.meter_commands(["m2"])
+    finally:
+        await fleet.stop()
+        await store.close()
+    assert [(c.command, c.status) for c in reversed(done)] == [("read", "done"),
+                                                               ("trip", "done")]
+    assert "confirmed by the meter" in done[0].result
+    assert fleet.meters[2].relay_open and not fleet.meters[1].relay_open
+    instant = rows(db, "SELECT count(*) FROM reading_values WHERE meter_id = 'm2' AND "
+                       "kind = 'instant'")
+    assert instant[0][0] > 0  # the on-demand read, off the interval grid

@@ -175,3 +175,21 @@ async def test_a_close_without_a_note_is_refused_and_the_page_shows_the_work(
     assert done.status_code == 303 and done.headers["location"] == page
     shown = (await client.get(page)).text
     assert 'id="state">acknowledged' in shown and ">ana<" in shown and "web:t-ops" in shown
+
+
+async def test_a_meter_command_is_queued_from_the_meter_page_by_a_write_token_only(
+        site: Any, store: Any) -> None:
+    client, tokens = site
+    await logged_in(client, tokens["read"])
+    assert 'id="command"' not in (await client.get("/meters/m1")).text  # no form to read-only
+    refused = await client.post("/meters/m1/commands", data={"command": "read"},
+                                headers=SAME_SITE)
+    assert refused.status_code == 403
+    await logged_in(client, await store.create_token("t-ops", ["read", "write"]))
+    sent = await client.post("/meters/m1/commands", data={"command": "read"},
+                             headers=SAME_SITE)
+    assert sent.status_code == 303
+    shown = (await client.get("/meters/m1")).text
+    assert 'id="command"' in shown and "queued" in shown and "web:t-ops" in shown
+    (queued,) = await store.meter_commands(["m1"], queued_only=True)
+    assert queued.command == "read"
