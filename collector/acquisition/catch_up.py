@@ -22,12 +22,11 @@ from collector.acquisition.clock import Clock, align_down, align_up
 from collector.acquisition.pipeline import (
     MAX_MEMORY_INTERVAL,
     CollectionResult,
-    scaled,
-    source_tag,
+    record_readings,
 )
 from collector.config.settings import Schedule, Settings
 from collector.ops.metrics import Metrics
-from model import CollectionAttempt, Meter, Outcome, Reading
+from model import CollectionAttempt, Meter, Outcome
 from protocols.dlt645 import data_ids
 from protocols.dlt645.client import Dlt645Client
 from protocols.errors import ProtocolError, ResponseTimeout
@@ -164,7 +163,6 @@ async def _recover(settings: Settings, meter: Meter, schedule: Schedule,
         return missed(outcome, f"{why[0]}; reading the meter's memory failed: {exc}")
     latency = (time.monotonic() - started) * 1000 / max(1, len(slots))
     wanted = set(schedule.quantities)
-    source = source_tag("dlt645", meter.bus, meter.multiplier, "memory")
     by_slot = {r.ts.astimezone(UTC): r for r in records}
     results = []
     for slot in slots:
@@ -172,13 +170,8 @@ async def _recover(settings: Settings, meter: Meter, schedule: Schedule,
         if record is None:
             results.append(empty(slot, Outcome.ERROR, f"{why[0]}, and not in the meter's memory"))
             continue
-        result = CollectionResult(meter, slot)
-        for obis, value in zip(data_ids.LOAD_PROFILE_OBIS,
-                               (record.forward_kwh, record.reverse_kwh), strict=True):
-            if obis in wanted:
-                result.readings.append(Reading(meter.id, obis, slot,
-                                               scaled(meter, "kWh", value), "kWh",
-                                               source=source))
+        result = CollectionResult(meter, slot,
+                                  readings=record_readings(meter, slot, record, wanted, "memory"))
         result.attempt = CollectionAttempt(
             meter.id, meter.bus, slot, Outcome.OK, latency,
             why[1], settings.collector.gateway)

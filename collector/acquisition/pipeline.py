@@ -167,6 +167,17 @@ class ModbusReader:
         return await run_collection(meter, slot, self.gateway, body)
 
 
+def record_readings(meter: Meter, slot: datetime, record: data_ids.ProfileRecord,
+                    wanted: set[str], tag: str) -> list[Reading]:
+    """A load-profile record's energy registers as the slot's readings, multiplier applied
+    and the source tagged with where they came from (`profile`, `memory`)."""
+    source = source_tag("dlt645", meter.bus, meter.multiplier, tag)
+    return [Reading(meter.id, obis, slot, scaled(meter, "kWh", value), "kWh", source=source)
+            for obis, value in zip(data_ids.LOAD_PROFILE_OBIS,
+                                   (record.forward_kwh, record.reverse_kwh), strict=True)
+            if obis in wanted]
+
+
 MAX_MEMORY_INTERVAL = timedelta(hours=1)
 """The longest interval a DL/T 645 meter's load profile keeps records at."""
 
@@ -244,13 +255,7 @@ class Dlt645Reader:
         record = next((r for r in records if r.ts.astimezone(UTC) == slot), None)
         if record is None:
             return set()
-        source = source_tag("dlt645", meter.bus, meter.multiplier, "profile")
-        for obis, value in zip(data_ids.LOAD_PROFILE_OBIS,
-                               (record.forward_kwh, record.reverse_kwh), strict=True):
-            if obis in quantities:
-                result.readings.append(Reading(meter.id, obis, slot,
-                                               scaled(meter, "kWh", value), "kWh",
-                                               source=source))
+        result.readings += record_readings(meter, slot, record, quantities, "profile")
         return quantities
 
     async def _read_clock(self, meter: Meter, slot: datetime, result: CollectionResult) -> None:

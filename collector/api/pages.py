@@ -60,3 +60,14 @@ def missing(request: Request, token: ApiToken | None, what: str) -> HTMLResponse
     response = page(request, "missing.html", token, what=what)
     response.status_code = 404
     return response
+
+
+def may_write(token: ApiToken) -> bool:
+    return bool({"write", "admin"} & set(token.scopes))
+
+
+def need_write(token: ApiToken, what: str) -> None:
+    """A page's write (an alarm's step, a meter command) needs the write scope."""
+    if not may_write(token):
+        raise Problem(403, "Scope missing", f"{what} needs the 'write' scope; token "
+                      f"{token.name!r} has {', '.join(token.scopes)}")

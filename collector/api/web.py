@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from collector.api.auth import COOKIE, Sessions
 from collector.api.common import settings_of, store_of, worst_meters
-from collector.api.pages import missing, page, viewer
+from collector.api.pages import may_write, missing, need_write, page, viewer
 from collector.api.problems import Problem
 from collector.api.throttle import LoginThrottle
 from collector.vee.grid import local_midnight
@@ -179,7 +179,7 @@ async def meter(request: Request, meter_id: str,
                 first=first.isoformat(), last=last.isoformat(),
                 chart=profile_svg(values, windows, lo, hi, tz), versions=shown,
                 decimals=decimals_in(v.value for v in shown), bills=bills, commands=commands,
-                may_act=bool({"write", "admin"} & set(token.scopes)),
+                may_act=may_write(token),
                 kwh_decimals=decimals_in(b.kwh for b in bills))
 
 
@@ -245,9 +245,7 @@ async def command_meter(request: Request, meter_id: str, command: Annotated[str,
                         reason: Annotated[str, Form()] = "") -> Response:
     """An operator's 'read now', 'time sync', 'disconnect' or 'reconnect' from the page."""
     token = await viewer(request)
-    if not {"write", "admin"} & set(token.scopes):
-        raise Problem(403, "Scope missing", f"a meter command needs the 'write' scope; "
-                      f"token {token.name!r} has {', '.join(token.scopes)}")
+    need_write(token, "a meter command")
     store = store_of(request)
     if meter_id not in {m.id for m in await store.meters()}:
         return missing(request, token, f"No meter {meter_id} is known here.")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from collector.api.common import store_of
-from collector.api.pages import missing, page, viewer
+from collector.api.pages import may_write, missing, need_write, page, viewer
 from collector.api.problems import Problem
 from collector.flags.explain import explain
 from storage.flag_actions import state_of
@@ -42,7 +42,7 @@ async def flag(request: Request, flag_id: int) -> HTMLResponse:
     return page(request, "flag.html", token, row=found, why=explain(found.flag),
                 evidence=[(k, _shown(v)) for k, v in sorted(found.flag.evidence.items())],
                 actions=actions, state=state, assignee=assignee,
-                may_act=bool({"write", "admin"} & set(token.scopes)))
+                may_act=may_write(token))
 
 
 @router.post("/flags/{flag_id}/actions")
@@ -51,9 +51,7 @@ async def act_on_flag(request: Request, flag_id: int, action: Annotated[str, For
                       note: Annotated[str, Form()] = "") -> Response:
     """An operator acknowledges, assigns, notes or closes a flag from its page."""
     token = await viewer(request)
-    if not {"write", "admin"} & set(token.scopes):
-        raise Problem(403, "Scope missing", f"acting on a flag needs the 'write' scope; "
-                      f"token {token.name!r} has {', '.join(token.scopes)}")
+    need_write(token, "acting on a flag")
     store = store_of(request)
     try:
         await store.record_flag_action(flag_id, f"web:{token.name}", action, assignee.strip(),
