@@ -19,7 +19,10 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 END = T0 + timedelta(days=1)
 FWD = "1-0:1.8.0"
 SLOTS = 8
-ROUNDS = 40
+WRITES = 30
+"""A fixed amount of writing, so the reads' work is bounded too: a writer that ran
+until the reader was done made each read bigger than the last, and on a busy machine
+the test took minutes."""
 
 
 def estimates(n: int) -> list[ValueVersion]:
@@ -34,14 +37,18 @@ def raw_reads(n: int) -> list[Reading]:
                     Quality.ACTUAL, source=f"src{n}") for k in range(SLOTS)]
 
 
-async def write_until(store: ValidatedStore, enough: asyncio.Event) -> int:
-    n = 0
-    while not enough.is_set():
+async def write_all(store: ValidatedStore, read_round: asyncio.Event,
+                    reader_gone: asyncio.Event) -> int:
+    """Each write waits for a round of reads to finish, so the next write and the next
+    round run side by side every time, however the machine schedules them."""
+    for n in range(WRITES):
         await store.write_versions(estimates(n))
         await store.write_readings(raw_reads(n))
-        n += 1
-        await asyncio.sleep(0)
-    return n
+        await read_round.wait()
+        if reader_gone.is_set():
+            return n + 1
+        read_round.clear()
+    return WRITES
 
 
 def whole(counts: dict[str, int], what: str) -> None:
@@ -54,10 +61,12 @@ async def test_bulk_reads_see_one_snapshot_while_new_series_and_versions_land(
     store: ValidatedStore,
 ) -> None:
     await store.write_readings(raw_reads(9999))
-    enough = asyncio.Event()
-    writer = asyncio.create_task(write_until(store, enough))
+    read_round, reader_gone = asyncio.Event(), asyncio.Event()
+    writer = asyncio.create_task(write_all(store, read_round, reader_gone))
+    rounds = 0
     try:
-        for _ in range(ROUNDS):
+        while not writer.done():
+            rounds += 1
             current = await store.current_values(FWD, T0, END)
             counts: dict[str, int] = {}
             for v in current:
@@ -72,10 +81,12 @@ async def test_bulk_reads_see_one_snapshot_while_new_series_and_versions_land(
             for meter in sorted(counts)[-2:]:
                 history = await store.value_history(meter, FWD, T0, END)
                 assert len(history) == SLOTS, meter
+            read_round.set()
             await asyncio.sleep(0)
     finally:
-        enough.set()
+        reader_gone.set()
+        read_round.set()
         made = await writer
-    assert made > 1  # the reads above ran while writes landed
+    assert rounds >= WRITES  # the reads above ran while writes landed
     final = await store.current_arrays(FWD, T0, END)
     assert len(final.meter_ids) == 2 * made + 1
