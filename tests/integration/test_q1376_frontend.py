@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -161,7 +162,7 @@ async def test_a_terminal_back_after_two_days_offline_has_its_days_caught_up(
         series = await r.store.series("m3", "1-0:1.8.0", start, r.clock.now())
         want = int((r.clock.now() - start) / timedelta(minutes=15)) + 1
         assert len(series) == want
-        assert [b.ts - a.ts for a, b in zip(series, series[1:], strict=False)] == [
+        assert [b.ts - a.ts for a, b in itertools.pairwise(series)] == [
             timedelta(minutes=15)] * (want - 1)
         daily = await r.store.series("m3", "1-0:1.8.0", start, r.clock.now(),
                                      ReadKind.FROZEN_DAILY)
@@ -248,9 +249,10 @@ async def test_a_meter_the_terminal_cannot_read_is_missing_and_never_zero(
         run = await r.terminal(terminal)
         assert run.ok_meters == {"m1", "m3", "m4"}
         assert await r.store.series("m2", "1-0:1.8.0", SINCE, NOW) == []
-        by_meter = await r.store.collection_summary(NOW - timedelta(hours=1), NOW + timedelta(minutes=1), "meter")
+        hour = (NOW - timedelta(hours=1), NOW + timedelta(minutes=1))
+        by_meter = await r.store.collection_summary(*hour, "meter")
         assert {a.group: a.ok for a in by_meter} == {"m1": 1, "m2": 0, "m3": 1, "m4": 1}
-        [dc] = await r.store.collection_summary(NOW - timedelta(hours=1), NOW + timedelta(minutes=1), "gateway")
+        [dc] = await r.store.collection_summary(*hour, "gateway")
         assert (dc.group, dc.attempts, dc.ok) == ("dc01", 4, 3)
 
 
@@ -327,3 +329,65 @@ async def test_a_time_sync_across_whole_hours_is_refused_and_a_drift_is_fixed(
         terminal.clock_offset_s = 95
         assert "clock set" in await r.service.time_sync(ADDRESS.text)
         assert abs(terminal.clock_offset_s) <= 1
+
+
+async def test_a_day_read_through_the_concentrator_matches_the_same_meters_over_dlt645(
+        tmp_path: Path, pty_bus_factory: Any) -> None:
+    """The same simulated meters, read once over RS-485 (DL/T 645 load profile, the
+    existing catch-up) and once through a concentrator: the same 96 register values a
+    day, the same daily freeze, the same VEE verdict on every rule."""
+    from collector.acquisition.catch_up import backfill
+    from collector.acquisition.pipeline import CollectionResult
+    from collector.config.vee import VeeSettings
+    from collector.vee.engine import VeeEngine
+
+    pty = await pty_bus_factory(meters=3)
+    now = datetime.now(UTC)
+    cfg = config(3)
+    for m in cfg["meter"]:
+        m["id"] = "c" + m["id"][1:]
+    cfg["bus"] = [{"name": "bus1", "port": pty.path}]
+    cfg["meter"] += [{"id": f"d{n}", "protocol": "dlt645", "bus": "bus1",
+                      "address": f"{n:012d}"} for n in range(1, 4)]
+    cfg["schedule"] = [{"name": "interval", "every": "15m", "quantities": ["1-0:1.8.0"]}]
+    settings = parse(cfg)
+    store = SqliteStore(tmp_path / "c.db")
+    await store.migrate()
+    await store.upsert_meters(settings.meters)
+    clock = ManualClock(now)
+    service = Q1376Service(settings, store, clock)
+    task = asyncio.create_task(service.run())
+    await service.ready.wait()
+    terminal = SimulatedTerminal(ADDRESS, dict(pty.fleet.meters), lambda: datetime.now(UTC), TZ)
+    link = asyncio.create_task(terminal.run("127.0.0.1", service.port))
+    async with service.collected:
+        await service.collected.wait_for(lambda: bool(service.runs))
+
+    day = (now.astimezone(TZ) - timedelta(days=1)).date()
+    start = datetime.combine(day, datetime.min.time(), TZ).astimezone(UTC)
+    end = start + timedelta(days=1)
+
+    async def persist(result: CollectionResult) -> None:
+        await store.write_readings(result.readings)
+
+    by_id = {m.id: m for m in settings.meters}
+    for n in range(1, 4):
+        await backfill(settings, by_id[f"d{n}"], start, end + timedelta(minutes=15),
+                       pty.client, persist)
+    for n in range(1, 4):
+        over_rs485 = await store.series(f"d{n}", "1-0:1.8.0", start + timedelta(minutes=15), end)
+        via_dc = await store.series(f"c{n}", "1-0:1.8.0", start + timedelta(minutes=15), end)
+        assert len(over_rs485) == len(via_dc) == 96
+        assert [(r.ts, r.value) for r in over_rs485] == [(r.ts, r.value) for r in via_dc]
+    engine = VeeEngine(store, VeeSettings(lookback_days=1), TZ, list(settings.meters))
+    await engine.run(day, day, datetime.now(UTC))
+    verdicts = {(v.meter_id, v.rule): v.passed for v in await store.verdicts(day, day)}
+    for n in range(1, 4):
+        mine = {rule: ok for (meter, rule), ok in verdicts.items() if meter == f"c{n}"}
+        theirs = {rule: ok for (meter, rule), ok in verdicts.items() if meter == f"d{n}"}
+        assert mine and mine == theirs
+    service.stop()
+    await task
+    link.cancel()
+    await asyncio.gather(link, return_exceptions=True)
+    await store.close()
