@@ -1,4 +1,9 @@
-"""Fuzz the MQTT payload validator: every input must end in a Batch or a PayloadError.
+"""Fuzz the decoders of untrusted input: every input must end in a value or a typed error.
+
+`--target mqtt`: the MQTT payload validator, each input a Batch or a PayloadError.
+`--target q1376`: the Q/GDW 1376.1 codec (framing, data units and their values), each
+input decoded or refused with a FrameError; inputs are random bytes behind a plausible
+header and mutations of valid frames of every layout the front end reads.
 
 Half the inputs are random bytes, half are valid payloads with random bytes overwritten,
 inserted or deleted, or a field replaced by a hostile value (NaN, huge numbers, deep
@@ -6,7 +11,7 @@ nesting, surrogates, NULs). An "escape" is any other exception: the goal is 0. T
 baseline, in the same run, is json.loads alone on the same inputs, so the ratio says what
 the validation costs over parsing.
 
-    python -m bench.fuzz [--inputs 1000000] [--seed 1]
+    python -m bench.fuzz [--target mqtt|q1376] [--inputs 1000000] [--seed 1]
 """
 
 from __future__ import annotations
@@ -66,10 +71,15 @@ def inputs(n: int, rng: random.Random) -> list[bytes]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=("mqtt", "q1376"), default="mqtt")
     parser.add_argument("--inputs", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    if args.target == "q1376":
+        from bench.fuzz_q1376 import run
+        run(args.inputs, rng)
+        return
     data = inputs(args.inputs, rng)
 
     started = time.perf_counter()

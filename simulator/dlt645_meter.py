@@ -85,7 +85,7 @@ class SimulatedDlt645Meter:
 
     def respond(self, request: Frame, now: datetime) -> bytes | None:
         """Raw reply bytes for a request addressed to us, or None to stay quiet."""
-        if request.is_reply or self._silent(now):
+        if request.is_reply or self.silent_at(now):
             return None
         reply = self._reply(request, now)
         if reply is None:
@@ -99,7 +99,7 @@ class SimulatedDlt645Meter:
             raw[-2] ^= 0x5A
         return bytes(raw)
 
-    def _silent(self, now: datetime) -> bool:
+    def silent_at(self, now: datetime) -> bool:
         if self.faults.silent or now.timestamp() < self.registers.start_epoch:
             return True  # dead, or not installed yet
         window = self.faults.silent_between
@@ -149,16 +149,24 @@ class SimulatedDlt645Meter:
             return codec.error_reply(self.address, 0x04, codec.FN_REMOTE_CONTROL)
         if expires < self.clock(now):
             return codec.error_reply(self.address, 0x01, codec.FN_REMOTE_CONTROL)
-        if rc.command == codec.RC_TRIP and not self.relay_open:
+        if rc.command == codec.RC_TRIP:
+            self.switch(True, now)
+        elif rc.command in (codec.RC_CLOSE, codec.RC_CLOSE_PERMITTED):
+            self.switch(False, now)
+        self.commands.append(codec.RC_NAMES[rc.command])
+        return codec.remote_control_reply(self.address)
+
+    def switch(self, trip: bool, now: datetime) -> None:
+        """Open or close the load switch, by whatever path the command came (a 1CH frame,
+        or a concentrator's AFN 05 control)."""
+        if trip and not self.relay_open:
             self.registers.forward(now.timestamp())  # what was used before the trip counts
             self.registers.scale, self._scale_before_trip = 0.0, self.registers.scale
             self.relay_open = True
-        elif rc.command in (codec.RC_CLOSE, codec.RC_CLOSE_PERMITTED) and self.relay_open:
+        elif not trip and self.relay_open:
             self.registers.forward(now.timestamp())
             self.registers.scale = self._scale_before_trip
             self.relay_open = False
-        self.commands.append(codec.RC_NAMES[rc.command])
-        return codec.remote_control_reply(self.address)
 
     def _apply_time_sync(self, request: Frame, now: datetime) -> None:
         try:

@@ -11,7 +11,7 @@ from collector.config.sections import HHMM, HOSTPORT, OBIS, REQUIRED, Section, p
 from collector.errors import ConfigError
 from model import Meter
 
-PROTOCOLS = ("dlt645", "modbus-rtu", "modbus-tcp")
+PROTOCOLS = ("dlt645", "modbus-rtu", "modbus-tcp", "q1376")
 PARITIES = ("N", "E", "O")
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
@@ -71,6 +71,8 @@ METER_KEYS = {
     "exporter": "exporter = true  # PV customer: export is legitimate",
     "area_meter": "area_meter = true  # the transformer's own meter",
     "phases": "phases = 3",
+    "concentrator": 'concentrator = "4101-00001"  # protocol = "q1376": its terminal',
+    "pn": "pn = 1  # protocol = \"q1376\": its measuring point on the terminal",
 }
 SCHEDULE_KEYS = {
     "name": 'name = "interval"',
@@ -124,28 +126,36 @@ def parse_bus(s: Section) -> BusConfig:
     return BusConfig(name, port, baud, parity, latency, retries)
 
 
-def parse_meter(s: Section, buses: set[str], modbus: ModbusSettings) -> Meter:
+def parse_meter(s: Section, buses: set[str], modbus: ModbusSettings,
+                concentrators: dict[str, str] | None = None) -> Meter:
+    """`concentrators` maps a q1376 meter's id to its terminal's address, its bus."""
     meter_id = s.get("id", str, REQUIRED)
     if not meter_id.strip():
         raise s.error("id", "must not be empty")
     protocol = s.get("protocol", str, "dlt645")
     if protocol not in PROTOCOLS:
         raise s.error("protocol", f"{protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    bus = s.get("bus", str, REQUIRED)
+    if protocol == "q1376":
+        bus = (concentrators or {}).get(meter_id, "")
+    else:
+        bus = s.get("bus", str, REQUIRED)
+        for key in ("concentrator", "pn"):
+            if key in s.table:
+                raise s.error(key, 'only applies to protocol = "q1376"')
     if protocol == "modbus-tcp":
         if not HOSTPORT.match(bus):
             raise ConfigError(s.file, f"{s.path}.bus",
                               f"{bus!r}: a modbus-tcp meter's bus is its host:port",
                               'bus = "10.20.0.7:502"')
-    elif bus not in buses:
+    elif protocol != "q1376" and bus not in buses:
         known = ", ".join(sorted(buses)) or "none defined"
         raise s.error("bus", f"{bus!r} is not a [[bus]] name (known: {known})")
-    address = str(s.get("address", (str, int), REQUIRED))
-    if protocol == "dlt645":
+    address = str(s.get("address", (str, int), "" if protocol == "q1376" else REQUIRED))
+    if protocol in ("dlt645", "q1376") and address:
         address = address.zfill(12)
         if len(address) != 12 or not address.isdigit():
             raise s.error("address", f"{address!r} must be 12 decimal digits")
-    else:
+    elif protocol != "q1376":
         if not address.isdigit() or not 1 <= int(address) <= 247:
             raise ConfigError(s.file, f"{s.path}.address",
                               f"{address!r}: a Modbus unit id is 1..247", "address = 1")

@@ -7,7 +7,7 @@ importable from here, where the rest of the collector has always found them."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,15 @@ from collector.config.buses import (
 )
 from collector.config.flags import FLAG_KEYS, FlagSettings, parse_flags
 from collector.config.mqtt import MQTT_KEYS, MqttSettings, parse_mqtt
+from collector.config.q1376 import (
+    CONCENTRATOR_KEYS,
+    Q1376_KEYS,
+    Q1376Settings,
+    check_points,
+    meter_point,
+    parse_concentrator,
+    parse_q1376,
+)
 from collector.config.sections import Section, array_of, unique_names
 from collector.config.service import (
     API_KEYS,
@@ -70,6 +79,7 @@ class Settings:
     billing: BillingSettings = field(default_factory=BillingSettings)
     prepaid: PrepaidSettings = field(default_factory=PrepaidSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    q1376: Q1376Settings = field(default_factory=Q1376Settings)
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -89,6 +99,8 @@ _TOP_KEYS = {
     "bus": "[[bus]]",
     "meter": "[[meter]]",
     "schedule": "[[schedule]]",
+    "q1376": "[q1376]",
+    "concentrator": "[[concentrator]]",
 }
 
 
@@ -126,11 +138,31 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     ]
     unique_names(file, "bus", [b.name for b in buses])
     bus_names = {b.name for b in buses}
-    meters = [
-        parse_meter(Section(file, f"meter[{i}]", m, METER_KEYS), bus_names, modbus)
-        for i, m in enumerate(array_of(top, "meter"))
+    concentrators = [
+        parse_concentrator(Section(file, f"concentrator[{i}]", c, CONCENTRATOR_KEYS))
+        for i, c in enumerate(array_of(top, "concentrator"))
     ]
+    unique_names(file, "concentrator", [c.address for c in concentrators])
+    by_address = {c.address: c for c in concentrators}
+    points: dict[str, tuple[str, int]] = {}
+    meters = []
+    for i, m in enumerate(array_of(top, "meter")):
+        section = Section(file, f"meter[{i}]", m, METER_KEYS)
+        if isinstance(m, dict) and m.get("protocol") == "q1376":
+            points[str(m.get("id"))] = meter_point(section, by_address)
+        meter = parse_meter(section, bus_names, modbus,
+                            {k: by_address[a].id for k, (a, _) in points.items()})
+        if meter.id in points:
+            # Behind a concentrator: its terminal is the meter's bus and gateway, and
+            # the terminal's area is the meter's unless the meter says otherwise.
+            home = by_address[points[meter.id][0]]
+            meter = replace(meter, gateway=home.id, area=meter.area or home.area)
+        meters.append(meter)
     unique_names(file, "meter", [m.id for m in meters])
+    check_points(file, points)
+    q1376 = parse_q1376(Section(file, "q1376", data.get("q1376", {}), Q1376_KEYS),
+                        concentrators)
+    q1376 = replace(q1376, points=points)
     seen: dict[tuple[str, str], str] = {}
     for i, m in enumerate(meters):
         if m.protocol in ("dlt645", "modbus-rtu", "modbus-tcp"):
@@ -153,7 +185,7 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
         raise ConfigError(file, "storage.url", "a gateway keeps its outbox in SQLite",
                           'url = "sqlite:///var/lib/meter-collector/collector.db"')
     return Settings(file, collector, storage, tuple(buses), tuple(meters), tuple(schedules),
-                    modbus, mqtt, flags, ops, vee, billing, prepaid, api)
+                    modbus, mqtt, flags, ops, vee, billing, prepaid, api, q1376)
 
 
 __all__ = [
@@ -166,6 +198,7 @@ __all__ = [
     "MqttSettings",
     "OpsSettings",
     "PrepaidSettings",
+    "Q1376Settings",
     "Schedule",
     "Settings",
     "StorageSettings",

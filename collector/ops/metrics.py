@@ -45,3 +45,12 @@ class Metrics:
         self.last_cycle = Gauge("collector_last_cycle_timestamp_seconds",
                                 "When the last collection slot finished with a read.",
                                 registry=r)
+        self.q1376_online = Gauge("collector_q1376_online",
+                                  "1 while a concentrator is logged in, by terminal address.",
+                                  ["terminal"], registry=r)
+        self.q1376_logins = Counter("collector_q1376_logins",
+                                    "Concentrator logins, by terminal address.", ["terminal"],
+                                    registry=r)
+        self.q1376_frames = Counter("collector_q1376_frames",
+                                    "Reply frames read from concentrators, by outcome.",
+                                    ["terminal", "outcome"], registry=r)

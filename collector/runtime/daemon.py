@@ -433,6 +433,11 @@ async def run_collector(
             scheduler.persist, metrics),
     )
     services = mqtt_services(settings, store, readers, clock, metrics)
+    if settings.q1376.listen:
+        # Concentrators dial in: the front end is a service beside the buses.
+        from collector.acquisition.q1376.service import Q1376Service
+
+        services.append(Q1376Service(settings, store, clock, metrics))
     if settings.flags.enabled and settings.mqtt.role != "gateway":
         # Flags belong where the data is whole: the head-end, or a standalone collector.
         engine = build_engine(settings, store)

@@ -1,0 +1,121 @@
+"""A terminal's data units → readings and events of the one data model.
+
+Times on the wire are the terminal's local wall time; here they become UTC with the
+collector's time zone. Stamps follow the house rule: a register curve's point is the
+register at the slot's end; a daily freeze of day D is the register at the end of D
+(local midnight after it); a monthly freeze of month M at the end of M. A None (0xEE on
+the wire) becomes no reading at all, so VEE sees a gap and never a zero.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+from collector.acquisition.pipeline import scaled, source_tag
+from model import Event, Meter, Reading, ReadKind
+from protocols.q1376 import items
+from protocols.q1376.events import EventPage, Record
+from protocols.q1376.values import Curve, Frozen, Present, Registers
+
+ENERGY_OBIS = {
+    items.F_FORWARD: 1, items.F_REVERSE: 2, items.F_CURVE_FORWARD: 1,
+    items.F_CURVE_REVERSE: 2, items.F_DAILY_FORWARD: 1, items.F_DAILY_REVERSE: 2,
+    items.F_MONTHLY_FORWARD: 1, items.F_MONTHLY_REVERSE: 2,
+}
+CURVE_OBIS = {
+    items.F_CURVE_FORWARD: ("1-0:1.8.0", "kWh"), items.F_CURVE_REVERSE: ("1-0:2.8.0", "kWh"),
+    89: ("1-0:32.7.0", "V"), 90: ("1-0:52.7.0", "V"), 91: ("1-0:72.7.0", "V"),
+    92: ("1-0:31.7.0", "A"), 93: ("1-0:51.7.0", "A"), 94: ("1-0:71.7.0", "A"),
+}
+
+
+def utc(local: datetime, tz: tzinfo) -> datetime:
+    return local.replace(tzinfo=tz).astimezone(UTC)
+
+
+def day_end(day: date, tz: tzinfo) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(UTC)
+
+
+def month_end(month: date, tz: tzinfo) -> datetime:
+    nxt = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return datetime.combine(nxt, time(0), tz).astimezone(UTC)
+
+
+def _tag(meter: Meter, extra: str) -> str:
+    return source_tag("q1376", meter.bus, meter.multiplier, extra)
+
+
+def register_readings(meter: Meter, fn: int, regs: Registers, ts: datetime,
+                      kind: ReadKind, extra: str) -> list[Reading]:
+    c = ENERGY_OBIS[fn]
+    return [Reading(meter.id, f"1-0:{c}.8.{tariff}", ts, scaled(meter, "kWh", value), "kWh",
+                    source=_tag(meter, extra), kind=kind)
+            for tariff, value in enumerate(regs.values[:5]) if value is not None]
+
+
+def frozen_readings(meter: Meter, fn: int, frozen: Frozen, tz: tzinfo) -> list[Reading]:
+    if frozen.monthly:
+        return register_readings(meter, fn, frozen.registers, month_end(frozen.period, tz),
+                                 ReadKind.FROZEN_MONTHLY, "month")
+    return register_readings(meter, fn, frozen.registers, day_end(frozen.period, tz),
+                             ReadKind.FROZEN_DAILY, "day")
+
+
+def curve_readings(meter: Meter, fn: int, curve: Curve, tz: tzinfo,
+                   not_after: datetime) -> list[Reading]:
+    """Points up to `not_after` (a terminal's clock may run ahead of ours)."""
+    obis, unit = CURVE_OBIS[fn]
+    out = []
+    for local, value in curve.points():
+        ts = utc(local, tz)
+        if value is None or ts > not_after:
+            continue
+        out.append(Reading(meter.id, obis, ts, scaled(meter, unit, value), unit,
+                           source=_tag(meter, "curve")))
+    return out
+
+
+def present_readings(meter: Meter, present: Present, ts: datetime) -> list[Reading]:
+    named: list[tuple[str, float | None, str]] = [
+        ("1-0:16.7.0", present.active_kw[0], "kW"),
+        ("1-0:131.7.0", present.reactive_kvar[0], "kvar"),
+        ("1-0:13.7.0", None if present.power_factor[0] is None
+         else present.power_factor[0] / 100, ""),
+        ("1-0:91.7.0", present.neutral_current, "A"),
+    ]
+    for n, (v_obis, i_obis) in enumerate((("1-0:32.7.0", "1-0:31.7.0"),
+                                          ("1-0:52.7.0", "1-0:51.7.0"),
+                                          ("1-0:72.7.0", "1-0:71.7.0"))):
+        named += [(v_obis, present.voltage[n], "V"), (i_obis, present.current[n], "A")]
+    return [Reading(meter.id, obis, ts, scaled(meter, unit, value), unit,
+                    source=_tag(meter, "now"), kind=ReadKind.INSTANT)
+            for obis, value, unit in named if value is not None]
+
+
+def record_event(record: Record, meter_id: str, terminal: str, tz: tzinfo,
+                 fallback: datetime) -> Event:
+    start = utc(record.start, tz) if record.start else fallback
+    details: dict[str, object] = {"erc": record.code, "terminal": terminal,
+                                  "raw": record.data.hex()}
+    if record.end is not None:
+        details["end"] = utc(record.end, tz).isoformat()
+    if record.code in (10, 12, 13, 31):
+        details["began"] = record.began
+    if record.before is not None:
+        details["before"] = utc(record.before, tz).isoformat()
+    if record.after is not None:
+        details["after"] = utc(record.after, tz).isoformat()
+    return Event(meter_id, start, record.kind, details)
+
+
+def page_events(page: EventPage, meters_by_pn: dict[int, Meter], terminal: str,
+                terminal_id: str, tz: tzinfo, now: datetime) -> list[Event]:
+    """Each record to the meter of its pn; records about the terminal itself (p0, or a
+    pn we do not know) to the terminal's own id, so nothing is dropped."""
+    out = []
+    for record in page.records:
+        owner = meters_by_pn.get(record.pn)
+        out.append(record_event(record, owner.id if owner else terminal_id, terminal, tz,
+                                now))
+    return out
