@@ -24,8 +24,11 @@ Q1376_KEYS = {
     "max_frame": "max_frame = 4096  # bytes a terminal may declare for one frame",
     "max_connections": "max_connections = 5000",
     "max_frames_per_minute": "max_frames_per_minute = 600  # unsolicited, per connection",
+    "max_collecting": "max_collecting = 256  # terminals read at once",
     "curve_points": "curve_points = 96  # per curve request (a day of 15-minute points)",
+    "curves": 'curves = ["forward", "reverse", "voltage", "current"]  # read per day',
 }
+CURVES = ("forward", "reverse", "voltage", "current")
 CONCENTRATOR_KEYS = {
     "address": 'address = "4101-00001"  # area code (4 digits) and terminal number',
     "area": 'area = "T-0412"',
@@ -59,7 +62,9 @@ class Q1376Settings:
     max_frame: int = 4096
     max_connections: int = 5000
     max_frames_per_minute: int = 600
+    max_collecting: int = 256
     curve_points: int = 96
+    curves: tuple[str, ...] = CURVES
     concentrators: tuple[Concentrator, ...] = ()
     points: dict[str, tuple[str, int]] = field(default_factory=dict)
     """meter id → (concentrator address, pn)."""
@@ -99,10 +104,15 @@ def parse_q1376(s: Section, concentrators: list[Concentrator]) -> Q1376Settings:
     if not 1 <= master <= 127:
         raise s.error("master", "must be 1–127 (A3 D1–D7)")
     d = Q1376Settings()
+    curves = s.get("curves", list, list(CURVES))
+    for c in curves:
+        if c not in CURVES:
+            raise s.error("curves", f"{c!r} is not one of {', '.join(CURVES)}")
     numbers: dict[str, Any] = {}
     for key, low, high in (("retries", 0, 10), ("max_frame", 64, 16392),
                            ("max_connections", 1, 100_000),
-                           ("max_frames_per_minute", 1, 100_000), ("curve_points", 1, 255)):
+                           ("max_frames_per_minute", 1, 100_000), ("curve_points", 1, 255),
+                           ("max_collecting", 1, 100_000)):
         value = s.get(key, int, getattr(d, key))
         if not low <= value <= high:
             raise s.error(key, f"must be between {low} and {high}")
@@ -113,7 +123,7 @@ def parse_q1376(s: Section, concentrators: list[Concentrator]) -> Q1376Settings:
         timeout=_duration(s, "timeout", d.timeout),
         poll_every=_duration(s, "poll_every", d.poll_every),
         offline_after=_duration(s, "offline_after", d.offline_after),
-        login_within=_duration(s, "login_within", d.login_within),
+        login_within=_duration(s, "login_within", d.login_within), curves=tuple(curves),
         concentrators=tuple(concentrators), **numbers)
 
 

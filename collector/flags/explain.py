@@ -74,6 +74,8 @@ _WORDS: dict[str, Callable[[Flag], Explanation]] = {
         f"{f.evidence.get('diagnosis', 'see the evidence')}.",
         "Send a technician with collector wiring to confirm and correct the terminal block."),
     "voltage_loss": lambda f: Explanation(
+        f"{f.subject}'s concentrator ({f.evidence['terminal']}) recorded a voltage loss or "
+        "broken phase (1376.1 ERC 10)." if "terminal" in f.evidence else
         f"{f.subject} lost voltage on a phase while the others stayed up.",
         "Check the voltage leads and the fuse of that phase; a lead left off under load "
         "is also a known theft method."),
@@ -102,6 +104,17 @@ _WORDS: dict[str, Callable[[Flag], Explanation]] = {
     "tamper": lambda f: Explanation(
         f"{f.subject} recorded a tamper event (cover or terminal opened).",
         "Inspect the seals; a cover opening without a work order is a theft lead."),
+    "meter_fault": lambda f: Explanation(
+        f"{f.subject}'s concentrator ({f.evidence.get('terminal', '?')}) recorded a meter "
+        "fault (1376.1 ERC 13).",
+        "Read the meter on site; a fault record with a clock or register problem means "
+        "its reads since then are suspect until the meter is checked or replaced."),
+    "point_mismatch": lambda f: Explanation(
+        f"Concentrator {f.evidence.get('terminal', '?')} reads meter "
+        f"{f.evidence.get('terminal_says', '?')} at point {f.evidence.get('pn', '?')}, "
+        f"where the configuration has {f.subject} ({f.evidence.get('configured', '?')}).",
+        "Correct the terminal's measuring-point table (AFN 04 F10) or the configuration "
+        "before trusting this point's reads: they may belong to another customer."),
     "unregistered_meter": lambda f: Explanation(
         f"Readings arrived from {f.subject}, which no configuration lists.",
         "Add the meter to the configuration with its area and service point, or find the "

@@ -23,6 +23,7 @@ from collector.acquisition.pipeline import (
     ModbusReader,
     ProtocolRouter,
 )
+from collector.acquisition.q1376.service import Q1376Service
 from collector.acquisition.scheduler import RunStats, Scheduler
 from collector.config.intervals import register_interval
 from collector.config.settings import BusConfig, Schedule, Settings
@@ -95,12 +96,14 @@ def record_store(store: Store) -> Any:
 
 
 def vee_services(settings: Settings, store: Store, clock: Clock,
-                 readers: Mapping[str, MeterReader]) -> list[VeeService]:
+                 readers: Mapping[str, MeterReader],
+                 concentrators: Q1376Service | None = None) -> list[VeeService]:
     target = record_store(store)
     found = register_interval(settings)
     if found is None or not hasattr(target, "verdicts"):
         return []
-    after = [prepaid_update(settings, target, clock, readers)] if settings.prepaid.enabled else []
+    after = ([prepaid_update(settings, target, clock, readers, concentrators)]
+             if settings.prepaid.enabled else [])
     return [VeeService(build_vee(settings, target), clock, found[0], after)]
 
 
@@ -115,9 +118,12 @@ def local_switch(settings: Settings, readers: Mapping[str, MeterReader],
 
 
 def prepaid_update(settings: Settings, store: Any, clock: Clock,
-                   readers: Mapping[str, MeterReader]) -> Callable[[datetime], Awaitable[object]]:
+                   readers: Mapping[str, MeterReader],
+                   concentrators: Q1376Service | None = None,
+                   ) -> Callable[[datetime], Awaitable[object]]:
     """Prepaid balances after each VEE pass: charges from validated reads, alerts on MQTT
-    (on a head-end), and trips through the DL/T 645 buses this process drives."""
+    (on a head-end), and trips through the DL/T 645 buses this process drives or the
+    concentrators that dial into it (the protected windows are Prepaid's, before any)."""
     from collector.billing.prepaid import Prepaid
     from collector.billing.switch import MqttPublisher, MqttSwitch
     from collector.billing.tariff import Tariffs
@@ -129,6 +135,8 @@ def prepaid_update(settings: Settings, store: Any, clock: Clock,
                                         if m.gateway}) if publish else None
 
     async def switch(meter_id: str, action: str, reason: str) -> bool:
+        if concentrators is not None and meter_id in settings.q1376.points:
+            return await concentrators.prepaid_switch(meter_id, action, reason)
         if remote is not None and meter_id in remote.gateway_of and not local.reaches(meter_id):
             return await remote(meter_id, action, reason)
         return await local(meter_id, action, reason)
@@ -433,11 +441,11 @@ async def run_collector(
             scheduler.persist, metrics),
     )
     services = mqtt_services(settings, store, readers, clock, metrics)
+    concentrators = None
     if settings.q1376.listen:
         # Concentrators dial in: the front end is a service beside the buses.
-        from collector.acquisition.q1376.service import Q1376Service
-
-        services.append(Q1376Service(settings, store, clock, metrics))
+        concentrators = Q1376Service(settings, store, clock, metrics)
+        services.append(concentrators)
     if settings.flags.enabled and settings.mqtt.role != "gateway":
         # Flags belong where the data is whole: the head-end, or a standalone collector.
         engine = build_engine(settings, store)
@@ -445,7 +453,7 @@ async def run_collector(
             fixer = ClockSync(settings, readers, clock) if settings.flags.auto_time_sync else None
             services.append(FlagService(settings, engine, clock, fixer, metrics))
     if settings.vee.enabled and settings.mqtt.role != "gateway":
-        services += vee_services(settings, store, clock, readers)
+        services += vee_services(settings, store, clock, readers, concentrators)
     elif settings.prepaid.enabled and settings.mqtt.role != "gateway":
         log.info("[vee] is off, so prepaid balances move only with `collector prepaid update`")
     local = [m.id for m in settings.meters if m.bus in readers]

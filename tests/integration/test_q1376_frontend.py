@@ -391,3 +391,32 @@ async def test_a_day_read_through_the_concentrator_matches_the_same_meters_over_
     link.cancel()
     await asyncio.gather(link, return_exceptions=True)
     await store.close()
+
+
+async def test_a_meter_fault_the_terminal_recorded_raises_a_flag_explained_in_words(
+        tmp_path: Path) -> None:
+    from collector.flags.engine import FlagEngine
+    from collector.flags.explain import explain
+    from protocols.q1376 import events as ev
+
+    async with rig(tmp_path) as r:
+        terminal = make_terminal(r.clock)
+        terminal.records.append(ev.point_record(ev.ERC_METER_FAULT,
+                                                datetime(2026, 11, 21, 9, 0), 3, extra=b"\x04"))
+        await r.terminal(terminal)
+        engine = FlagEngine(r.store, list(r.settings.meters), every=timedelta(minutes=15),
+                            tz=TZ)
+        await engine.run(NOW, full=False)
+        [row] = [x for x in await r.store.list_flags() if x.flag.kind == "meter_fault"]
+        assert row.flag.subject == "m3" and row.flag.area == "T01"
+        assert "ERC 13" in explain(row.flag).seen
+
+
+async def test_voltage_and_current_curves_arrive_with_the_registers(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        terminal = make_terminal(r.clock)
+        await r.terminal(terminal)
+        volts = await r.store.series("m1", "1-0:32.7.0", SINCE, NOW)
+        amps = await r.store.series("m1", "1-0:31.7.0", SINCE, NOW)
+        assert len(volts) == len(amps) > 96
+        assert all(200 < v.value < 260 for v in volts)

@@ -40,6 +40,20 @@ UNITS_PER_REQUEST = 8
 EVENTS_PER_PAGE = 32
 
 
+def curves(meter: Meter, wanted: tuple[str, ...]) -> tuple[int, ...]:
+    """The curves read per day ([q1376] curves): the registers, and voltage and current
+    of each phase the meter has (the flags' wiring and voltage checks need them)."""
+    phases = 3 if meter.phases == 3 else 1
+    out: list[int] = []
+    for name, fns in (("forward", (items.F_CURVE_FORWARD,)),
+                      ("reverse", (items.F_CURVE_REVERSE,)),
+                      ("voltage", items.F_VOLTAGE_CURVES[:phases]),
+                      ("current", items.F_CURRENT_CURVES[:phases])):
+        if name in wanted:
+            out += fns
+    return tuple(out)
+
+
 @dataclass
 class TerminalRun:
     """What one collection of one terminal did."""
@@ -77,6 +91,9 @@ class Q1376Service:
         self._tables_checked: set[TerminalLink] = set()
         self._event_pointer: dict[str, int] = {}
         self._status_writes: set[asyncio.Task[None]] = set()
+        self._collecting = asyncio.Semaphore(self.q.max_collecting)
+        """Terminals read at once: bounds the readings held in memory (a day of 32
+        points is ~4,000) while thousands log in together."""
 
     def password(self) -> bytes:
         env = self.q.password_env
@@ -146,7 +163,8 @@ class Q1376Service:
 
     async def _collect_logged(self, link: TerminalLink) -> None:
         try:
-            await self.collect(link)
+            async with self._collecting:
+                await self.collect(link)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -229,7 +247,7 @@ class Q1376Service:
         start_local = datetime.combine(day, datetime.min.time()) + step
         ask = CurveRequest(start_local, 15, self.q.curve_points).encode()
         units = [Unit(pn, fn, ask) for pn in sorted(meters)
-                 for fn in (items.F_CURVE_FORWARD, items.F_CURVE_REVERSE)]
+                 for fn in curves(meters[pn], self.q.curves)]
         closed = tr.day_end(day, self.tz) <= now
         if closed:
             units += [Unit(pn, fn, fm.encode_a20(day)) for pn in sorted(meters)
@@ -382,6 +400,17 @@ class Q1376Service:
         await link.request(fr.AFN_CONTROL, [Unit(0, items.F_TIME_SYNC, fm.encode_a1(
             target.replace(tzinfo=None, microsecond=0)))], pw=self.password())
         return f"terminal {address}: clock set (was {offset:+.0f} s)"
+
+    async def prepaid_switch(self, meter_id: str, action: str, reason: str) -> bool:
+        """Prepaid's switch for meters behind concentrators: True once the terminal
+        confirmed the control."""
+        try:
+            await self.switch(meter_id, trip=action == "trip")
+        except ProtocolError as exc:
+            log.warning("%s of %s not done (%s): %s", action, meter_id, reason, exc)
+            return False
+        log.info("%s of %s done through its concentrator (%s)", action, meter_id, reason)
+        return True
 
     async def switch(self, meter_id: str, trip: bool) -> None:
         """Remote trip (AFN 05 F1) or allow close (F2) of a prepaid meter's point."""

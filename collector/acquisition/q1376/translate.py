@@ -66,13 +66,23 @@ def curve_readings(meter: Meter, fn: int, curve: Curve, tz: tzinfo,
                    not_after: datetime) -> list[Reading]:
     """Points up to `not_after` (a terminal's clock may run ahead of ours)."""
     obis, unit = CURVE_OBIS[fn]
+    request = curve.request
+    first = utc(request.start, tz)
+    step = timedelta(minutes=request.minutes)
+    last = utc(request.start + step * max(0, request.points - 1), tz)
+    # One conversion per curve where the zone keeps one offset across it (always, in
+    # zones without DST); point by point where a DST change falls inside.
+    steady = last - first == step * max(0, request.points - 1)
+    source = _tag(meter, "curve")
     out = []
-    for local, value in curve.points():
-        ts = utc(local, tz)
-        if value is None or ts > not_after:
+    for i, value in enumerate(curve.values):
+        if value is None:
             continue
+        ts = first + step * i if steady else utc(request.start + step * i, tz)
+        if ts > not_after:
+            break
         out.append(Reading(meter.id, obis, ts, scaled(meter, unit, value), unit,
-                           source=_tag(meter, "curve")))
+                           source=source))
     return out
 
 
