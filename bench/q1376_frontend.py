@@ -96,6 +96,8 @@ def simulate(port: int, first: int, count: int, points: int, stay: float) -> Non
 
 
 class FixedClock:
+    speed = 1.0
+
     def now(self) -> datetime:
         return NOW
 
@@ -152,7 +154,7 @@ def baseline(n: int, points: int) -> tuple[float, int, int]:
 
 async def front_end(n: int, points: int, procs: int, db: Path) -> dict[str, float]:
     settings = parse(config(n, points, db))
-    store = SqliteStore(db)
+    store = SqliteStore(str(db))
     await store.migrate()
     await store.upsert_meters(settings.meters)
     service = Q1376Service(settings, store, FixedClock())
