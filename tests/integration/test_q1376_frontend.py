@@ -420,3 +420,25 @@ async def test_voltage_and_current_curves_arrive_with_the_registers(tmp_path: Pa
         amps = await r.store.series("m1", "1-0:31.7.0", SINCE, NOW)
         assert len(volts) == len(amps) > 96
         assert all(200 < v.value < 260 for v in volts)
+
+
+async def test_a_terminal_that_stops_answering_times_out_and_its_meters_say_so(
+        tmp_path: Path) -> None:
+    async with rig(tmp_path, timeout="1s", retries=1) as r:
+        terminal = make_terminal(r.clock, faults=TerminalFaults(silent=True))
+        run = await r.terminal(terminal)
+        assert run.errors and "no reply" in run.errors[0] and not run.ok_meters
+        hour = (NOW - timedelta(hours=1), NOW + timedelta(minutes=1))
+        [dc] = await r.store.collection_summary(*hour, "gateway")
+        assert (dc.group, dc.attempts, dc.ok, dc.timeouts) == ("dc01", 4, 0, 4)
+
+
+async def test_a_chattering_terminal_is_cut_off_at_its_frame_budget(tmp_path: Path) -> None:
+    from protocols.q1376 import items
+
+    async with rig(tmp_path, max_frames_per_minute=20) as r:
+        terminal = make_terminal(r.clock)
+        await r.terminal(terminal)
+        for _ in range(30):
+            await terminal.report(fr.AFN_LINK, [items.Unit(0, items.F_HEARTBEAT)])
+        await r.offline()

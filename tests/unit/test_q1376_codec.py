@@ -228,3 +228,15 @@ def test_an_unknown_function_ends_the_walk_with_its_name() -> None:
     with pytest.raises(items.UnsupportedUnit, match="F167"):
         items.split_units(fr.decode(bytes.fromhex(
             "684a004a00684b71012208020ce301014014035921162800e916")))
+
+
+def test_random_and_mutated_frames_raise_nothing_but_frame_errors() -> None:
+    import random
+
+    from bench.fuzz_q1376 import decode_all, inputs
+
+    for raw in inputs(3000, random.Random(5)):
+        try:
+            decode_all(raw)
+        except fr.FrameError:
+            pass
