@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -40,6 +41,14 @@ class TerminalFaults:
     """Every n-th reply goes out with its checksum broken."""
     wrong_table: dict[int, str] = field(default_factory=dict)
     """pn → the meter address the terminal's point table claims (a swapped meter)."""
+    latency_s: float = 0.0
+    jitter_s: float = 0.0
+    """GPRS: each reply waits latency ± jitter (seeded) before it goes out."""
+    duplicate_every: int = 0
+    """Every n-th reply frame is sent twice (a retransmission the network duplicated)."""
+    drop_mid_reply: bool = False
+    """The link dies after the first frame of a multi-frame reply (a cell handover)."""
+    seed: int = 1
 
 
 @dataclass
@@ -57,6 +66,7 @@ class SimulatedTerminal:
     """Important events (ERC), oldest first; the page pointer wraps at 256."""
     clock_offset_s: float = 0.0
     requests: int = 0
+    frames_out: int = 0
     logins: int = 0
     _pseq: int = 0
     _writer: asyncio.StreamWriter | None = None
@@ -145,10 +155,22 @@ class SimulatedTerminal:
         except fr.FrameError as exc:
             log.info("terminal %s: cannot answer (%s)", self.address.text, exc)
             replies = [items.confirm(self.address, frame.pseq, ok=False, up=True)]
-        for out in replies:
-            if self.faults.corrupt_every and self.requests % self.faults.corrupt_every == 0:
+        faults = self.faults
+        if faults.latency_s or faults.jitter_s:
+            rng = random.Random(faults.seed * 7919 + self.requests)
+            await asyncio.sleep(max(0.0, faults.latency_s + rng.uniform(-1, 1) * faults.jitter_s))
+        for i, out in enumerate(replies):
+            if faults.corrupt_every and self.requests % faults.corrupt_every == 0:
                 out = out[:-2] + bytes([out[-2] ^ 0x55, 0x16])
+            if faults.drop_mid_reply and len(replies) > 1 and i == 1:
+                if self._writer is not None:
+                    self._writer.close()
+                self._writer = None
+                return
             await self._write(out)
+            self.frames_out += 1
+            if faults.duplicate_every and self.frames_out % faults.duplicate_every == 0:
+                await self._write(out)
 
     # --- answers -------------------------------------------------------------------------
 
@@ -308,3 +330,35 @@ class SimulatedTerminal:
         chosen = tuple(self.records[i] for i in want if i < total)
         end = (pm + len(chosen)) % 256
         return ev.EventPage(total % 256, 0, pm, end, chosen)
+
+
+async def run_concentrators(host: str, port: int, count: int, points: int, *, seed: int = 1,
+                            latency_s: float = 0.0, redial_s: float = 5.0,
+                            tz: tzinfo | None = None) -> None:
+    """`collector simulate --q1376`: terminals 4101-00001… with `points` meters each
+    (meter n of terminal t is address t·points + n), dialling and redialling for ever."""
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    from simulator.fleet import FleetSpec, build_fleet
+
+    zone = tz or ZoneInfo("Asia/Shanghai")
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    fleet = build_fleet(FleetSpec(meters=count * points, buses=1, seed=seed, tz=zone), now,
+                        now() - timedelta(days=2))
+    group = [SimulatedTerminal(
+        fr.Address("4101", t + 1),
+        {pn: fleet.meters[t * points + pn] for pn in range(1, points + 1)}, now, zone,
+        faults=TerminalFaults(latency_s=latency_s, jitter_s=latency_s / 2, seed=seed + t))
+        for t in range(count)]
+
+    async def dial(terminal: SimulatedTerminal) -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                await terminal.run(host, port)
+            await asyncio.sleep(redial_s)
+
+    await asyncio.gather(*(dial(t) for t in group))

@@ -177,6 +177,14 @@ class SteppedClock:
             self._changed.set()  # look again once the woken tasks have settled
 
 
+def looks_like_zone_error(offset_s: float) -> bool:
+    """Whole hours (or half hours) of offset are a configuration error, not a clock drifting:
+    syncing would set every meter on the bus wrong for time-of-use billing. Here, below
+    the rooms that sync clocks (the field tools, the 1376.1 front end), so both share it."""
+    half_hours = offset_s / 1800
+    return abs(offset_s) >= 1800 and abs(half_hours - round(half_hours)) < 0.02
+
+
 def align_up(ts: datetime, every: timedelta, offset: timedelta = timedelta(0)) -> datetime:
     """The first slot boundary at or after `ts`, slots aligned to the UTC epoch plus offset.
 

@@ -275,11 +275,8 @@ def clock(port: str | None, modbus_url: str | None, baud: int, parity: str,
           latency_ms: float, address: str, tz_name: str, sync: bool, force: bool,
           as_json: bool) -> None:
     """Show a DL/T 645 meter clock's offset from this machine, and optionally sync it."""
-    from collector.field.tools import (
-        check_clock,
-        looks_like_zone_error,
-        sync_clock,
-    )
+    from collector.acquisition.clock import looks_like_zone_error
+    from collector.field.tools import check_clock, sync_clock
 
     if modbus_url:
         raise click.UsageError("clock checks are for DL/T 645 meters (--port)")

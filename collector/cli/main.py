@@ -6,6 +6,7 @@ import click
 
 from collector.cli.api import api, export, token
 from collector.cli.billing import bill, points, prepaid
+from collector.cli.concentrators import concentrators, frame
 from collector.cli.field import clock, read, scan
 from collector.cli.flags import flags, plot, screen
 from collector.cli.reports import db, report
@@ -24,7 +25,7 @@ def main() -> None:
 
 for command in (run, demo, read, scan, clock, simulate, db, report, flags, screen, plot,
                 service, vee, meters, bill, points, prepaid, api, token, export, wiring, watch,
-                history):
+                history, concentrators, frame):
     main.add_command(command)
 
 if __name__ == "__main__":

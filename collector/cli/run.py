@@ -132,10 +132,30 @@ def demo(meters: int, buses: int, hours: float, day: datetime | None, db_path: s
 @click.option("--modbus-tcp", "modbus_profile", metavar="PROFILE",
               help="Also serve meters 1..N as Modbus units 1..N on a loopback pymodbus "
                    "server with this profile (sdm630 has what the wiring check needs).")
+@click.option("--q1376", "q1376", metavar="HOST:PORT",
+              help="Instead: concentrators (Q/GDW 1376.1) that dial this front end.")
+@click.option("--concentrators", default=1, show_default=True,
+              help="With --q1376: how many terminals (addresses 4101-00001 on).")
+@click.option("--points", default=8, show_default=True,
+              help="With --q1376: meters per terminal (pn 1..M, addresses as the buses').")
 def simulate(meters: int, buses: int, baud: int, latency_ms: float, speed: float,
              seed: int, three_phase: tuple[int, ...], miswire: tuple[str, ...],
-             optical: bool, modbus_profile: str | None) -> None:
+             optical: bool, modbus_profile: str | None, q1376: str | None,
+             concentrators: int, points: int) -> None:
     """Run simulated DL/T 645 meters on pty buses and print the paths to open."""
+    if q1376:
+        from simulator.q1376_terminal import run_concentrators
+
+        host, _, port = q1376.rpartition(":")
+        if not host or not port.isdigit():
+            raise click.BadParameter(f"{q1376!r} is not HOST:PORT", param_hint="--q1376")
+        console.print(f"{concentrators} concentrators × {points} points dialling {q1376} "
+                      f"(GPRS latency {latency_ms:g} ms); Ctrl-C to stop")
+        sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_concentrators(host, int(port), concentrators, points, seed=seed,
+                                          latency_s=latency_ms / 1000))
+        return
     from collector.acquisition.clock import SimulatedClock
     from simulator.bus import WireTiming
     from simulator.fleet import FleetSpec, build_fleet

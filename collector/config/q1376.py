@@ -24,6 +24,7 @@ Q1376_KEYS = {
     "max_frame": "max_frame = 4096  # bytes a terminal may declare for one frame",
     "max_connections": "max_connections = 5000",
     "max_frames_per_minute": "max_frames_per_minute = 600  # unsolicited, per connection",
+    "trace": "trace = false  # log every frame, both directions, as hex",
     "max_collecting": "max_collecting = 256  # terminals read at once",
     "curve_points": "curve_points = 96  # per curve request (a day of 15-minute points)",
     "curves": 'curves = ["forward", "reverse", "voltage", "current"]  # read per day',
@@ -63,6 +64,7 @@ class Q1376Settings:
     max_connections: int = 5000
     max_frames_per_minute: int = 600
     max_collecting: int = 256
+    trace: bool = False
     curve_points: int = 96
     curves: tuple[str, ...] = CURVES
     concentrators: tuple[Concentrator, ...] = ()
@@ -124,6 +126,7 @@ def parse_q1376(s: Section, concentrators: list[Concentrator]) -> Q1376Settings:
         poll_every=_duration(s, "poll_every", d.poll_every),
         offline_after=_duration(s, "offline_after", d.offline_after),
         login_within=_duration(s, "login_within", d.login_within), curves=tuple(curves),
+        trace=s.get("trace", bool, False),
         concentrators=tuple(concentrators), **numbers)
 
 

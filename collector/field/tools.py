@@ -84,13 +84,6 @@ async def check_clock(client: Dlt645Client, address: str, tz: tzinfo,
     return ClockCheck(meter_time + timedelta(milliseconds=500), before + (after - before) / 2)
 
 
-def looks_like_zone_error(offset_s: float) -> bool:
-    """Whole hours (or half hours) of offset are a configuration error, not a clock drifting:
-    syncing would set every meter on the bus wrong for time-of-use billing."""
-    half_hours = offset_s / 1800
-    return abs(offset_s) >= 1800 and abs(half_hours - round(half_hours)) < 0.02
-
-
 async def sync_clock(client: Dlt645Client, tz: tzinfo, now: datetime | None = None) -> None:
     """Broadcast the time at which the frame will have arrived, to the nearest second.
 

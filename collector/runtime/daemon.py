@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from collector.acquisition.catch_up import backfill as read_back
 from collector.acquisition.catch_up import catch_up
-from collector.acquisition.clock import Clock, RealClock
+from collector.acquisition.clock import Clock, RealClock, looks_like_zone_error
 from collector.acquisition.pipeline import (
     CollectionResult,
     Dlt645Reader,
@@ -28,7 +28,7 @@ from collector.acquisition.scheduler import RunStats, Scheduler
 from collector.config.intervals import register_interval
 from collector.config.settings import BusConfig, Schedule, Settings
 from collector.errors import CollectorError, ConfigError
-from collector.field.tools import check_clock, looks_like_zone_error, sync_clock
+from collector.field.tools import check_clock, sync_clock
 from collector.flags.service import FlagService, build_engine
 from collector.ops.endpoint import Check, OpsEndpoint
 from collector.ops.metrics import Metrics

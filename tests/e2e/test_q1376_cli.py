@@ -100,3 +100,82 @@ async def test_collector_run_takes_a_concentrators_day_into_the_store(tmp_path: 
         out, _ = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, out
     assert "Traceback" not in out and "ERROR" not in out, out
+
+
+def test_frame_decode_tells_the_protocols_apart_and_decodes_the_data() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from collector.cli.main import main
+    from protocols.dlt645 import codec, data_ids
+
+    # ksy capture rafn12f129.3761 (liangminhua/qgdw376.1.ksy): a real terminal's reply.
+    reply = ("68c600c600688871012208020ca2010101101816280818040001000000" + "ee" * 20
+             + "0239191628008c16")
+    out = CliRunner().invoke(main, ["frame", "decode", reply, "--json"])
+    assert out.exit_code == 0, out.output
+    fields = json.loads(out.output)
+    assert fields["protocol"] == "Q/GDW 1376.1" and fields["address"]["text"] == "0171-02082"
+    [unit] = fields["units"]
+    assert (unit["pn"], unit["fn"]) == (1, 129)
+    assert unit["value"]["values"] == [0.01, None, None, None, None]
+    di = 0x00010000
+    raw = codec.encode(codec.read_reply("000000000001", di, data_ids.encode_values(
+        data_ids.lookup(di), [1234.56])))
+    out = CliRunner().invoke(main, ["frame", "decode", raw.hex(" "), "--json"])
+    assert out.exit_code == 0, out.output
+    fields = json.loads(out.output)
+    assert fields["protocol"] == "DL/T 645-2007" and fields["item"]["di"] == "00010000"
+    assert fields["item"]["values"][0]["value"] == 1234.56
+    bad = CliRunner().invoke(main, ["frame", "decode", reply[:-4] + "0016"])
+    assert bad.exit_code == 3 and "checksum" in bad.output
+
+
+def test_concentrators_lists_each_terminal_state_points_and_how_far_it_is_collected(
+        tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from collector.cli.main import main
+    from model import Event, Reading
+    from storage.sqlite import SqliteStore
+
+    db = tmp_path / "c.db"
+    config = tmp_path / "collector.toml"
+    config.write_text(textwrap.dedent(f"""
+        [storage]
+        url = "sqlite:///{db}"
+        [[concentrator]]
+        address = "4101-00001"
+        name = "dc01"
+        [[concentrator]]
+        address = "4101-00002"
+        name = "dc02"
+        [[meter]]
+        id = "m1"
+        protocol = "q1376"
+        concentrator = "dc01"
+        pn = 1
+        """))
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    async def fill() -> None:
+        store = SqliteStore(str(db))
+        await store.migrate()
+        await store.write_events([
+            Event("dc01", now - timedelta(hours=2), "terminal_online", {}),
+            Event("dc01", now - timedelta(minutes=5), "terminal_heartbeat", {})])
+        await store.write_readings([Reading("m1", "1-0:1.8.0", now - timedelta(minutes=15),
+                                            12.5, "kWh")])
+        await store.close()
+
+    asyncio.run(fill())
+    out = CliRunner().invoke(main, ["concentrators", "--config", str(config), "--json"])
+    assert out.exit_code == 0, out.output
+    one, two = json.loads(out.output)
+    assert (one["terminal"], one["state"], one["points"]) == ("dc01", "online", 1)
+    assert one["last_heard"] == (now - timedelta(minutes=5)).isoformat()
+    assert one["collected_through"] == (now - timedelta(minutes=15)).isoformat()
+    assert (two["terminal"], two["state"], two["points"]) == ("dc02", "never seen", 0)

@@ -442,3 +442,55 @@ async def test_a_chattering_terminal_is_cut_off_at_its_frame_budget(tmp_path: Pa
         for _ in range(30):
             await terminal.report(fr.AFN_LINK, [items.Unit(0, items.F_HEARTBEAT)])
         await r.offline()
+
+
+async def test_duplicated_frames_and_gprs_jitter_change_nothing_that_is_stored(
+        tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        plain = make_terminal(r.clock)
+        await r.terminal(plain)
+        want = await r.store.series("m2", "1-0:1.8.0", SINCE, NOW)
+    async with rig(tmp_path / "noisy") as r:
+        noisy = make_terminal(r.clock, faults=TerminalFaults(
+            duplicate_every=2, latency_s=0.02, jitter_s=0.02))
+        run = await r.terminal(noisy)
+        assert not run.errors
+        assert await r.store.series("m2", "1-0:1.8.0", SINCE, NOW) == want
+
+
+async def test_a_link_dropped_inside_a_multi_frame_reply_loses_nothing_once_it_is_back(
+        tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        terminal = make_terminal(r.clock, faults=TerminalFaults(drop_mid_reply=True))
+        run = await r.terminal(terminal)
+        assert run.errors  # the half-delivered reply is not taken for a whole one
+        await r.offline()
+        terminal.faults.drop_mid_reply = False
+        run = await r.terminal(terminal)
+        assert not run.errors
+        start = datetime(2026, 11, 19, 16, 15, tzinfo=UTC)  # 00:15 on the 20th
+        for n in range(1, 5):
+            series = await r.store.series(f"m{n}", "1-0:1.8.0", start, NOW)
+            assert len(series) == int((NOW - start) / timedelta(minutes=15)) + 1
+
+
+async def test_trace_logs_every_frame_both_ways_with_the_terminal(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", "collector.acquisition.q1376.link")
+    async with rig(tmp_path, trace=True) as r:
+        await r.terminal(make_terminal(r.clock))
+    lines = [m for m in caplog.messages if m.startswith("q1376 trace")]
+    assert any(" <- 68 " in m for m in lines) and any(" -> 68 " in m for m in lines)
+    assert all(ADDRESS.text in m or "not logged in" in m for m in lines)
+
+
+async def test_collector_simulate_q1376_terminals_dial_in_and_are_read(tmp_path: Path) -> None:
+    from simulator.q1376_terminal import run_concentrators
+
+    async with rig(tmp_path) as r:
+        task = asyncio.create_task(run_concentrators("127.0.0.1", r.service.port, 1, 4,
+                                                     latency_s=0.01, tz=TZ))
+        r._tasks.append(task)
+        async with r.service.collected:
+            await r.service.collected.wait_for(lambda: bool(r.service.runs))
+        assert r.service.runs[0].ok_meters == {"m1", "m2", "m3", "m4"}

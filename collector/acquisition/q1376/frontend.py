@@ -44,13 +44,15 @@ class FrontEnd:
     def __init__(self, settings: Q1376Settings, *, metrics: Metrics | None = None,
                  on_login: Callable[[TerminalLink], None] | None = None,
                  on_report: Report | None = None,
-                 on_status: Callable[[str, bool, str], None] | None = None) -> None:
+                 on_status: Callable[[str, bool, str], None] | None = None,
+                 on_heartbeat: Callable[[str], None] | None = None) -> None:
         """`on_status(address, online, peer)` hears every login and every link lost."""
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.on_login = on_login
         self.on_report = on_report
         self.on_status = on_status
+        self.on_heartbeat = on_heartbeat
         self.links: dict[str, TerminalLink] = {}
         """Logged-in links by terminal address."""
         self.status: dict[str, TerminalStatus] = {
@@ -63,7 +65,8 @@ class FrontEnd:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.limits = LinkLimits(settings.timeout.total_seconds(), settings.retries,
-                                 settings.max_frame, settings.max_frames_per_minute)
+                                 settings.max_frame, settings.max_frames_per_minute,
+                                 settings.trace)
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._accept, host, port)
@@ -159,6 +162,8 @@ class FrontEnd:
             if items.F_HEARTBEAT in fns:
                 link.last_heartbeat = datetime.now(UTC)
                 self.status[link.name].last_heartbeat = link.last_heartbeat
+                if self.on_heartbeat is not None:
+                    self.on_heartbeat(link.name)
                 return True
             if items.F_LOGOUT in fns:
                 self.status[link.name].last_logout = datetime.now(UTC)

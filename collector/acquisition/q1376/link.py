@@ -33,6 +33,8 @@ class LinkLimits:
     retries: int = 2
     max_frame: int = 4096
     max_frames_per_minute: int = 600
+    trace: bool = False
+    """Log every frame, both directions, as hex (the analyser's view of the wire)."""
 
 
 Initiated = Callable[["TerminalLink", fr.Frame], Awaitable[bool]]
@@ -102,6 +104,8 @@ class TerminalLink:
             await self.writer.wait_closed()
 
     async def _on_raw(self, raw: bytes) -> None:
+        if self.limits.trace:
+            log.info("q1376 trace %s <- %s", self.name, raw.hex(" "))
         try:
             frame = fr.decode(raw)
         except fr.FrameError as exc:
@@ -156,6 +160,8 @@ class TerminalLink:
     async def send(self, raw: bytes) -> None:
         if self.closed.is_set():
             raise TransportError(f"terminal {self.name}: connection closed", meter=self.name)
+        if self.limits.trace:
+            log.info("q1376 trace %s -> %s", self.name, raw.hex(" "))
         self.writer.write(raw)
         await self.writer.drain()
 

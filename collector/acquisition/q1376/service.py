@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from collector.acquisition.clock import Clock, sleep_until_or_stopped
+from collector.acquisition.clock import Clock, looks_like_zone_error, sleep_until_or_stopped
 from collector.acquisition.q1376 import translate as tr
 from collector.acquisition.q1376.frontend import FrontEnd
 from collector.acquisition.q1376.link import TerminalLink
 from collector.config.settings import Settings
-from collector.field.tools import looks_like_zone_error
 from collector.ops.metrics import Metrics
 from model import CollectionAttempt, Event, Flag, Meter, Outcome, Reading, ReadKind
 from protocols.errors import ProtocolError
@@ -81,7 +80,8 @@ class Q1376Service:
         for meter_id, (address, pn) in self.q.points.items():
             self.points.setdefault(address, {})[pn] = by_id[meter_id]
         self.front = FrontEnd(self.q, metrics=self.metrics, on_login=self._logged_in,
-                              on_report=self._report, on_status=self._status)
+                              on_report=self._report, on_status=self._status,
+                              on_heartbeat=self._heartbeat)
         self.port = 0
         self.ready = asyncio.Event()
         self.runs: list[TerminalRun] = []
@@ -91,6 +91,7 @@ class Q1376Service:
         self._tables_checked: set[TerminalLink] = set()
         self._event_pointer: dict[str, int] = {}
         self._status_writes: set[asyncio.Task[None]] = set()
+        self._beats: dict[str, datetime] = {}
         self._collecting = asyncio.Semaphore(self.q.max_collecting)
         """Terminals read at once: bounds the readings held in memory (a day of 32
         points is ~4,000) while thousands log in together."""
@@ -135,10 +136,22 @@ class Q1376Service:
     def _status(self, address: str, online: bool, peer: str) -> None:
         """Logins and lost links are events of the terminal, so the API and the web view
         (other processes) can tell who is online, and since when."""
+        self._terminal_event(address, "terminal_online" if online else "terminal_offline",
+                             {"terminal": address, "peer": peer})
+
+    def _heartbeat(self, address: str) -> None:
+        """At most one stored heartbeat per terminal per poll interval: enough for
+        `collector concentrators` to say when it was last heard, without a row a beat."""
+        now = self.clock.now()
+        last = self._beats.get(address)
+        if last is not None and now - last < self.q.poll_every:
+            return
+        self._beats[address] = now
+        self._terminal_event(address, "terminal_heartbeat", {"terminal": address})
+
+    def _terminal_event(self, address: str, kind: str, details: dict[str, Any]) -> None:
         home = self.q.concentrator(address)
-        event = Event(home.id if home else address, self.clock.now(),
-                      "terminal_online" if online else "terminal_offline",
-                      {"terminal": address, "peer": peer})
+        event = Event(home.id if home else address, self.clock.now(), kind, details)
         task = asyncio.create_task(self._write_status(event))
         self._status_writes.add(task)
         task.add_done_callback(self._status_writes.discard)
