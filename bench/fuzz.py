@@ -21,10 +21,9 @@ import contextlib
 import json
 import random
 import time
-import traceback
-from collections import Counter
 from datetime import UTC, datetime
 
+from bench.fuzz_tally import tally
 from protocols.mqtt.schema import PayloadError, decode_batch
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -88,20 +87,8 @@ def main() -> None:
             json.loads(item)
     baseline = time.perf_counter() - started
 
-    outcomes: Counter[str] = Counter()
-    escapes: list[tuple[bytes, str]] = []
-    started = time.perf_counter()
-    for item in data:
-        try:
-            decode_batch(item, "gw1", now=NOW)
-            outcomes["decoded"] += 1
-        except PayloadError:
-            outcomes["refused"] += 1
-        except Exception:
-            outcomes["escaped"] += 1
-            if len(escapes) < 5:
-                escapes.append((item[:200], traceback.format_exc(limit=3)))
-    elapsed = time.perf_counter() - started
+    found = tally(data, lambda item: decode_batch(item, "gw1", now=NOW), PayloadError)
+    outcomes, escapes, elapsed = found.outcomes, found.escapes, found.elapsed
 
     print(f"{len(data):,} inputs: {outcomes['decoded']:,} decoded, "
           f"{outcomes['refused']:,} refused with PayloadError, "

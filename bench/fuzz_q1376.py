@@ -10,10 +10,9 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-import traceback
-from collections import Counter
 from datetime import date, datetime
 
+from bench.fuzz_tally import tally
 from protocols.q1376 import events as ev
 from protocols.q1376 import formats as fm
 from protocols.q1376 import frame as fr
@@ -111,20 +110,8 @@ def run(n: int, rng: random.Random) -> None:
             fr.decode(item)
     baseline = time.perf_counter() - started
 
-    outcomes: Counter[str] = Counter()
-    escapes: list[tuple[bytes, str]] = []
-    started = time.perf_counter()
-    for item in data:
-        try:
-            decode_all(item)
-            outcomes["decoded"] += 1
-        except fr.FrameError:
-            outcomes["refused"] += 1
-        except Exception:
-            outcomes["escaped"] += 1
-            if len(escapes) < 5:
-                escapes.append((item[:120], traceback.format_exc(limit=4)))
-    elapsed = time.perf_counter() - started
+    found = tally(data, decode_all, fr.FrameError, keep=120)
+    outcomes, escapes, elapsed = found.outcomes, found.escapes, found.elapsed
     print(f"{len(data):,} frames: {outcomes['decoded']:,} decoded to their values, "
           f"{outcomes['refused']:,} refused with FrameError, "
           f"{outcomes['escaped']} escaped (goal 0)")

@@ -30,7 +30,7 @@ from protocols.q1376 import frame as fr
 from protocols.q1376 import items, points
 from protocols.q1376.events import EventPage
 from protocols.q1376.items import Unit
-from protocols.q1376.values import Curve, CurveRequest, Frozen, Present, Registers
+from protocols.q1376.values import CurveRequest
 from storage import Store
 
 log = logging.getLogger(__name__)
@@ -268,35 +268,23 @@ class Q1376Service:
         if closed and (day + timedelta(days=1)).day == 1:
             units += [Unit(pn, fn, fm.encode_a21(day)) for pn in sorted(meters)
                       for fn in items.MONTHLY]
+        await self._read_units(link, fr.AFN_CLASS2, units, meters, now, run)
+
+    async def _read_units(self, link: TerminalLink, afn: int, units: list[Unit],
+                          meters: dict[int, Meter], now: datetime, run: TerminalRun) -> None:
         readings: list[Reading] = []
-        for unit in await self._ask(link, fr.AFN_CLASS2, units):
+        for unit in await self._ask(link, afn, units):
             meter = meters.get(unit.pn)
-            if meter is None:
-                continue
-            value = items.decode_value(fr.AFN_CLASS2, unit)
-            if isinstance(value, Curve):
-                readings += tr.curve_readings(meter, unit.fn, value, self.tz, now)
-            elif isinstance(value, Frozen):
-                readings += tr.frozen_readings(meter, unit.fn, value, self.tz)
+            if meter is not None:
+                readings += tr.unit_readings(meter, unit.fn, items.decode_value(afn, unit),
+                                             self.tz, now)
         await self._write(readings, run)
 
     async def _present(self, link: TerminalLink, meters: dict[int, Meter], now: datetime,
                        run: TerminalRun) -> None:
         units = [Unit(pn, fn) for pn in sorted(meters)
                  for fn in (items.F_FORWARD, items.F_REVERSE, items.F_PRESENT)]
-        readings: list[Reading] = []
-        for unit in await self._ask(link, fr.AFN_CLASS1, units):
-            meter = meters.get(unit.pn)
-            if meter is None:
-                continue
-            value = items.decode_value(fr.AFN_CLASS1, unit)
-            if isinstance(value, Registers):
-                ts = tr.utc(value.read_at, self.tz) if value.read_at else now
-                readings += tr.register_readings(meter, unit.fn, value, min(ts, now),
-                                                 ReadKind.INSTANT, "now")
-            elif isinstance(value, Present):
-                readings += tr.present_readings(meter, value, now)
-        await self._write(readings, run)
+        await self._read_units(link, fr.AFN_CLASS1, units, meters, now, run)
 
     async def _clock(self, link: TerminalLink, terminal_id: str, now: datetime,
                      run: TerminalRun) -> None:
@@ -372,17 +360,9 @@ class Q1376Service:
                 if isinstance(value, EventPage):
                     events += tr.page_events(value, meters, link.name, terminal_id, self.tz,
                                              now)
-                elif meter is None:
-                    continue
-                elif isinstance(value, Curve):
-                    readings += tr.curve_readings(meter, unit.fn, value, self.tz, now)
-                elif isinstance(value, Frozen):
-                    readings += tr.frozen_readings(meter, unit.fn, value, self.tz)
-                elif isinstance(value, Registers):
-                    readings += tr.register_readings(meter, unit.fn, value, now,
-                                                     ReadKind.INSTANT, "report")
-                elif isinstance(value, Present):
-                    readings += tr.present_readings(meter, value, now)
+                elif meter is not None:
+                    readings += tr.unit_readings(meter, unit.fn, value, self.tz, now,
+                                                 "report")
         except fr.FrameError as exc:
             log.warning("terminal %s: report AFN %02X unreadable (%s); kept as a dead letter",
                         link.name, frame.afn, exc)

@@ -103,6 +103,22 @@ def present_readings(meter: Meter, present: Present, ts: datetime) -> list[Readi
             for obis, value, unit in named if value is not None]
 
 
+def unit_readings(meter: Meter, fn: int, value: object, tz: tzinfo, now: datetime,
+                  extra: str = "now") -> list[Reading]:
+    """Whatever one decoded unit holds, as readings: curves, freezes, present registers
+    (stamped at their read time, never after now) and present values."""
+    if isinstance(value, Curve):
+        return curve_readings(meter, fn, value, tz, now)
+    if isinstance(value, Frozen):
+        return frozen_readings(meter, fn, value, tz)
+    if isinstance(value, Registers) and fn in ENERGY_OBIS:
+        ts = utc(value.read_at, tz) if value.read_at else now
+        return register_readings(meter, fn, value, min(ts, now), ReadKind.INSTANT, extra)
+    if isinstance(value, Present):
+        return present_readings(meter, value, now)
+    return []
+
+
 def record_event(record: Record, meter_id: str, terminal: str, tz: tzinfo,
                  fallback: datetime) -> Event:
     start = utc(record.start, tz) if record.start else fallback
