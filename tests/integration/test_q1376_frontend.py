@@ -296,8 +296,8 @@ async def test_a_report_the_terminal_sends_unasked_is_stored_before_it_is_confir
         regs = Registers(datetime(2026, 11, 21, 10, 29), (4321.1234, 1.0, 2.0, 3.0, 4321.1234 - 6))
         await terminal.report(fr.AFN_CLASS1, [items.Unit(4, items.F_FORWARD, regs.encode())])
         await asyncio.wait_for(terminal._confirmed.wait(), 10)
-        latest = {(x.quantity, x.kind): x for x in await r.store.latest_readings(["m4"])}
-        stored = latest[("1-0:1.8.0", ReadKind.INSTANT)]
+        at = datetime(2026, 11, 21, 2, 29, tzinfo=UTC)  # the register's own read time
+        [stored] = await r.store.series("m4", "1-0:1.8.0", at, at, ReadKind.INSTANT)
         assert stored.value == 4321.1234 and stored.source.endswith(":report")
 
 
