@@ -16,7 +16,6 @@ from rich.table import Table
 
 from collector.cli.context import CONFIG_OPTION, EXIT_DEVICE, console, with_store
 from collector.config import settings as config_mod
-from model import ReadKind
 from protocols.errors import ProtocolError
 from storage import Store
 
@@ -43,8 +42,11 @@ def concentrators(config_path: str, days: int, as_json: bool) -> None:
             mine = sorted((e for e in events if e.meter_id == c.id), key=lambda e: e.ts)
             links = [e for e in mine if e.kind != "terminal_heartbeat"]
             meters = points.get(c.address, [])
-            latest = {r.meter_id: r.ts for r in await store.latest_readings(meters)
-                      if r.quantity == "1-0:1.8.0" and r.kind == ReadKind.INTERVAL}
+            latest: dict[str, datetime] = {}
+            for m in meters:  # indexed ranges: no whole-store scan per terminal
+                got = await store.series(m, "1-0:1.8.0", now - timedelta(days=days), now)
+                if got:
+                    latest[m] = got[-1].ts
             through = min((latest.get(m) for m in meters), key=lambda t: t or datetime.min
                           .replace(tzinfo=UTC), default=None) if meters else None
             out.append({

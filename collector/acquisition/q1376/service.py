@@ -23,7 +23,7 @@ from collector.acquisition.q1376.frontend import FrontEnd
 from collector.acquisition.q1376.link import TerminalLink
 from collector.config.settings import Settings
 from collector.ops.metrics import Metrics
-from model import CollectionAttempt, Event, Flag, Meter, Outcome, Reading, ReadKind
+from model import CollectionAttempt, Event, Flag, Meter, Outcome, Reading
 from protocols.errors import ProtocolError
 from protocols.q1376 import formats as fm
 from protocols.q1376 import frame as fr
@@ -235,10 +235,13 @@ class Q1376Service:
         """Local dates from the earliest meter's last curve point to today."""
         floor = now - self.horizon
         latest: dict[str, datetime] = {}
-        for r in await self.store.latest_readings([m.id for m in meters.values()]):
-            if r.quantity == "1-0:1.8.0" and r.kind == ReadKind.INTERVAL:
-                latest[r.meter_id] = r.ts
-        since = min(max(latest.get(m.id, floor), floor) for m in meters.values())
+        for m in meters.values():
+            # One indexed range per meter, within the horizon: a whole-store "latest
+            # value" scan per terminal grew with every day stored.
+            got = await self.store.series(m.id, "1-0:1.8.0", floor, now)
+            if got:
+                latest[m.id] = got[-1].ts
+        since = min(latest.get(m.id, floor) for m in meters.values())
         # A point at local midnight belongs to the day before (it ends that day).
         first = (since - timedelta(seconds=1)).astimezone(self.tz).date()
         today = now.astimezone(self.tz).date()
