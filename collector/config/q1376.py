@@ -71,8 +71,9 @@ class Q1376Settings:
     points: dict[str, tuple[str, int]] = field(default_factory=dict)
     """meter id → (concentrator address, pn)."""
 
-    def concentrator(self, address: str) -> Concentrator | None:
-        return next((c for c in self.concentrators if c.address == address), None)
+    def terminal_ids(self) -> dict[str, str]:
+        """Terminal address → the id its meters, attempts and events carry."""
+        return {c.address: c.id for c in self.concentrators}
 
 
 def normal_address(text: str) -> str:
@@ -130,23 +131,24 @@ def parse_q1376(s: Section, concentrators: list[Concentrator]) -> Q1376Settings:
         concentrators=tuple(concentrators), **numbers)
 
 
-def meter_point(s: Section, concentrators: dict[str, Concentrator]) -> tuple[str, int]:
-    """A q1376 meter's (concentrator address, pn), checked against [[concentrator]]."""
+def meter_point(s: Section, terminals: dict[str, str]) -> tuple[str, int]:
+    """A q1376 meter's (concentrator address, pn), checked against [[concentrator]].
+
+    `terminals` maps each concentrator's address and its name to its address, built
+    once for the file (a lookup per meter, not a scan of the concentrators)."""
     raw = s.get("concentrator", str, REQUIRED)
     try:
         address = normal_address(raw)
     except FrameError:
         address = raw
-    if address not in concentrators:
-        by_name = {c.name: a for a, c in concentrators.items() if c.name}
-        if raw not in by_name:
-            known = ", ".join(sorted(concentrators)) or "none defined"
-            raise s.error("concentrator", f"{raw!r} is not a [[concentrator]] (known: {known})")
-        address = by_name[raw]
+    found = terminals.get(address) or terminals.get(raw)
+    if found is None:
+        known = ", ".join(sorted(set(terminals.values()))) or "none defined"
+        raise s.error("concentrator", f"{raw!r} is not a [[concentrator]] (known: {known})")
     pn = s.get("pn", int, REQUIRED)
     if not 1 <= pn <= 2040:
         raise s.error("pn", "must be a measuring point 1–2040")
-    return address, pn
+    return found, pn
 
 
 def check_points(file: str, points: dict[str, tuple[str, int]]) -> None:

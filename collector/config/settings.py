@@ -144,13 +144,15 @@ def parse(data: dict[str, Any], file: str = "collector.toml") -> Settings:
     ]
     unique_names(file, "concentrator", [c.address for c in concentrators])
     by_address = {c.address: c for c in concentrators}
+    terminals = {**{c.name: c.address for c in concentrators if c.name},
+                 **{c.address: c.address for c in concentrators}}
     points: dict[str, tuple[str, int]] = {}
     terminal_of: dict[str, str] = {}
     meters = []
     for i, m in enumerate(array_of(top, "meter")):
         section = Section(file, f"meter[{i}]", m, METER_KEYS)
         if isinstance(m, dict) and m.get("protocol") == "q1376":
-            point = points[str(m.get("id"))] = meter_point(section, by_address)
+            point = points[str(m.get("id"))] = meter_point(section, terminals)
             terminal_of[str(m.get("id"))] = by_address[point[0]].id
         meter = parse_meter(section, bus_names, modbus, terminal_of)
         if meter.id in points:

@@ -55,8 +55,9 @@ class FrontEnd:
         self.on_heartbeat = on_heartbeat
         self.links: dict[str, TerminalLink] = {}
         """Logged-in links by terminal address."""
+        self.known = frozenset(c.address for c in settings.concentrators)
         self.status: dict[str, TerminalStatus] = {
-            c.address: TerminalStatus(c.address) for c in settings.concentrators}
+            address: TerminalStatus(address) for address in self.known}
         self.connections: set[TerminalLink] = set()
         self.refused = 0
         self.changed = asyncio.Condition()
@@ -181,8 +182,7 @@ class FrontEnd:
 
     async def _login(self, link: TerminalLink, frame: fr.Frame) -> bool:
         key = frame.address.text
-        known = key in self.status and self.settings.concentrator(key) is not None
-        if not known and not self.settings.accept_unknown:
+        if key not in self.known and not self.settings.accept_unknown:
             self.refused += 1
             log.warning("q1376: unknown terminal %s from %s refused (accept_unknown = false; "
                         "add a [[concentrator]] with address = %r)", key, link.peer, key)
@@ -194,12 +194,11 @@ class FrontEnd:
             return True  # a repeated login on the same link
         link.mark_login(frame)
         await link.send(items.confirm(frame.address, frame.pseq, True))
+        self.links[key] = link  # before the old link closes, so it does not read offline
         if old is not None and not old.closed.is_set():
             log.warning("terminal %s: a second connection from %s logged in; closing the "
                         "older link from %s", key, link.peer, old.peer)
-            self.links[key] = link
             await old.close()
-        self.links[key] = link
         status = self.status.setdefault(key, TerminalStatus(key))
         status.online, status.peer = True, link.peer
         status.last_login = link.logged_in_at

@@ -79,6 +79,7 @@ class Q1376Service:
         self.points: dict[str, dict[int, Meter]] = {}
         for meter_id, (address, pn) in self.q.points.items():
             self.points.setdefault(address, {})[pn] = by_id[meter_id]
+        self.ids = self.q.terminal_ids()
         self.front = FrontEnd(self.q, metrics=self.metrics, on_login=self._logged_in,
                               on_report=self._report, on_status=self._status,
                               on_heartbeat=self._heartbeat)
@@ -150,8 +151,7 @@ class Q1376Service:
         self._terminal_event(address, "terminal_heartbeat", {"terminal": address})
 
     def _terminal_event(self, address: str, kind: str, details: dict[str, Any]) -> None:
-        home = self.q.concentrator(address)
-        event = Event(home.id if home else address, self.clock.now(), kind, details)
+        event = Event(self.ids.get(address, address), self.clock.now(), kind, details)
         task = asyncio.create_task(self._write_status(event))
         self._status_writes.add(task)
         task.add_done_callback(self._status_writes.discard)
@@ -188,17 +188,16 @@ class Q1376Service:
 
     async def collect(self, link: TerminalLink) -> TerminalRun:
         address = link.name
-        home = self.q.concentrator(address)
-        terminal_id = home.id if home else address
+        terminal_id = self.ids.get(address, address)
         meters = self.points.get(address, {})
         run = TerminalRun(address)
         started = time.monotonic()
         now = self.clock.now()
         try:
             if link not in self._tables_checked:
-                await self._check_table(link, meters, terminal_id, now, run)
+                await self._check_table(link, meters, now)
                 self._tables_checked.add(link)
-            await self._clock(link, terminal_id, now, run)
+            await self._clock(link, terminal_id, now)
             if meters:
                 for day in await self._days(meters, now):
                     await self._day(link, meters, day, now, run)
@@ -289,17 +288,21 @@ class Q1376Service:
                  for fn in (items.F_FORWARD, items.F_REVERSE, items.F_PRESENT)]
         await self._read_units(link, fr.AFN_CLASS1, units, meters, now, run)
 
-    async def _clock(self, link: TerminalLink, terminal_id: str, now: datetime,
-                     run: TerminalRun) -> None:
+    async def _offset(self, link: TerminalLink) -> float | None:
+        """The terminal clock (AFN 0C F2) against ours at the middle of the round trip,
+        in seconds; None when it gave no time."""
         before = self.clock.now()
         found = await self._ask(link, fr.AFN_CLASS1, [Unit(0, items.F_CLOCK)])
         after = self.clock.now()
-        if not found:
-            return
-        local = items.decode_value(fr.AFN_CLASS1, found[0])
+        local = items.decode_value(fr.AFN_CLASS1, found[0]) if found else None
         if not isinstance(local, datetime):
+            return None
+        return (tr.utc(local, self.tz) - (before + (after - before) / 2)).total_seconds()
+
+    async def _clock(self, link: TerminalLink, terminal_id: str, now: datetime) -> None:
+        offset = await self._offset(link)
+        if offset is None:
             return
-        offset = (tr.utc(local, self.tz) - (before + (after - before) / 2)).total_seconds()
         await self.store.write_readings([Reading(
             terminal_id, "0-0:1.0.0", now, round(offset, 1), "s",
             source=f"q1376:{terminal_id}:clock")])
@@ -321,7 +324,7 @@ class Q1376Service:
             self._event_pointer[key] = page.pn
 
     async def _check_table(self, link: TerminalLink, meters: dict[int, Meter],
-                           terminal_id: str, now: datetime, run: TerminalRun) -> None:
+                           now: datetime) -> None:
         """The terminal's own pn → meter table against ours: a mismatch is a flag."""
         if not meters:
             return
@@ -350,8 +353,7 @@ class Q1376Service:
         """主动上报: store what can be read, then confirm; a report we cannot read is kept
         as a dead letter and not confirmed, so the terminal sends it again."""
         meters = self.points.get(link.name, {})
-        home = self.q.concentrator(link.name)
-        terminal_id = home.id if home else link.name
+        terminal_id = self.ids.get(link.name, link.name)
         now = self.clock.now()
         try:
             found = items.split_units(frame)
@@ -385,10 +387,7 @@ class Q1376Service:
         link = self.front.links.get(address)
         if link is None:
             raise ProtocolError(f"terminal {address} is not online")
-        before = self.clock.now()
-        found = await self._ask(link, fr.AFN_CLASS1, [Unit(0, items.F_CLOCK)])
-        local = items.decode_value(fr.AFN_CLASS1, found[0]) if found else None
-        offset = (tr.utc(local, self.tz) - before).total_seconds() if local else 0.0
+        offset = await self._offset(link) or 0.0
         if not force and looks_like_zone_error(offset):
             return (f"refused: terminal {address} is {offset / 3600:+.1f} h off, a time-zone "
                     "setting rather than drift; fix the zone, or force")
