@@ -109,20 +109,31 @@ class FrontEnd:
             self._gone(link)
 
     async def _watch(self, link: TerminalLink) -> None:
-        """Close a link that never logs in, or goes quiet past `offline_after`."""
+        """Close a link that never logs in, or goes quiet past `offline_after`.
+
+        It sleeps until the next deadline that could close the link (the login's, then
+        the last frame's), not on a fixed tick: with thousands of links a tick per
+        second each was thousands of wake-ups a second for nothing."""
         login_s = self.settings.login_within.total_seconds()
         idle_s = self.settings.offline_after.total_seconds()
         started = time.monotonic()
         while not link.closed.is_set():
-            await asyncio.sleep(min(1.0, login_s / 4))
-            now = time.monotonic()
-            if link.logged_in_at is None and now - started > login_s:
-                log.warning("q1376: %s did not log in within %.0f s; closed", link.peer,
-                            login_s)
-                await link.close()
-            elif link.logged_in_at is not None and now - link.last_frame > idle_s:
-                log.warning("terminal %s: silent for %.0f s; offline", link.name, idle_s)
-                await link.close()
+            if link.logged_in_at is None:
+                wait = started + login_s - time.monotonic()
+                if wait <= 0:
+                    log.warning("q1376: %s did not log in within %.0f s; closed", link.peer,
+                                login_s)
+                    await link.close()
+                    return
+            else:
+                wait = link.last_frame + idle_s - time.monotonic()
+                if wait <= 0:
+                    log.warning("terminal %s: silent for %.0f s; offline", link.name,
+                                idle_s)
+                    await link.close()
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.closed.wait(), wait)
 
     def _gone(self, link: TerminalLink) -> None:
         if link.address is None:
