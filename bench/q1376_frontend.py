@@ -68,7 +68,7 @@ class Meter:
         self.load = LoadModel.for_meter(n)
 
     def silent_at(self, now: datetime) -> bool:
-        return False
+        return now.timestamp() < self.registers.start_epoch
 
 
 def terminal_address(i: int) -> fr.Address:

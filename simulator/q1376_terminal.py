@@ -253,7 +253,7 @@ class SimulatedTerminal:
 
     def _registers(self, meter: SimulatedDlt645Meter, at: datetime, reverse: bool,
                    read_at: datetime) -> Registers:
-        if meter.silent_at(at) or at.timestamp() < meter.registers.start_epoch:
+        if meter.silent_at(at):  # dead, or not installed yet
             return Registers(self._local(read_at), (None,) * 5)
         bank = meter.registers.reverse if reverse else meter.registers.forward
         values = [round(v % 1_000_000, 4) for v in bank(at.timestamp())]
@@ -311,7 +311,7 @@ class SimulatedTerminal:
 
     def _curve_point(self, meter: SimulatedDlt645Meter, fn: int, at: datetime,
                      now: datetime) -> float | None:
-        if at > now or at.timestamp() < meter.registers.start_epoch or meter.silent_at(at):
+        if at > now or meter.silent_at(at):
             return None
         if fn in (items.F_CURVE_FORWARD, items.F_CURVE_REVERSE):
             bank = (meter.registers.reverse if fn == items.F_CURVE_REVERSE

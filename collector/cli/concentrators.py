@@ -16,6 +16,7 @@ from rich.table import Table
 
 from collector.cli.context import CONFIG_OPTION, EXIT_DEVICE, console, with_store
 from collector.config import settings as config_mod
+from model import Event
 from protocols.errors import ProtocolError
 from storage import Store
 
@@ -31,15 +32,17 @@ def concentrators(config_path: str, days: int, as_json: bool) -> None:
 
     async def use(store: Store, settings: config_mod.Settings) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
-        events = [e for e in await store.events_in(now - timedelta(days=days), now)
-                  if e.kind in STATUS_KINDS]
+        heard: dict[str, list[Event]] = {}
+        for e in await store.events_in(now - timedelta(days=days), now):
+            if e.kind in STATUS_KINDS:
+                heard.setdefault(e.meter_id, []).append(e)
         q = settings.q1376
         points: dict[str, list[str]] = {}
         for meter_id, (address, _) in q.points.items():
             points.setdefault(address, []).append(meter_id)
         out: list[dict[str, Any]] = []
         for c in q.concentrators:
-            mine = sorted((e for e in events if e.meter_id == c.id), key=lambda e: e.ts)
+            mine = sorted(heard.get(c.id, []), key=lambda e: e.ts)
             links = [e for e in mine if e.kind != "terminal_heartbeat"]
             meters = points.get(c.address, [])
             latest: dict[str, datetime] = {}
@@ -47,8 +50,9 @@ def concentrators(config_path: str, days: int, as_json: bool) -> None:
                 got = await store.series(m, "1-0:1.8.0", now - timedelta(days=days), now)
                 if got:
                     latest[m] = got[-1].ts
-            through = min((latest.get(m) for m in meters), key=lambda t: t or datetime.min
-                          .replace(tzinfo=UTC), default=None) if meters else None
+            # Collected through the point its least complete meter has reached; not
+            # at all while one of them has nothing in the window.
+            through = min(latest.values()) if meters and len(latest) == len(meters) else None
             out.append({
                 "terminal": c.id, "address": c.address, "area": c.area,
                 "state": (links[-1].kind.removeprefix("terminal_") if links else "never seen"),

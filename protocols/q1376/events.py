@@ -33,7 +33,7 @@ KINDS = {
 }
 """ERC code → the Event kind the head-end stores."""
 
-_POINT_RECORDS = {ERC_VOLTAGE_LOOP, ERC_CLOCK_DRIFT, ERC_METER_FAULT, ERC_READ_FAILURE}
+POINT_RECORDS = {ERC_VOLTAGE_LOOP, ERC_CLOCK_DRIFT, ERC_METER_FAULT, ERC_READ_FAILURE}
 """Records that carry `Tm` then the point (D0–D11) and a start flag (D15)."""
 
 
@@ -60,7 +60,7 @@ class Record:
 def parse_record(code: int, data: bytes) -> Record:
     if code == ERC_POWER and len(data) >= 10:
         return Record(code, data, fm.decode_a15(data[:5]), fm.decode_a15(data[5:10]))
-    if code in _POINT_RECORDS and len(data) >= 7:
+    if code in POINT_RECORDS and len(data) >= 7:
         point = int.from_bytes(data[5:7], "little")
         return Record(code, data, fm.decode_a15(data[:5]), pn=point & 0x0FFF,
                       began=bool(point & 0x8000))

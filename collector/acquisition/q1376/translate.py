@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from collector.acquisition.pipeline import scaled, source_tag
 from model import Event, Meter, Reading, ReadKind
 from protocols.q1376 import items
-from protocols.q1376.events import EventPage, Record
+from protocols.q1376.events import POINT_RECORDS, EventPage, Record
 from protocols.q1376.values import Curve, Frozen, Present, Registers
 
 ENERGY_OBIS = {
@@ -126,7 +126,7 @@ def record_event(record: Record, meter_id: str, terminal: str, tz: tzinfo,
                                   "raw": record.data.hex()}
     if record.end is not None:
         details["end"] = utc(record.end, tz).isoformat()
-    if record.code in (10, 12, 13, 31):
+    if record.code in POINT_RECORDS:
         details["began"] = record.began
     if record.before is not None:
         details["before"] = utc(record.before, tz).isoformat()
