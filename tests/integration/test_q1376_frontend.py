@@ -102,12 +102,19 @@ class Rig:
     _tasks: list[asyncio.Task[None]]
 
 
+def rig(tmp_path: Path, **cfg: Any) -> contextlib.AbstractAsyncContextManager[Rig]:
+    return serving(tmp_path, config(**cfg))
+
+
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, **cfg: Any) -> AsyncIterator[Rig]:
-    settings = parse(config(**cfg))
+async def serving(tmp_path: Path, cfg: dict[str, Any], now: datetime = NOW,
+                  ) -> AsyncIterator[Rig]:
+    """A front end on its own store and a manual clock, stopped with its terminals."""
+    settings = parse(cfg)
     store = SqliteStore(tmp_path / "c.db")
     await store.migrate()
-    clock = ManualClock(NOW)
+    await store.upsert_meters(settings.meters)
+    clock = ManualClock(now)
     service = Q1376Service(settings, store, clock)
     task = asyncio.create_task(service.run())
     await service.ready.wait()
@@ -217,28 +224,17 @@ async def test_a_garbled_terminal_costs_only_its_own_requests(tmp_path: Path) ->
     cfg = config()
     cfg["concentrator"].append({"address": "4101-00002", "name": "dc02"})
     cfg["meter"] += [{"id": "x1", "protocol": "q1376", "concentrator": "dc02", "pn": 1}]
-    settings = parse(cfg)
-    store = SqliteStore(tmp_path / "c.db")
-    await store.migrate()
-    clock = ManualClock(NOW)
-    service = Q1376Service(settings, store, clock)
-    task = asyncio.create_task(service.run())
-    await service.ready.wait()
-    good = make_terminal(clock)
-    bad = make_terminal(clock, 1, faults=TerminalFaults(corrupt_every=1))
-    bad.address = fr.Address("4101", 2)
-    tasks = [asyncio.create_task(t.run("127.0.0.1", service.port)) for t in (bad, good)]
-    async with service.collected:
-        await service.collected.wait_for(lambda: len(service.runs) >= 2)
-    by = {run.terminal: run for run in service.runs}
-    assert by["4101-00002"].errors and not by["4101-00002"].ok_meters
-    assert not by[ADDRESS.text].errors and len(by[ADDRESS.text].ok_meters) == 4
-    service.stop()
-    await task
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await store.close()
+    async with serving(tmp_path, cfg) as r:
+        good = make_terminal(r.clock)
+        bad = make_terminal(r.clock, 1, faults=TerminalFaults(corrupt_every=1))
+        bad.address = fr.Address("4101", 2)
+        r._tasks += [asyncio.create_task(t.run("127.0.0.1", r.service.port))
+                     for t in (bad, good)]
+        async with r.service.collected:
+            await r.service.collected.wait_for(lambda: len(r.service.runs) >= 2)
+        by = {run.terminal: run for run in r.service.runs}
+        assert by["4101-00002"].errors and not by["4101-00002"].ok_meters
+        assert not by[ADDRESS.text].errors and len(by[ADDRESS.text].ok_meters) == 4
 
 
 async def test_a_meter_the_terminal_cannot_read_is_missing_and_never_zero(
@@ -350,47 +346,36 @@ async def test_a_day_read_through_the_concentrator_matches_the_same_meters_over_
     cfg["meter"] += [{"id": f"d{n}", "protocol": "dlt645", "bus": "bus1",
                       "address": f"{n:012d}"} for n in range(1, 4)]
     cfg["schedule"] = [{"name": "interval", "every": "15m", "quantities": ["1-0:1.8.0"]}]
-    settings = parse(cfg)
-    store = SqliteStore(tmp_path / "c.db")
-    await store.migrate()
-    await store.upsert_meters(settings.meters)
-    clock = ManualClock(now)
-    service = Q1376Service(settings, store, clock)
-    task = asyncio.create_task(service.run())
-    await service.ready.wait()
-    terminal = SimulatedTerminal(ADDRESS, dict(pty.fleet.meters), lambda: datetime.now(UTC), TZ)
-    link = asyncio.create_task(terminal.run("127.0.0.1", service.port))
-    async with service.collected:
-        await service.collected.wait_for(lambda: bool(service.runs))
+    async with serving(tmp_path, cfg, now) as r:
+        store, settings = r.store, r.settings
+        terminal = SimulatedTerminal(ADDRESS, dict(pty.fleet.meters),
+                                     lambda: datetime.now(UTC), TZ)
+        await r.terminal(terminal)
 
-    day = (now.astimezone(TZ) - timedelta(days=1)).date()
-    start = datetime.combine(day, datetime.min.time(), TZ).astimezone(UTC)
-    end = start + timedelta(days=1)
+        day = (now.astimezone(TZ) - timedelta(days=1)).date()
+        start = datetime.combine(day, datetime.min.time(), TZ).astimezone(UTC)
+        end = start + timedelta(days=1)
 
-    async def persist(result: CollectionResult) -> None:
-        await store.write_readings(result.readings)
+        async def persist(result: CollectionResult) -> None:
+            await store.write_readings(result.readings)
 
-    by_id = {m.id: m for m in settings.meters}
-    for n in range(1, 4):
-        await backfill(settings, by_id[f"d{n}"], start, end + timedelta(minutes=15),
-                       pty.client, persist)
-    for n in range(1, 4):
-        over_rs485 = await store.series(f"d{n}", "1-0:1.8.0", start + timedelta(minutes=15), end)
-        via_dc = await store.series(f"c{n}", "1-0:1.8.0", start + timedelta(minutes=15), end)
-        assert len(over_rs485) == len(via_dc) == 96
-        assert [(r.ts, r.value) for r in over_rs485] == [(r.ts, r.value) for r in via_dc]
-    engine = VeeEngine(store, VeeSettings(lookback_days=1), TZ, list(settings.meters))
-    await engine.run(day, day, datetime.now(UTC))
-    verdicts = {(v.meter_id, v.rule): v.passed for v in await store.verdicts(day, day)}
-    for n in range(1, 4):
-        mine = {rule: ok for (meter, rule), ok in verdicts.items() if meter == f"c{n}"}
-        theirs = {rule: ok for (meter, rule), ok in verdicts.items() if meter == f"d{n}"}
-        assert mine and mine == theirs
-    service.stop()
-    await task
-    link.cancel()
-    await asyncio.gather(link, return_exceptions=True)
-    await store.close()
+        by_id = {m.id: m for m in settings.meters}
+        for n in range(1, 4):
+            await backfill(settings, by_id[f"d{n}"], start, end + timedelta(minutes=15),
+                           pty.client, persist)
+        first = start + timedelta(minutes=15)
+        for n in range(1, 4):
+            over_rs485 = await store.series(f"d{n}", "1-0:1.8.0", first, end)
+            via_dc = await store.series(f"c{n}", "1-0:1.8.0", first, end)
+            assert len(over_rs485) == len(via_dc) == 96
+            assert [(x.ts, x.value) for x in over_rs485] == [(x.ts, x.value) for x in via_dc]
+        engine = VeeEngine(store, VeeSettings(lookback_days=1), TZ, list(settings.meters))
+        await engine.run(day, day, datetime.now(UTC))
+        verdicts = {(v.meter_id, v.rule): v.passed for v in await store.verdicts(day, day)}
+        for n in range(1, 4):
+            mine = {rule: ok for (meter, rule), ok in verdicts.items() if meter == f"c{n}"}
+            theirs = {rule: ok for (meter, rule), ok in verdicts.items() if meter == f"d{n}"}
+            assert mine and mine == theirs
 
 
 async def test_a_meter_fault_the_terminal_recorded_raises_a_flag_explained_in_words(
