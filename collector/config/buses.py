@@ -128,7 +128,7 @@ def parse_bus(s: Section) -> BusConfig:
 
 def parse_meter(s: Section, buses: set[str], modbus: ModbusSettings,
                 concentrators: dict[str, str] | None = None) -> Meter:
-    """`concentrators` maps a q1376 meter's id to its terminal's address, its bus."""
+    """`concentrators` maps a q1376 meter's id to its terminal, which is its bus."""
     meter_id = s.get("id", str, REQUIRED)
     if not meter_id.strip():
         raise s.error("id", "must not be empty")
@@ -136,39 +136,17 @@ def parse_meter(s: Section, buses: set[str], modbus: ModbusSettings,
     if protocol not in PROTOCOLS:
         raise s.error("protocol", f"{protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if protocol == "q1376":
+        # Behind a concentrator: no bus of ours, and the address (the meter's own, to
+        # check the terminal's point table against) is optional.
         bus = (concentrators or {}).get(meter_id, "")
+        address = str(s.get("address", (str, int), ""))
+        if address:
+            address = _meter_address(s, address)
     else:
-        bus = s.get("bus", str, REQUIRED)
         for key in ("concentrator", "pn"):
             if key in s.table:
                 raise s.error(key, 'only applies to protocol = "q1376"')
-    if protocol == "modbus-tcp":
-        if not HOSTPORT.match(bus):
-            raise ConfigError(s.file, f"{s.path}.bus",
-                              f"{bus!r}: a modbus-tcp meter's bus is its host:port",
-                              'bus = "10.20.0.7:502"')
-    elif protocol != "q1376" and bus not in buses:
-        known = ", ".join(sorted(buses)) or "none defined"
-        raise s.error("bus", f"{bus!r} is not a [[bus]] name (known: {known})")
-    address = str(s.get("address", (str, int), "" if protocol == "q1376" else REQUIRED))
-    if protocol in ("dlt645", "q1376") and address:
-        address = address.zfill(12)
-        if len(address) != 12 or not address.isdigit():
-            raise s.error("address", f"{address!r} must be 12 decimal digits")
-    elif protocol != "q1376":
-        if not address.isdigit() or not 1 <= int(address) <= 247:
-            raise ConfigError(s.file, f"{s.path}.address",
-                              f"{address!r}: a Modbus unit id is 1..247", "address = 1")
-        model = s.get("model", str, "")
-        if not model:
-            raise ConfigError(s.file, f"{s.path}.model",
-                              "a Modbus meter needs its profile name", 'model = "sdm630"')
-        from protocols.modbus.profile import ProfileError, find_profile
-
-        try:
-            find_profile(model, modbus.profile_dirs)
-        except ProfileError as exc:
-            raise ConfigError(s.file, f"{s.path}.model", str(exc)) from None
+        bus, address = _line(s, protocol, buses, modbus)
     multiplier = float(s.get("multiplier", (int, float), 1.0))
     if multiplier <= 0:
         raise s.error("multiplier", "must be positive")
@@ -187,6 +165,44 @@ def parse_meter(s: Section, buses: set[str], modbus: ModbusSettings,
         is_area_meter=s.get("area_meter", bool, False),
         phases=phases,
     )
+
+
+def _meter_address(s: Section, address: str) -> str:
+    address = address.zfill(12)
+    if len(address) != 12 or not address.isdigit():
+        raise s.error("address", f"{address!r} must be 12 decimal digits")
+    return address
+
+
+def _line(s: Section, protocol: str, buses: set[str],
+          modbus: ModbusSettings) -> tuple[str, str]:
+    """The bus (or TCP host) and address of a meter we reach ourselves."""
+    bus = s.get("bus", str, REQUIRED)
+    if protocol == "modbus-tcp":
+        if not HOSTPORT.match(bus):
+            raise ConfigError(s.file, f"{s.path}.bus",
+                              f"{bus!r}: a modbus-tcp meter's bus is its host:port",
+                              'bus = "10.20.0.7:502"')
+    elif bus not in buses:
+        known = ", ".join(sorted(buses)) or "none defined"
+        raise s.error("bus", f"{bus!r} is not a [[bus]] name (known: {known})")
+    address = str(s.get("address", (str, int), REQUIRED))
+    if protocol == "dlt645":
+        return bus, _meter_address(s, address)
+    if not address.isdigit() or not 1 <= int(address) <= 247:
+        raise ConfigError(s.file, f"{s.path}.address",
+                          f"{address!r}: a Modbus unit id is 1..247", "address = 1")
+    model = s.get("model", str, "")
+    if not model:
+        raise ConfigError(s.file, f"{s.path}.model",
+                          "a Modbus meter needs its profile name", 'model = "sdm630"')
+    from protocols.modbus.profile import ProfileError, find_profile
+
+    try:
+        find_profile(model, modbus.profile_dirs)
+    except ProfileError as exc:
+        raise ConfigError(s.file, f"{s.path}.model", str(exc)) from None
+    return bus, address
 
 
 def parse_schedule(s: Section) -> Schedule:

@@ -32,7 +32,11 @@ ANGLES = ("1-0:81.7.4", "1-0:81.7.15", "1-0:81.7.26")
 NEUTRAL, CLOCK = "1-0:91.7.0", "0-0:1.0.0"
 FROZEN = "frozen:1-0:1.8.0"
 TERMINAL_FAULTS = ("meter_fault", "voltage_loss")
-"""Event kinds a concentrator records about its meters that stand as flags."""
+"""Event kinds a concentrator records about its meters (1376.1 ERC 13/10): the terminal
+saw what the head-end cannot, so each is a flag of its own."""
+EVENT_FLAGS = {"cover_open": "tamper", "magnetic_field": "tamper",
+               **{kind: kind for kind in TERMINAL_FAULTS}}
+"""Event kind → the flag it raises on its meter."""
 QUANTITIES = (ENERGY, REVERSE, *TARIFFS, *VOLTS, *AMPS, *WATTS, *ANGLES, NEUTRAL, CLOCK)
 
 
@@ -110,14 +114,11 @@ class FlagEngine:
                                       "hint": "answers but has no record: add it to the config"}))
         for event in await self.store.events_in(start, end):
             owner = self.meters.get(event.meter_id)
-            if event.kind in ("cover_open", "magnetic_field") and owner is not None:
-                run.findings.append(Flag(owner.id, "tamper", "warning", event.ts, event.ts,
-                                         {"event": event.kind, **event.details}, owner.area))
-            elif event.kind in TERMINAL_FAULTS and owner is not None and \
-                    event.details.get("began", True):
-                # A concentrator's record of its meter (1376.1 ERC 10/13): the terminal
-                # saw what the head-end cannot, so it is a flag of its own.
-                run.findings.append(Flag(owner.id, event.kind, "warning", event.ts, event.ts,
+            kind = EVENT_FLAGS.get(event.kind)
+            # A concentrator's record that a fault ended (1376.1 D15 = 0) is no new fault.
+            ended = event.kind in TERMINAL_FAULTS and not event.details.get("began", True)
+            if kind is not None and owner is not None and not ended:
+                run.findings.append(Flag(owner.id, kind, "warning", event.ts, event.ts,
                                          {"event": event.kind, **event.details}, owner.area))
         if full:
             runaway = {f.subject: f.start for f in run.findings if f.kind == "runaway"}
