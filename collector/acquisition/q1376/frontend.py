@@ -172,8 +172,7 @@ class FrontEnd:
                             link.peer)
                 return False
             if items.F_HEARTBEAT in fns:
-                link.last_heartbeat = datetime.now(UTC)
-                self.status[link.name].last_heartbeat = link.last_heartbeat
+                self.status[link.name].last_heartbeat = datetime.now(UTC)
                 if self.on_heartbeat is not None:
                     self.on_heartbeat(link.name)
                 return True

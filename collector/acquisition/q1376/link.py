@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,7 +54,6 @@ class TerminalLink:
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.address: fr.Address | None = None
         self.logged_in_at: datetime | None = None
-        self.last_heartbeat: datetime | None = None
         self.last_frame = time.monotonic()
         self.frames_in = 0
         self.bad_frames = 0
@@ -61,7 +61,7 @@ class TerminalLink:
         self._lock = asyncio.Lock()
         self._waiting: tuple[int, asyncio.Future[list[fr.Frame]]] | None = None
         self._parts: list[fr.Frame] = []
-        self._window: list[float] = []
+        self._window: deque[float] = deque()
         self.closed = asyncio.Event()
 
     @property
@@ -138,7 +138,8 @@ class TerminalLink:
 
     def _within_rate(self) -> bool:
         now = time.monotonic()
-        self._window = [t for t in self._window if now - t < 60.0]
+        while self._window and now - self._window[0] >= 60.0:
+            self._window.popleft()
         self._window.append(now)
         return len(self._window) <= self.limits.max_frames_per_minute
 
@@ -168,7 +169,6 @@ class TerminalLink:
     def mark_login(self, frame: fr.Frame) -> None:
         self.address = frame.address
         self.logged_in_at = datetime.now(UTC)
-        self.last_heartbeat = self.logged_in_at
 
     async def request(self, afn: int, units: list[items.Unit], *,
                       pw: bytes | None = None) -> list[fr.Frame]:
