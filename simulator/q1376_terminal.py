@@ -120,12 +120,11 @@ class SimulatedTerminal:
             await self._send_link(items.F_HEARTBEAT)
 
     async def _send_link(self, fn: int) -> None:
-        self._pseq = (self._pseq + 1) & 0x0F
-        await self._write(items.reply(self.address, fr.AFN_LINK, self._pseq, [Unit(0, fn)],
-                                      prm=True, con=True))
+        await self.report(fr.AFN_LINK, [Unit(0, fn)])
 
     async def report(self, afn: int, units: list[Unit]) -> None:
-        """Send data unasked (主动上报) with CON set, as terminals do for events."""
+        """Send a frame unasked with CON set: a login, a heartbeat, or data (主动上报)
+        as terminals send events."""
         self._pseq = (self._pseq + 1) & 0x0F
         await self._write(items.reply(self.address, afn, self._pseq, units, prm=True,
                                       con=True))

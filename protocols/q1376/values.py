@@ -84,9 +84,8 @@ class QuadrantRegisters:
 
     @classmethod
     def decode(cls, raw: bytes) -> QuadrantRegisters:
-        total = QuadrantRegisters.length(raw)
-        _need(raw, total, "F33/F34 registers")
-        n = raw[5] + 1 if raw[5] != fm.FILL else 1
+        _need(raw, QuadrantRegisters.length(raw), "F33/F34 registers")
+        n = tariffs_at(raw, 5, "F33/F34 registers") + 1
         at = 6
         active = tuple(fm.A14.decode(raw[at + i * 5:at + i * 5 + 5]) for i in range(n))
         at += 5 * n
