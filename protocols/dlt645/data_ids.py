@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from protocols import bcd
 from protocols.dlt645.codec import FrameError, decode_address, encode_address, to_bcd_byte
 
 # --- BCD numbers -----------------------------------------------------------------------
@@ -25,36 +26,18 @@ class Numeric:
 
     @property
     def max_magnitude(self) -> float:
-        digits = self.size * 2
-        top = 8 * 10 ** (digits - 1) - 1 if self.signed else 10**digits - 1
-        return float(top) / float(10**self.decimals)
+        return bcd.max_magnitude(self.size, self.decimals, self.signed)
 
     def decode(self, raw: bytes) -> float:
         if len(raw) != self.size:
             raise FrameError(f"expected {self.size} value bytes, got {len(raw)}", raw=raw)
-        msb_first = bytearray(reversed(raw))
-        negative = False
-        if self.signed and msb_first[0] & 0x80:
-            negative = True
-            msb_first[0] &= 0x7F
-        number = 0
-        for byte in msb_first:
-            hi, lo = byte >> 4, byte & 0x0F
-            if hi > 9 or lo > 9:
-                raise FrameError(f"value byte {byte:02X}H is not BCD", raw=raw)
-            number = number * 100 + hi * 10 + lo
-        value = float(number) / float(10**self.decimals)
-        return -value if negative else value
+        try:
+            return bcd.decode(raw, self.decimals, self.signed)
+        except bcd.BcdError as exc:
+            raise FrameError(f"value {exc}", raw=raw) from None
 
     def encode(self, value: float) -> bytes:
-        magnitude = round(abs(value) * 10**self.decimals)
-        if magnitude > round(self.max_magnitude * 10**self.decimals):
-            raise ValueError(f"{value} does not fit {self.size} BCD bytes")
-        digits = f"{magnitude:0{self.size * 2}d}"
-        msb_first = bytearray(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2))
-        if self.signed and value < 0 and magnitude:
-            msb_first[0] |= 0x80
-        return bytes(reversed(msb_first))
+        return bcd.encode(value, self.size, self.decimals, self.signed)
 
 
 ENERGY = Numeric(4, 2)

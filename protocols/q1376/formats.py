@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from protocols import bcd
 from protocols.q1376.frame import FrameError
 
 FILL = 0xEE
@@ -26,43 +27,26 @@ class Number:
     decimals: int
     signed: bool = False
 
-    @property
-    def limit(self) -> float:
-        digits = self.width * 2
-        top = 7 if self.signed else 9
-        return float((top + 1) * 10 ** (digits - 1) / 10 ** self.decimals)
-
     def decode(self, raw: bytes) -> float | None:
         if len(raw) != self.width:
             raise FrameError(f"{self.name} needs {self.width} bytes, got {len(raw)}",
                              raw=bytes(raw))
         if is_fill(raw):
             return None
-        sign = 1
-        body = bytearray(raw)
-        if self.signed and body[-1] & 0x80:
-            sign = -1
-            body[-1] &= 0x7F
-        value = 0
-        for b in reversed(body):
-            hi, lo = b >> 4, b & 0x0F
-            if hi > 9 or lo > 9:
-                raise FrameError(f"{self.name} byte {b:02X} is not BCD", raw=bytes(raw))
-            value = value * 100 + hi * 10 + lo
-        return float(sign * value / 10 ** self.decimals)
+        try:
+            return bcd.decode(raw, self.decimals, self.signed)
+        except bcd.BcdError as exc:
+            raise FrameError(f"{self.name} {exc}", raw=bytes(raw)) from None
 
     def encode(self, value: float | None) -> bytes:
         if value is None:
             return bytes([FILL]) * self.width
-        scaled = round(abs(value) * 10 ** self.decimals)
-        if scaled >= self.limit * 10 ** self.decimals or (value < 0 and not self.signed):
+        if value < 0 and not self.signed:
             raise FrameError(f"{value} does not fit {self.name}")
-        digits = f"{scaled:0{self.width * 2}d}"
-        out = bytearray(int(digits[i:i + 2], 16) for i in range(0, len(digits), 2))
-        out.reverse()
-        if self.signed and value < 0:
-            out[-1] |= 0x80
-        return bytes(out)
+        try:
+            return bcd.encode(value, self.width, self.decimals, self.signed)
+        except bcd.BcdError:
+            raise FrameError(f"{value} does not fit {self.name}") from None
 
 
 A5 = Number("A.5 (±xxx.x)", 2, 1, signed=True)

@@ -1,0 +1,44 @@
+"""Packed BCD numbers, low byte first, with an optional sign in the top bit.
+
+DL/T 645 and Q/GDW 1376.1 both carry numbers so; each protocol wraps these with its own
+error class, its own byte widths and (1376.1) its 0xEE "no data" fill.
+"""
+
+from __future__ import annotations
+
+
+class BcdError(ValueError):
+    """Not packed BCD, or a value too large for its bytes."""
+
+
+def max_magnitude(size: int, decimals: int, signed: bool) -> float:
+    digits = size * 2
+    top = 8 * 10 ** (digits - 1) - 1 if signed else 10**digits - 1
+    return float(top) / float(10**decimals)
+
+
+def decode(raw: bytes, decimals: int, signed: bool) -> float:
+    msb_first = bytearray(reversed(raw))
+    negative = False
+    if signed and msb_first and msb_first[0] & 0x80:
+        negative = True
+        msb_first[0] &= 0x7F
+    number = 0
+    for byte in msb_first:
+        hi, lo = byte >> 4, byte & 0x0F
+        if hi > 9 or lo > 9:
+            raise BcdError(f"byte {byte:02X}H is not BCD")
+        number = number * 100 + hi * 10 + lo
+    value = float(number) / float(10**decimals)
+    return -value if negative else value
+
+
+def encode(value: float, size: int, decimals: int, signed: bool) -> bytes:
+    magnitude = round(abs(value) * 10**decimals)
+    if magnitude > round(max_magnitude(size, decimals, signed) * 10**decimals):
+        raise BcdError(f"{value} does not fit {size} BCD bytes")
+    digits = f"{magnitude:0{size * 2}d}"
+    msb_first = bytearray(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2))
+    if signed and value < 0 and magnitude:
+        msb_first[0] |= 0x80
+    return bytes(reversed(msb_first))
