@@ -29,11 +29,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from collector.acquisition.clock import local_midnight
 from collector.config.vee import VeeSettings
 from collector.vee import codes
 from collector.vee.engine import ENERGY, VeeEngine
 from collector.vee.estimate import LikeDays, estimate_meter
-from collector.vee.grid import Grid, local_midnight
+from collector.vee.grid import Grid
 from collector.vee.rules import judge
 from model import Meter, Reading
 from storage.postgres import PostgresStore

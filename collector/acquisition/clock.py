@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Protocol
 
 
@@ -175,6 +175,12 @@ class SteppedClock:
                 if not waiter.done():
                     waiter.set_result(None)
             self._changed.set()  # look again once the woken tasks have settled
+
+
+def local_midnight(day: date, tz: tzinfo) -> datetime:
+    """The UTC instant a local day starts: every day boundary (VEE's, billing's, a
+    concentrator's freeze) is this one."""
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
 def looks_like_zone_error(offset_s: float) -> bool:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from numpy.typing import NDArray
 
+from collector.acquisition.clock import local_midnight
 from collector.api import paging
 from collector.api.auth import need
 from collector.api.common import (
@@ -34,7 +35,6 @@ from collector.api.common import (
     wants_csv,
 )
 from collector.api.problems import Problem
-from collector.vee.grid import local_midnight
 from collector.vee.service_points import consumption
 from model import ReadKind, ValueVersion
 from storage.base import QUALITY_OF_CODE

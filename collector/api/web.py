@@ -15,12 +15,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from collector.acquisition.clock import local_midnight
 from collector.api.auth import COOKIE, Sessions
 from collector.api.common import settings_of, store_of, worst_meters
 from collector.api.pages import may_write, missing, need_write, page, viewer
 from collector.api.problems import Problem
 from collector.api.throttle import LoginThrottle
-from collector.vee.grid import local_midnight
 from collector.vee.status import readiness
 from model import Quality, ValueVersion
 from model.resolution import decimals_in

@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from collector.acquisition.clock import local_midnight
 from collector.billing.cycles import tariff_on
 from collector.billing.reads import TOTAL, held_days
 from collector.billing.run import BillStore
 from collector.billing.tariff import Tariffs
 from collector.config.billing import PrepaidSettings
-from collector.vee.grid import local_midnight
 from collector.vee.service_points import register_delta
 from model import MeterAssignment, PrepaidAccount, PrepaidEvent, ServicePoint
 

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from collector.acquisition.clock import local_midnight
 from collector.billing import review
 from collector.billing.charges import price_part
 from collector.billing.cycles import Cycle, Part, split
@@ -25,7 +26,6 @@ from collector.billing.tariff import Tariff, Tariffs, UnknownTariff
 from collector.config.billing import BillingSettings
 from collector.config.vee import VeeSettings
 from collector.errors import CollectorError
-from collector.vee.grid import local_midnight
 from model import Bill, BillStatus, Hold, MeterAssignment, Quality, ServicePoint, TariffChange
 from storage.billing import BillingStore
 from storage.versions import ValidatedStore

@@ -193,8 +193,8 @@ def export_readings(ctx: click.Context, first: datetime, last: datetime, meters:
                     area: str | None, out: str) -> None:
     """Current interval values in long format: service point, meter, quantity, interval
     end, value, unit, quality, method, reason, version."""
+    from collector.acquisition.clock import local_midnight
     from collector.exports.csv_rows import READING_COLUMNS, csv_line, reading_row
-    from collector.vee.grid import local_midnight
 
     async def use(store: Any, settings: config_mod.Settings) -> int:
         tz = settings.collector.tz

@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from collector.acquisition.clock import local_midnight
 from collector.config.vee import VeeSettings
 from collector.vee import codes
 from collector.vee.estimate import LikeDays, estimate_meter
-from collector.vee.grid import Grid, build_grid, local_midnight
+from collector.vee.grid import Grid, build_grid
 from collector.vee.rules import Judgement, judge
 from model import Flag, Meter, Reading, ReadKind, ValueVersion
 from storage.base import Store

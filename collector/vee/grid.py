@@ -9,22 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
 
+from collector.acquisition.clock import local_midnight
 from model import MeterAssignment, Reading
 from storage.arrays import CurrentArrays
 
 F64 = NDArray[np.float64]
 BOOL = NDArray[np.bool_]
-
-
-def local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
 @dataclass

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo
 
+from collector.acquisition.clock import local_midnight
 from collector.vee import codes
 from collector.vee.engine import VeeStore
-from collector.vee.grid import local_midnight
 from model import Meter, MeterAssignment, Verdict
 
 

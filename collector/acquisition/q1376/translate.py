@@ -9,8 +9,9 @@ the wire) becomes no reading at all, so VEE sees a gap and never a zero.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
+from collector.acquisition.clock import local_midnight
 from collector.acquisition.pipeline import scaled, source_tag
 from model import Event, Meter, Reading, ReadKind
 from protocols.q1376 import items
@@ -34,12 +35,11 @@ def utc(local: datetime, tz: tzinfo) -> datetime:
 
 
 def day_end(day: date, tz: tzinfo) -> datetime:
-    return datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(UTC)
+    return local_midnight(day + timedelta(days=1), tz)
 
 
 def month_end(month: date, tz: tzinfo) -> datetime:
-    nxt = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-    return datetime.combine(nxt, time(0), tz).astimezone(UTC)
+    return local_midnight(date(month.year + month.month // 12, month.month % 12 + 1, 1), tz)
 
 
 def _tag(meter: Meter, extra: str) -> str:
