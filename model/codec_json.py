@@ -6,10 +6,30 @@ decoded by the same code and come back identical.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, date, datetime
+from enum import Enum
 from typing import Any
 
 from model.records import CollectionAttempt, Event, Outcome, Quality, Reading, ReadKind
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: dataclasses as dicts, times as ISO 8601, enums by value, bytes as hex.
+    The API's documents and the frame analyser's fields are both made by it."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return value.hex(" ")
+    return value
 
 
 def ts_text(ts: datetime) -> str:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
-from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import Query, Request
@@ -119,21 +117,6 @@ async def worst_meters(store: Any, lo: datetime, hi: datetime, tz: str
                      for m, (a, ok) in totals.items()), key=lambda w: (w["success"], w["meter"]))
     known = {m.id for m in await store.meters() if not m.is_area_meter}
     return ranked, sorted(known - set(totals))
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready: dataclasses as dicts, times as ISO 8601, enums by value."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return plain(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    return value
 
 
 def version_doc(v: ValueVersion) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from collector.api.common import (
     IsoDate,
     TextStream,
     days,
-    plain,
     settings_of,
     store_of,
     streamed,
@@ -32,6 +31,7 @@ from collector.exports.nem12 import nem12_lines
 from collector.exports.selection import SelectionError, export_meters
 from collector.exports.streams import ENERGY, standard_midnight, stream_days
 from model import Bill, BillStatus, ValueVersion
+from model.codec_json import plain
 from storage.tokens import ApiToken
 from storage.versions import Refused
 

@@ -19,7 +19,6 @@ from collector.api.common import (
     days,
     invalid,
     obis,
-    plain,
     settings_of,
     span,
     store_of,
@@ -30,6 +29,7 @@ from collector.api.common import (
 from collector.api.problems import Problem
 from collector.vee.status import readiness
 from model import ReadKind
+from model.codec_json import plain
 from storage.tokens import ApiToken
 from storage.versions import Refused
 

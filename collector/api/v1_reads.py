@@ -26,7 +26,6 @@ from collector.api.common import (
     aware,
     days,
     obis,
-    plain,
     settings_of,
     span,
     store_of,
@@ -37,6 +36,7 @@ from collector.api.common import (
 from collector.api.problems import Problem
 from collector.vee.service_points import consumption
 from model import ReadKind, ValueVersion
+from model.codec_json import plain
 from storage.base import QUALITY_OF_CODE
 
 router = APIRouter(prefix="/v1", tags=["readings"])

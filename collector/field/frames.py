@@ -9,10 +9,9 @@ sent twice (L L L L) before it.
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import date, datetime
 from typing import Any
 
+from model.codec_json import plain
 from protocols.dlt645 import codec as dlt
 from protocols.dlt645 import data_ids
 from protocols.errors import ProtocolError
@@ -38,20 +37,6 @@ def which(raw: bytes) -> str:
     if len(body) >= 6 and body[0] == 0x68 and body[5] == 0x68 and body[1:3] == body[3:5]:
         return "q1376"
     return "dlt645"
-
-
-def plain(value: Any) -> Any:
-    """A decoded value as JSON-ready data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.name != "fmt"}
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex(" ")
-    if isinstance(value, tuple | list):
-        return [plain(v) for v in value]
-    return value
 
 
 def decode_q1376(raw: bytes) -> dict[str, Any]:
