@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -63,6 +63,8 @@ class Outcome(enum.StrEnum):
 
 def require_utc(ts: datetime, what: str) -> None:
     """Naive or local timestamps are the classic source of DST-day double counting."""
+    if ts.tzinfo is UTC:  # almost every reading: skip the utcoffset() call
+        return
     offset = ts.utcoffset()
     if offset is None or offset != timedelta(0):
         raise ValueError(f"{what} must be timezone-aware UTC, got {ts!r}")

@@ -18,18 +18,21 @@ def max_magnitude(size: int, decimals: int, signed: bool) -> float:
 
 
 def decode(raw: bytes, decimals: int, signed: bool) -> float:
-    msb_first = bytearray(reversed(raw))
+    # Packed BCD written most significant byte first is its own decimal text in hex,
+    # so one C-level hex() and int() replace a loop over the digits: every curve point
+    # of every meter passes here.
+    msb_first = bytes(raw[::-1])
     negative = False
     if signed and msb_first and msb_first[0] & 0x80:
         negative = True
-        msb_first[0] &= 0x7F
-    number = 0
-    for byte in msb_first:
-        hi, lo = byte >> 4, byte & 0x0F
-        if hi > 9 or lo > 9:
-            raise BcdError(f"byte {byte:02X}H is not BCD")
-        number = number * 100 + hi * 10 + lo
-    value = float(number) / float(10**decimals)
+        msb_first = bytes([msb_first[0] & 0x7F]) + msb_first[1:]
+    digits = msb_first.hex()
+    if not digits.isdigit():
+        if not digits:
+            return 0.0
+        bad = next(b for b in msb_first if b >> 4 > 9 or b & 0x0F > 9)
+        raise BcdError(f"byte {bad:02X}H is not BCD")
+    value = float(int(digits)) / 10.0**decimals
     return -value if negative else value
 
 

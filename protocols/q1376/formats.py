@@ -38,6 +38,25 @@ class Number:
         except bcd.BcdError as exc:
             raise FrameError(f"{self.name} {exc}", raw=bytes(raw)) from None
 
+    def decode_run(self, raw: bytes, at: int, count: int) -> tuple[float | None, ...]:
+        """`count` values of this format side by side from `at`: a curve's 96 points,
+        a register's tariffs. One length check for the run, not one per value."""
+        width, end = self.width, at + count * self.width
+        if len(raw) < end:
+            raise FrameError(f"{count} × {self.name} need {end - at} bytes, got "
+                             f"{max(0, len(raw) - at)}", raw=bytes(raw))
+        out: list[float | None] = []
+        for start in range(at, end, width):
+            chunk = raw[start:start + width]
+            if FILL in chunk:
+                out.append(None)
+                continue
+            try:
+                out.append(bcd.decode(chunk, self.decimals, self.signed))
+            except bcd.BcdError as exc:
+                raise FrameError(f"{self.name} {exc}", raw=bytes(chunk)) from None
+        return tuple(out)
+
     def encode(self, value: float | None) -> bytes:
         if value is None:
             return bytes([FILL]) * self.width

@@ -58,8 +58,7 @@ class Registers:
         _need(raw, 6, "energy registers")
         m = tariffs_at(raw, 5, "energy registers")
         _need(raw, 6 + fmt.width * (m + 1), "energy registers")
-        values = tuple(fmt.decode(raw[6 + i * fmt.width:6 + (i + 1) * fmt.width])
-                       for i in range(m + 1))
+        values = fmt.decode_run(raw, 6, m + 1)
         return cls(fm.decode_a15(raw[:5]), values, fmt)
 
     def encode(self) -> bytes:
@@ -87,12 +86,11 @@ class QuadrantRegisters:
         _need(raw, QuadrantRegisters.length(raw), "F33/F34 registers")
         n = tariffs_at(raw, 5, "F33/F34 registers") + 1
         at = 6
-        active = tuple(fm.A14.decode(raw[at + i * 5:at + i * 5 + 5]) for i in range(n))
+        active = fm.A14.decode_run(raw, at, n)
         at += 5 * n
         blocks = []
         for _ in range(3):
-            blocks.append(tuple(fm.A11.decode(raw[at + i * 4:at + i * 4 + 4])
-                                for i in range(n)))
+            blocks.append(fm.A11.decode_run(raw, at, n))
             at += 4 * n
         return cls(fm.decode_a15(raw[:5]), active, blocks[0], blocks[1], blocks[2])
 
@@ -180,8 +178,7 @@ class Curve:
     def decode(cls, raw: bytes, fmt: fm.Number) -> Curve:
         request = CurveRequest.decode(raw)
         _need(raw, 7 + request.points * fmt.width, "curve points")
-        values = tuple(fmt.decode(raw[7 + i * fmt.width:7 + (i + 1) * fmt.width])
-                       for i in range(request.points))
+        values = fmt.decode_run(raw, 7, request.points)
         return cls(request, values, fmt)
 
     def encode(self) -> bytes:
@@ -214,8 +211,7 @@ class Present:
 
         def take(fmt: fm.Number, n: int) -> tuple[float | None, ...]:
             nonlocal at
-            out = tuple(fmt.decode(raw[at + i * fmt.width:at + (i + 1) * fmt.width])
-                        for i in range(n))
+            out = fmt.decode_run(raw, at, n)
             at += fmt.width * n
             return out
 

@@ -37,6 +37,9 @@ _RANK_NEW = quality_code_rank_sql("excluded.quality")
 _RANK_OLD = quality_code_rank_sql("readings.quality")
 _RANK_STAGED = quality_code_rank_sql("s.quality")
 _RANK_STORED = quality_code_rank_sql("r.quality")
+# Enum `.value` is a Python-level property: looked up once here, not once per row.
+_KIND_TEXT = {k: k.value for k in ReadKind}
+_QUALITY_FIELDS = {q: (QUALITY_CODES[q], q.value) for q in Quality}
 
 
 class SqliteReadings(SqliteOutbox):
@@ -44,9 +47,10 @@ class SqliteReadings(SqliteOutbox):
         if not readings:
             return IngestResult()
         received = datetime.now(UTC).timestamp()
+        kinds, qualities = _KIND_TEXT, _QUALITY_FIELDS
         rows = [
-            (r.meter_id, r.quantity, r.kind.value, r.unit, r.ts.timestamp(), r.value,
-             QUALITY_CODES[r.quality], r.quality.value, r.method, r.source, received)
+            (r.meter_id, r.quantity, kinds[r.kind], r.unit, r.ts.timestamp(), r.value,
+             *qualities[r.quality], r.method, r.source, received)
             for r in readings
         ]
         def write(db: sqlite3.Connection) -> IngestResult:
