@@ -6,6 +6,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -13,6 +14,9 @@ from rich.table import Table
 
 from collector.cli.context import CONFIG_OPTION, console, with_store
 from collector.cli.tables import flags_table
+
+if TYPE_CHECKING:
+    from collector.flags.screening import ScreenResult
 from collector.config import settings as config_mod
 from storage import Store
 
@@ -94,6 +98,28 @@ def flags_run(ctx: click.Context, full: bool, at: datetime | None) -> None:
     with_store(ctx.obj["config"], use)
 
 
+def _figures(result: ScreenResult, loaded: bool) -> None:
+    """The figures a utility plans inspections by, the screen beside what a plain model
+    and the rules get on the same labels."""
+    table = Table(title="on the inspected customers" + ("" if loaded else ", out of fold"))
+    for col in ("model", "AUC", "thieves in top 5 %", "thieves in top 10 %"):
+        table.add_column(col)
+    rows = [(f"screen ({result.chosen})" if result.chosen else "screen", result.screen),
+            ("naive: boosting on the raw columns" + (" + attributes" if result.attributes
+                                                     else ""), result.naive),
+            ("rules alone", result.rules)]
+    for name, fig in rows:
+        if fig is not None:
+            table.add_row(name, f"{fig.auc:.3f}", f"{fig.top5:.1%}", f"{fig.top10:.1%}")
+    console.print(table)
+    if result.naive is not None and result.screen is not None:
+        console.print(f"screen / naive: AUC {result.screen.auc / result.naive.auc:.2f}×, "
+                      f"top 5 % {result.screen.top5 / max(result.naive.top5, 1e-9):.2f}×")
+    if result.per_fold:
+        console.print("chosen by nested cross-validation: "
+                      + ", ".join(f"{k} in {v} folds" for k, v in result.per_fold.items()))
+
+
 @click.command()
 @click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
@@ -107,11 +133,20 @@ def flags_run(ctx: click.Context, full: bool, at: datetime | None) -> None:
               help="Keep the model trained from --labels, to score later files.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
               default=None, help="Score with a model saved earlier by --save-model.")
+@click.option("--attributes", "attributes_path",
+              type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Per-customer attributes (CSV or Parquet: id, then e.g. tariff, zone, "
+                   "activity): used as features, categorical where they are not numbers.")
+@click.option("--as-of", "as_of", default=None, metavar="COLUMN",
+              help="The column (in --attributes or the consumption file) holding each "
+                   "customer's reference date, e.g. the inspection date: only periods "
+                   "before it are used.")
 @click.option("--seed", default=0, show_default=True)
 def screen(csv_path: str, out_path: str | None, encoding: str | None,
            labels_path: str | None, save_path: str | None, model_path: str | None,
-           seed: int) -> None:
-    """Screen a wide CSV of daily kWh (id, then one column per date) for theft and faults."""
+           attributes_path: str | None, as_of: str | None, seed: int) -> None:
+    """Screen consumption history for theft and faults: a wide CSV (id, then one column
+    per day or month), long id,date,kwh rows, or Parquet of either."""
     import codecs
 
     from rich.progress import Progress
@@ -136,7 +171,9 @@ def screen(csv_path: str, out_path: str | None, encoding: str | None,
                                      task, completed=done, total=total), encoding=encoding,
                                  labels=Path(labels_path) if labels_path else None,
                                  model_in=Path(model_path) if model_path else None,
-                                 model_out=Path(save_path) if save_path else None, seed=seed)
+                                 model_out=Path(save_path) if save_path else None, seed=seed,
+                                 attributes=Path(attributes_path) if attributes_path
+                                 else None, as_of=as_of)
     except (ScreenError, LabelError) as exc:
         console.print(f"[red]cannot screen:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
@@ -148,7 +185,10 @@ def screen(csv_path: str, out_path: str | None, encoding: str | None,
     if result.long_rows:
         console.print(f"[yellow]{result.long_rows} rows had more cells than the header; "
                         "the extra cells were ignored[/]")
-    console.print(f"{result.rows} customers × {result.days} days "
+    if result.duplicates:
+        console.print(f"[yellow]{result.duplicates} rows repeated a customer and period; "
+                        "the last of each was kept[/]")
+    console.print(f"{result.rows} customers × {result.days} {result.unit}s "
                     f"({result.first_day} … {result.last_day}); "
                     f"{result.flagged} scored at or above the flag threshold")
     if result.ignored_columns:
@@ -161,6 +201,12 @@ def screen(csv_path: str, out_path: str | None, encoding: str | None,
             kind = "on the labels" if model_path else "cross-validated (out of fold)"
             console.print(f"{kind}: AUC {result.cv_auc:.3f}, MAP@{result.map_n} "
                           f"{result.cv_map:.3f}; the rules alone: AUC {result.rules_auc:.3f}")
+        if result.as_of:
+            console.print(f"{result.as_of} customers' histories cut at their {as_of}")
+        if result.attributes:
+            console.print(f"attributes used: {', '.join(result.attributes)}")
+        if result.screen is not None:
+            _figures(result, bool(model_path))
         for warning in result.warnings:
             console.print(f"[yellow]warning:[/] {escape(warning)}")
         if save_path:

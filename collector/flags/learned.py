@@ -2,10 +2,10 @@
 
 The rules' picture of theft (a sustained drop against the meter's own history) is not
 what most confirmed thieves look like in real data; what inspectors found is the
-strongest signal a utility has. From each customer's daily series come features an
-engineer can explain (level, variability, day-to-day and weekly autocorrelation, zero
-and missing days, changes between periods, weekly and seasonal shape, the rule score);
-a gradient-boosted model learns from the inspected customers which of them matter here.
+strongest signal a utility has. From each customer's series (days or billing months)
+come features an engineer can explain (screen_features), and from the utility's own
+customer attributes more; a gradient-boosted model, its settings chosen by nested
+cross-validation (model_choice), learns from the inspected customers which matter here.
 
 Every inspected customer is scored out of fold (by a model that never saw its label),
 the rest by the model trained on every label. No model ships with the project: it is
@@ -26,77 +26,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from collector.errors import CollectorError
+from collector.flags import model_choice as choice
+from collector.flags.attributes import Schema
 
 F64 = NDArray[np.float64]
-FEATURES = (
-    "mean_kwh", "std_kwh", "variation", "median_kwh", "peak_to_mean", "zero_days",
-    "missing_days", "autocorr_1d", "autocorr_7d", "last_third_vs_first", "recent_vs_before",
-    "weekend_vs_weekday", "monthly_variation", "jumps", "longest_zero_run", "trend",
-    "low_quantile", "high_quantile", "rule_score",
-)
 MIN_PER_CLASS = 50
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 
 
 class LabelError(CollectorError):
     """An inspections file that cannot be learned from; nothing has been written."""
-
-
-def features(x: F64, weekday: NDArray[np.int64], rule_score: F64) -> F64:
-    """customers × days of daily kWh (NaN missing) → customers × len(FEATURES)."""
-    n, d = x.shape
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        present = ~np.isnan(x)
-        mean = np.nanmean(x, axis=1)
-        std = np.nanstd(x, axis=1)
-        median = np.nanmedian(x, axis=1)
-        filled = np.where(present, x, mean[:, None])
-        centred = filled - filled.mean(axis=1, keepdims=True)
-
-        def autocorr(lag: int) -> F64:
-            if d <= lag + 2:
-                return np.full(n, np.nan)
-            a, b = centred[:, :-lag], centred[:, lag:]
-            out: F64 = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-            return out
-
-        third = max(d // 3, 1)
-        first, last = np.nanmean(x[:, :third], axis=1), np.nanmean(x[:, -third:], axis=1)
-        recent_n = min(30, max(d // 4, 1))
-        recent = np.nanmean(x[:, -recent_n:], axis=1)
-        before = np.nanmean(x[:, -4 * recent_n:-recent_n], axis=1) if d > recent_n else mean
-        weekend = weekday >= 5
-        we = np.nanmean(x[:, weekend], axis=1) if weekend.any() else mean
-        wd = np.nanmean(x[:, ~weekend], axis=1) if (~weekend).any() else mean
-        months = [np.nanmean(x[:, k:k + 30], axis=1) for k in range(0, d, 30)]
-        monthly = np.nanstd(np.column_stack(months), axis=1) / mean if len(months) > 1 else \
-            np.zeros(n)
-        diffs = np.abs(np.diff(x, axis=1))
-        jumps = np.nanmean(diffs > 3 * std[:, None], axis=1) if d > 1 else np.zeros(n)
-        zero = present & (x <= 0)
-        longest = _longest_runs(zero) / d
-        t = np.arange(d) - (d - 1) / 2
-        trend = (centred * t).sum(axis=1) / (t * t).sum() * d / mean
-        q10 = np.nanquantile(x, 0.1, axis=1) / median
-        q90 = np.nanquantile(x, 0.9, axis=1) / median
-        columns = [mean, std, std / mean, median, np.nanmax(x, axis=1) / mean,
-                   zero.sum(axis=1) / np.maximum(present.sum(axis=1), 1),
-                   1 - present.mean(axis=1), autocorr(1), autocorr(7), last / first,
-                   recent / before, we / wd, monthly, jumps, longest, trend, q10, q90,
-                   rule_score]
-    out = np.column_stack(columns).astype(np.float64)
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-def _longest_runs(mask: NDArray[np.bool_]) -> F64:
-    best = np.zeros(len(mask))
-    run = np.zeros(len(mask))
-    for k in range(mask.shape[1]):
-        run = np.where(mask[:, k], run + 1, 0)
-        best = np.maximum(best, run)
-    return best
 
 
 def read_labels(path: Path, ids: Sequence[str]) -> dict[str, int]:
@@ -137,12 +76,6 @@ def read_labels(path: Path, ids: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def auc(y: NDArray[np.int64], score: F64) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score))
-
-
 def map_at(y: NDArray[np.int64], score: F64, n: int) -> float:
     """Mean of precision@k over the true thieves ranked within the top n."""
     order = np.argsort(-score, kind="mergesort")[:n]
@@ -153,26 +86,6 @@ def map_at(y: NDArray[np.int64], score: F64, n: int) -> float:
     return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
 
 
-def _model(seed: int) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(max_iter=250, learning_rate=0.06,
-                                          max_leaf_nodes=31, l2_regularization=1.0,
-                                          class_weight="balanced", random_state=seed)
-
-
-def out_of_fold(f: F64, y: NDArray[np.int64], seed: int = 0, folds: int = 5) -> F64:
-    """Each labelled customer's score from a model trained without its label."""
-    from sklearn.model_selection import StratifiedKFold
-
-    out = np.zeros(len(y))
-    k = max(2, min(folds, int(np.bincount(y).min())))
-    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(f, y):
-        m = _model(seed).fit(f[train], y[train])
-        out[test] = m.predict_proba(f[test])[:, 1]
-    return out
-
-
 @dataclass
 class Learned:
     model: Any
@@ -180,7 +93,11 @@ class Learned:
     direction: F64
     centre: F64
     scale: F64
-    names: tuple[str, ...] = FEATURES
+    names: tuple[str, ...]
+    unit: str = "D"
+    """The periods it was trained on: a model of months does not score days."""
+    schema: Schema = field(default_factory=Schema)
+    chosen: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
     def score(self, f: F64) -> F64:
@@ -201,10 +118,12 @@ class Learned:
         return out
 
 
-def train(f: F64, y: NDArray[np.int64], seed: int = 0) -> Learned:
+def train(f: F64, y: NDArray[np.int64], names: Sequence[str], chosen: str, unit: str,
+          schema: Schema, seed: int = 0) -> Learned:
     from sklearn.inspection import permutation_importance
 
-    model = _model(seed).fit(f, y)
+    categorical = [False] * (len(names) - len(schema.names)) + schema.categorical()
+    model = choice.fit(chosen, categorical, seed, f, y)
     sample = np.random.default_rng(seed).choice(len(y), min(len(y), 5000), replace=False)
     imp = permutation_importance(model, f[sample], y[sample], scoring="roc_auc",
                                  n_repeats=3, random_state=seed).importances_mean
@@ -215,8 +134,10 @@ def train(f: F64, y: NDArray[np.int64], seed: int = 0) -> Learned:
         scale = np.nanquantile(clean, 0.75, axis=0) - np.nanquantile(clean, 0.25, axis=0)
         thief, honest = np.nanmedian(f[y == 1], axis=0), centre
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    direction = np.sign(np.nan_to_num(thief - honest))
-    return Learned(model, np.clip(np.nan_to_num(imp), 0, None), direction, centre, scale)
+    # A category's code has no "far from the clean customers": no reasons from codes.
+    direction = np.where(categorical, 0.0, np.sign(np.nan_to_num(thief - honest)))
+    return Learned(model, np.clip(np.nan_to_num(imp), 0, None), direction, centre, scale,
+                   tuple(names), unit, schema, chosen)
 
 
 def save(learned: Learned, path: Path) -> None:
@@ -224,7 +145,7 @@ def save(learned: Learned, path: Path) -> None:
 
     with path.open("wb") as f:
         pickle.dump({"format": MODEL_FORMAT, "sklearn": sklearn.__version__,
-                     "features": FEATURES, "learned": learned}, f)
+                     "learned": learned}, f)
 
 
 def load(path: Path) -> Learned:
@@ -239,8 +160,6 @@ def load(path: Path) -> Learned:
         raise LabelError(f"{path}: not a model saved by collector screen ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise LabelError(f"{path}: not a model saved by collector screen --save-model")
-    if tuple(doc.get("features", ())) != FEATURES:
-        raise LabelError(f"{path}: saved with other features; train it again with --labels")
     if doc.get("sklearn") != sklearn.__version__:
         warnings.warn(f"{path} was saved with scikit-learn {doc.get('sklearn')}, this is "
                       f"{sklearn.__version__}: retrain if the scores look wrong", stacklevel=2)
