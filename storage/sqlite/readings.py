@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -81,21 +81,20 @@ class SqliteReadings(SqliteOutbox):
                 "ORDER BY meter_id, quantity, kind, ts",
                 (start.timestamp(), end.timestamp(), *quantities),
             ).fetchall()
-            return [_reading(r) for r in rows]
+            return _readings(db, rows)
 
         return await self._query(read)
 
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
         def read(db: sqlite3.Connection) -> list[Reading]:
             rows = db.execute(
-                "SELECT r.meter_id, r.quantity, r.ts, r.value, r.unit, r.quality, r.source, "
-                "r.method, r.kind FROM reading_values r JOIN (SELECT series_id, max(ts) AS ts "
+                f"{_VALUES_SELECT} JOIN (SELECT series_id, max(ts) AS ts "
                 "FROM readings GROUP BY series_id) l "
                 "ON r.series_id = l.series_id AND r.ts = l.ts "
-                "ORDER BY r.meter_id, r.quantity, r.kind = 'interval', r.kind"
+                "ORDER BY s.meter_id, s.quantity, s.kind = 'interval', s.kind"
             ).fetchall()
             wanted = set(meter_ids) if meter_ids is not None else None
-            return [_reading(r) for r in rows if wanted is None or r[0] in wanted]
+            return _readings(db, (r for r in rows if wanted is None or r[0] in wanted))
 
         return await self._query(read)
 
@@ -109,7 +108,7 @@ class SqliteReadings(SqliteOutbox):
                 "AND ts >= ? AND ts <= ? ORDER BY ts",
                 (meter_id, quantity, kind.value, start.timestamp(), end.timestamp()),
             ).fetchall()
-            return [_reading(r) for r in rows]
+            return _readings(db, rows)
 
         return await self._query(read)
 
@@ -144,22 +143,34 @@ class SqliteReadings(SqliteOutbox):
         return await self._query(read)
 
 
-_VALUES_SELECT = ("SELECT meter_id, quantity, ts, value, unit, quality, source, method, kind "
-                  "FROM reading_values")
+# reading_values without its three name joins: the names come from small tables read
+# once per query (_readings), not looked up again for each of a month's rows.
+_VALUES_SELECT = ("SELECT s.meter_id, s.quantity, r.ts, r.value, s.unit, r.quality, "
+                  "r.source_id, r.method_id, s.kind FROM readings r "
+                  "JOIN series s ON s.id = r.series_id")
 
 
-def _reading(r: Sequence[Any]) -> Reading:
-    return Reading(
-        meter_id=r[0],
-        quantity=r[1],
-        ts=datetime.fromtimestamp(r[2], UTC),
-        value=r[3],
-        unit=r[4],
-        quality=Quality(r[5]),
-        source=r[6],
-        method=r[7],
-        kind=ReadKind(r[8]),
-    )
+_QUALITY_OF = {q.value: q for q in Quality}
+_KIND_OF = {k.value: k for k in ReadKind}
+
+
+def _readings(db: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> list[Reading]:
+    """Rows of _VALUES_SELECT as Readings. A window's meters share their slot times, so
+    each timestamp becomes a datetime once, and names and enum members come from dicts:
+    the flag pass reads a month of every meter through here."""
+    quality = {code: _QUALITY_OF[letter]
+               for code, letter in db.execute("SELECT code, letter FROM qualities")}
+    sources = dict(db.execute("SELECT id, name FROM sources"))
+    methods = dict(db.execute("SELECT id, name FROM methods"))
+    stamps: dict[float, datetime] = {}
+    out = []
+    for r in rows:
+        ts = stamps.get(r[2])
+        if ts is None:
+            ts = stamps[r[2]] = datetime.fromtimestamp(r[2], UTC)
+        out.append(Reading(r[0], r[1], ts, r[3], r[4], quality[r[5]], sources[r[6]],
+                           methods[r[7]], _KIND_OF[r[8]]))
+    return out
 
 
 # A raw actual read of a key whose current version is VEE's estimate: the read arrived
