@@ -160,7 +160,8 @@ def test_a_26_day_window_screens_end_to_end(tmp_path: Path) -> None:
                 x[-8:] *= rng.uniform(0.1, 0.4)
             truth[cid] = int(thief)
             w.writerow([cid, *np.round(x, 2)])
-    labels = write_table(tmp_path / "labels.csv", ["id", "label"], [[c, y] for c, y in truth.items()])
+    labels = write_table(tmp_path / "labels.csv", ["id", "label"],
+                         [[c, y] for c, y in truth.items()])
     result = screen_file(data, tmp_path / "out.csv", labels=labels)
     assert (result.unit, result.days) == ("day", 26)
     assert result.screen is not None and result.screen.auc > 0.9
