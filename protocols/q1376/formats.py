@@ -31,12 +31,7 @@ class Number:
         if len(raw) != self.width:
             raise FrameError(f"{self.name} needs {self.width} bytes, got {len(raw)}",
                              raw=bytes(raw))
-        if is_fill(raw):
-            return None
-        try:
-            return bcd.decode(raw, self.decimals, self.signed)
-        except bcd.BcdError as exc:
-            raise FrameError(f"{self.name} {exc}", raw=bytes(raw)) from None
+        return self.decode_run(raw, 0, 1)[0]
 
     def decode_run(self, raw: bytes, at: int, count: int) -> tuple[float | None, ...]:
         """`count` values of this format side by side from `at`: a curve's 96 points,

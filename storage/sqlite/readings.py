@@ -19,6 +19,7 @@ from model import (
 )
 from storage.base import (
     QUALITY_CODES,
+    QUALITY_OF_CODE,
     DailyConsumption,
     StorageError,
     UnitMismatch,
@@ -150,7 +151,6 @@ _VALUES_SELECT = ("SELECT s.meter_id, s.quantity, r.ts, r.value, s.unit, r.quali
                   "JOIN series s ON s.id = r.series_id")
 
 
-_QUALITY_OF = {q.value: q for q in Quality}
 _KIND_OF = {k.value: k for k in ReadKind}
 
 
@@ -158,8 +158,6 @@ def _readings(db: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> list[Rea
     """Rows of _VALUES_SELECT as Readings. A window's meters share their slot times, so
     each timestamp becomes a datetime once, and names and enum members come from dicts:
     the flag pass reads a month of every meter through here."""
-    quality = {code: _QUALITY_OF[letter]
-               for code, letter in db.execute("SELECT code, letter FROM qualities")}
     sources = dict(db.execute("SELECT id, name FROM sources"))
     methods = dict(db.execute("SELECT id, name FROM methods"))
     stamps: dict[float, datetime] = {}
@@ -168,7 +166,7 @@ def _readings(db: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> list[Rea
         ts = stamps.get(r[2])
         if ts is None:
             ts = stamps[r[2]] = datetime.fromtimestamp(r[2], UTC)
-        out.append(Reading(r[0], r[1], ts, r[3], r[4], quality[r[5]], sources[r[6]],
+        out.append(Reading(r[0], r[1], ts, r[3], r[4], QUALITY_OF_CODE[r[5]], sources[r[6]],
                            methods[r[7]], _KIND_OF[r[8]]))
     return out
 
