@@ -112,8 +112,17 @@ class Store(Protocol):
     async def count_readings(self) -> int: ...
 
     async def readings_in(
-        self, start: datetime, end: datetime, quantities: Sequence[str]
-    ) -> list[Reading]: ...
+        self, start: datetime, end: datetime, quantities: Sequence[str],
+        meter_ids: Sequence[str] | None = None,
+    ) -> list[Reading]:
+        """`meter_ids` lets a pass over a large fleet read it block by block, so no
+        stage holds every meter's reads at once."""
+        ...
+
+    async def heard_from(self, start: datetime, end: datetime) -> list[str]:
+        """Every meter with a reading in [start, end], registered or not: how a pass
+        that reads block by block still finds the meters nobody registered."""
+        ...
 
     async def events_in(self, start: datetime, end: datetime) -> list[Event]: ...
 

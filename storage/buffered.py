@@ -261,9 +261,13 @@ class BufferedStore:
         return await self.inner.count_readings()
 
     async def readings_in(
-        self, start: datetime, end: datetime, quantities: Sequence[str]
+        self, start: datetime, end: datetime, quantities: Sequence[str],
+        meter_ids: Sequence[str] | None = None,
     ) -> list[Reading]:
-        return await self.inner.readings_in(start, end, quantities)
+        return await self.inner.readings_in(start, end, quantities, meter_ids)
+
+    async def heard_from(self, start: datetime, end: datetime) -> list[str]:
+        return await self.inner.heard_from(start, end)
 
     async def events_in(self, start: datetime, end: datetime) -> list[Event]:
         return await self.inner.events_in(start, end)

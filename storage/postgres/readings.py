@@ -155,13 +155,27 @@ class PostgresReadings(PostgresConnection):
         return int(row[0]) if row else 0
 
     async def readings_in(
-        self, start: datetime, end: datetime, quantities: Sequence[str]
+        self, start: datetime, end: datetime, quantities: Sequence[str],
+        meter_ids: Sequence[str] | None = None,
     ) -> list[Reading]:
+        which, params = "", [start, end, list(quantities)]
+        if meter_ids is not None:
+            which = "AND meter_id = ANY(%s) "
+            params.append(list(meter_ids))
         async with self._read() as conn:
             cur = await conn.execute(
                 f"{VALUES_SELECT} WHERE ts >= %s AND ts <= %s AND quantity = ANY(%s) "
-                "ORDER BY meter_id, quantity, kind, ts", (start, end, list(quantities)))
+                f"{which}ORDER BY meter_id, quantity, kind, ts", params)
             return [_reading(r) for r in await cur.fetchall()]
+
+    async def heard_from(self, start: datetime, end: datetime) -> list[str]:
+        async with self._read() as conn:
+            # One index probe per series, not a scan of the window's reads.
+            cur = await conn.execute(
+                "SELECT DISTINCT s.meter_id FROM series s WHERE EXISTS (SELECT 1 FROM "
+                "readings r WHERE r.series_id = s.id AND r.ts >= %s AND r.ts <= %s) "
+                "ORDER BY 1", (start, end))
+            return [r[0] for r in await cur.fetchall()]
 
     async def latest_readings(self, meter_ids: Sequence[str] | None = None) -> list[Reading]:
         where, params = "", []

@@ -3,6 +3,7 @@ precedence, late reads over VEE's estimates) and the reads of raw values."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -72,17 +73,32 @@ class SqliteReadings(SqliteOutbox):
         )
 
     async def readings_in(
-        self, start: datetime, end: datetime, quantities: Sequence[str]
+        self, start: datetime, end: datetime, quantities: Sequence[str],
+        meter_ids: Sequence[str] | None = None,
     ) -> list[Reading]:
         marks = ",".join("?" * len(quantities))
+        which, extra = "", []
+        if meter_ids is not None:
+            # One parameter whatever the block's size: SQLite caps bound variables.
+            which = "AND s.meter_id IN (SELECT value FROM json_each(?)) "
+            extra.append(json.dumps(list(meter_ids)))
 
         def read(db: sqlite3.Connection) -> list[Reading]:
             rows = db.execute(
                 f"{_VALUES_SELECT} WHERE ts >= ? AND ts <= ? AND quantity IN ({marks}) "
-                "ORDER BY meter_id, quantity, kind, ts",
-                (start.timestamp(), end.timestamp(), *quantities),
+                f"{which}ORDER BY meter_id, quantity, kind, ts",
+                (start.timestamp(), end.timestamp(), *quantities, *extra),
             ).fetchall()
             return _readings(db, rows)
+
+        return await self._query(read)
+
+    async def heard_from(self, start: datetime, end: datetime) -> list[str]:
+        def read(db: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in db.execute(
+                "SELECT DISTINCT s.meter_id FROM series s WHERE EXISTS (SELECT 1 FROM "
+                "readings r WHERE r.series_id = s.id AND r.ts >= ? AND r.ts <= ?) "
+                "ORDER BY 1", (start.timestamp(), end.timestamp()))]
 
         return await self._query(read)
 

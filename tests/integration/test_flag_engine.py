@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from collector.flags import engine as flag_engine
 from collector.flags.engine import FlagEngine
+from model import Meter, Reading
 from simulator.population import PopulationSpec, as_stored, build_population
 from storage.sqlite import SqliteStore
 
@@ -20,8 +24,11 @@ EXPECTED = {"gaps": "missed_reads", "stopped": "stopped", "runaway": "runaway",
 
 
 async def test_daily_passes_flag_every_injected_meter_once_and_no_clean_one(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Blocks of 7 meters: the pass reads and judges a fleet a block at a time, and a
+    # block boundary must change no finding (the area balance spans every block).
+    monkeypatch.setattr(flag_engine, "BLOCK", 7)
     pop = build_population(PopulationSpec(meters=80, days=32, areas=2, hot_areas=1,
                                           fraction=0.025, seed=11))
     meters, readings, events = as_stored(pop, range(80))
@@ -51,3 +58,21 @@ async def test_daily_passes_flag_every_injected_meter_once_and_no_clean_one(
     assert areas.get(f"A{next(iter(pop.area_labels['negative_loss']))}") == "negative_line_loss"
     for a in pop.area_labels["high_loss"]:
         assert areas[f"A{a}"] == "high_line_loss"
+
+
+async def test_a_meter_that_answers_without_a_record_is_flagged_unregistered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flag_engine, "BLOCK", 1)
+    store = SqliteStore(str(tmp_path / "stray.db"))
+    await store.migrate()
+    t0 = datetime(2026, 11, 2, tzinfo=UTC)
+    known = [Meter("m1", "dlt645", "bus1", "000000000001"),
+             Meter("m2", "dlt645", "bus1", "000000000002")]
+    await store.write_readings([Reading(m, "1-0:1.8.0", t0 + timedelta(minutes=15 * k),
+                                        100.0 + k, "kWh")
+                                for m in ("m1", "m2", "stray") for k in range(1, 5)])
+    engine = FlagEngine(store, known, every=timedelta(minutes=15), tz=ZoneInfo("UTC"))
+    run = await engine.run(t0 + timedelta(hours=1), full=False)
+    strays = [f for f in run.findings if f.kind == "unregistered_meter"]
+    assert [(f.subject, f.evidence["readings"]) for f in strays] == [("stray", 4)]
+    assert {f.subject for f in run.findings} == {"stray"}

@@ -359,3 +359,17 @@ async def test_slots_after_the_frozen_midnight_read_are_due_though_no_interval_r
         assert got.quality is Quality.SUBSTITUTED
         assert got.value == pytest.approx(register(LAST_DAY) + (k - LAST_DAY) / 3 * (
             register(LAST_DAY + 3) - register(LAST_DAY)), abs=1e-3)
+
+
+async def test_meters_validated_block_by_block_keep_their_own_clock_reads(
+        store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector.vee import engine as vee_engine
+
+    monkeypatch.setattr(vee_engine, "BLOCK", 1)
+    offset = [Reading("m2", CLOCK, ts(LAST_DAY + 8), 95.0, "s")]
+    engine = await setup(store, reads("m1") + reads("m2") + reads("m3") + offset,
+                         meters=("m1", "m2", "m3"))
+    run = await engine.run(JUDGED, JUDGED, NOW)
+    assert run.meter_days == 3
+    assert [(await verdict(store, codes.TIME, m)).passed for m in ("m1", "m2", "m3")] == [
+        True, False, True]

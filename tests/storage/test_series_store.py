@@ -168,3 +168,13 @@ async def test_a_wide_file_with_two_units_for_one_series_is_not_converted(
         await store.close()
     with sqlite3.connect(path) as db:  # untouched: the old table and both rows remain
         assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 2
+
+
+async def test_a_pass_reads_one_block_of_meters_and_still_hears_every_meter(
+        store: Store) -> None:
+    await store.write_readings([Reading(f"m{i}", FWD, slot(i), float(i), "kWh")
+                                for i in range(6)])
+    got = await store.readings_in(T0, slot(10), [FWD], ["m1", "m4", "nobody"])
+    assert [(r.meter_id, r.value) for r in got] == [("m1", 1.0), ("m4", 4.0)]
+    assert await store.readings_in(T0, slot(10), [FWD], []) == []
+    assert await store.heard_from(slot(2), slot(4)) == ["m2", "m3", "m4"]
