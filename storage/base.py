@@ -119,6 +119,15 @@ class Store(Protocol):
         stage holds every meter's reads at once."""
         ...
 
+    async def values_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str],
+        meter_ids: Sequence[str],
+    ) -> list[tuple[str, str, str, float, float]]:
+        """(meter, quantity, kind, epoch seconds, value) of the raw reads, ordered by
+        meter, quantity, kind and time: what a pass over a whole fleet's month needs,
+        without a Reading object (and its checks) per row."""
+        ...
+
     async def heard_from(self, start: datetime, end: datetime) -> list[str]:
         """Every meter with a reading in [start, end], registered or not: how a pass
         that reads block by block still finds the meters nobody registered."""

@@ -266,6 +266,12 @@ class BufferedStore:
     ) -> list[Reading]:
         return await self.inner.readings_in(start, end, quantities, meter_ids)
 
+    async def values_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str],
+        meter_ids: Sequence[str],
+    ) -> list[tuple[str, str, str, float, float]]:
+        return await self.inner.values_in(start, end, quantities, meter_ids)
+
     async def heard_from(self, start: datetime, end: datetime) -> list[str]:
         return await self.inner.heard_from(start, end)
 

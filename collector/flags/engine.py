@@ -13,6 +13,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from collector.acquisition.clock import align_down
 from collector.config.thresholds import Thresholds
 from collector.flags import detect
-from model import Flag, Meter, Reading, ReadKind
+from model import Flag, Meter, ReadKind
 from storage.base import Store
 
 ENERGY, REVERSE = "1-0:1.8.0", "1-0:2.8.0"
@@ -46,42 +48,64 @@ class FlagRun:
     raised: int = 0
 
 
+@dataclass(frozen=True)
+class _Points:
+    """One series' reads in the window: epoch seconds and values, in time order."""
+    at: detect.F64
+    value: detect.F64
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+
+_NONE = _Points(np.empty(0), np.empty(0))
+
+
 @dataclass
 class _Grid:
     start: datetime
     every: timedelta
     n: int
 
-    def index(self, ts: datetime) -> int | None:
-        i = (ts - self.start) / self.every
-        return int(i) if i == int(i) and 0 <= i < self.n else None
-
     def time(self, i: int) -> datetime:
         return self.start + self.every * min(max(i, 0), self.n - 1)
 
-    def series(self, values: dict[datetime, float]) -> detect.F64:
+    def series(self, points: _Points) -> detect.F64:
+        """The reads that fall on the grid's slots; any other instant is off the grid."""
         out = np.full(self.n, np.nan)
-        for ts, v in values.items():
-            i = self.index(ts)
-            if i is not None:
-                out[i] = v
+        if len(points):
+            i = (points.at - self.start.timestamp()) / self.every.total_seconds()
+            on = (i == np.floor(i)) & (i >= 0) & (i < self.n)
+            out[i[on].astype(np.int64)] = points.value[on]
         return out
 
 
 BLOCK = 5000
 """Meters judged together: 5,000 meters' 35 days of reads is a few hundred MB at most."""
-_ByMeter = dict[str, dict[str, dict[datetime, float]]]
+_ByMeter = dict[str, dict[str, _Points]]
 
 
-def _by_meter(readings: Sequence[Reading]) -> _ByMeter:
-    """Each meter's reads by quantity and time. Daily frozen values are another channel:
-    they fill the register series but do not say when interval polling began."""
-    out: _ByMeter = defaultdict(lambda: defaultdict(dict))
-    for r in readings:
-        if r.kind is ReadKind.INSTANT:
+def _by_meter(rows: Sequence[tuple[str, str, str, float, float]]) -> _ByMeter:
+    """Each meter's reads by quantity, as arrays. Daily frozen energy is another channel:
+    it fills the register series but does not say when interval polling began. Where
+    two kinds of one other quantity share an instant, the later kind in the rows'
+    order wins, as it always has."""
+    out: _ByMeter = {}
+    for (meter, quantity, kind), group in groupby(rows, key=itemgetter(0, 1, 2)):
+        if kind == ReadKind.INSTANT.value:
             continue  # an on-demand read off the slot grid
-        frozen = r.kind is ReadKind.FROZEN_DAILY and r.quantity == ENERGY
-        out[r.meter_id][FROZEN if frozen else r.quantity][r.ts] = r.value
+        key = FROZEN if kind == ReadKind.FROZEN_DAILY.value and quantity == ENERGY \
+            else quantity
+        chunk = list(group)
+        at = np.fromiter((r[3] for r in chunk), np.float64, len(chunk))
+        value = np.fromiter((r[4] for r in chunk), np.float64, len(chunk))
+        series = out.setdefault(meter, {})
+        if key in series:
+            at, value = (np.concatenate([series[key].at, at]),
+                         np.concatenate([series[key].value, value]))
+            last = len(at) - 1 - np.unique(at[::-1], return_index=True)[1]
+            at, value = at[last], value[last]
+        series[key] = _Points(at, value)
     return out
 
 
@@ -114,11 +138,11 @@ class FlagEngine:
         # arithmetic runs on a worker thread: the event loop belongs to the buses.
         for n in range(0, len(judged), BLOCK):
             block = judged[n:n + BLOCK]
-            by_meter = _by_meter(await self.store.readings_in(start, end, QUANTITIES,
-                                                              [m.id for m in block]))
+            by_meter = _by_meter(await self.store.values_in(start, end, QUANTITIES,
+                                                            [m.id for m in block]))
             run.findings += await asyncio.to_thread(judge, block, by_meter)
         unknown = sorted(set(await self.store.heard_from(start, end)) - set(self.meters))
-        strays = _by_meter(await self.store.readings_in(start, end, QUANTITIES, unknown)
+        strays = _by_meter(await self.store.values_in(start, end, QUANTITIES, unknown)
                            if unknown else [])
         for stray in sorted(strays):
             run.findings.append(Flag(stray, "unregistered_meter", "warning", start, end,
@@ -138,15 +162,15 @@ class FlagEngine:
         run.raised = await self.store.raise_flags(run.findings)
         return run
 
-    def _meter(self, meter: Meter, q: dict[str, dict[datetime, float]], grid: _Grid,
+    def _meter(self, meter: Meter, q: dict[str, _Points], grid: _Grid,
                full: bool) -> list[Flag]:
         if not q:
             return [Flag(meter.id, "never_heard", "warning", grid.time(0), grid.time(grid.n - 1),
                          {"hint": "registered but no reading in the window: check the meter, "
                                   "its address and its bus"}, meter.area)]
         t = self.t
-        polled = grid.series(q.get(ENERGY, {}))
-        register = np.where(np.isnan(polled), grid.series(q.get(FROZEN, {})), polled)
+        polled = grid.series(q.get(ENERGY, _NONE))
+        register = np.where(np.isnan(polled), grid.series(q.get(FROZEN, _NONE)), polled)
         kwh = np.diff(register, prepend=np.nan)
         found: list[detect.Finding] = []
         # Slots before the meter's first interval read in the window were not yet expected
@@ -158,8 +182,8 @@ class FlagEngine:
             found += [detect.Finding(f.kind, f.severity, f.start + first + 1, f.end + first + 1,
                                      f.evidence)
                       for f in detect.gaps(expected)]
-        amps = np.stack([grid.series(q.get(a, {})) for a in AMPS], axis=1)
-        volts = np.stack([grid.series(q.get(v, {})) for v in VOLTS], axis=1)
+        amps = np.stack([grid.series(q.get(a, _NONE)) for a in AMPS], axis=1)
+        volts = np.stack([grid.series(q.get(v, _NONE)) for v in VOLTS], axis=1)
         found += detect.runaway(kwh, meter.phases, t, self.every.total_seconds() / 3600)
         present = np.flatnonzero(~np.isnan(register))
         found += [detect.Finding(f.kind, f.severity, int(present[f.start]), int(present[f.end]),
@@ -168,7 +192,7 @@ class FlagEngine:
         if np.isfinite(amps).any():
             found += detect.stopped(kwh, amps, t, 1)
         if TARIFFS[0] in q:
-            stacked = np.stack([grid.series(q.get(x, {})) for x in TARIFFS])
+            stacked = np.stack([grid.series(q.get(x, _NONE)) for x in TARIFFS])
             read_together = np.isfinite(stacked).any(axis=0) & np.isfinite(register)
             delta = np.where(read_together, register - np.nansum(stacked, axis=0), 0.0)
             found += detect.tariff_mismatch(delta, t)
@@ -184,10 +208,10 @@ class FlagEngine:
             v, a = volts[ok], amps[ok]
             found += detect.voltage_loss(v, a, t) + detect.current_loss(v, a, t)
             found += detect.imbalance(a, t)
-            watts = np.stack([grid.series(q.get(w, {})) for w in WATTS], axis=1)[ok]
+            watts = np.stack([grid.series(q.get(w, _NONE)) for w in WATTS], axis=1)[ok]
             if np.isfinite(watts).all():
                 found += detect.negative_phase_power(watts, meter.exporter, t)
-            angles = np.stack([grid.series(q.get(x, {})) for x in ANGLES], axis=1)[ok]
+            angles = np.stack([grid.series(q.get(x, _NONE)) for x in ANGLES], axis=1)[ok]
             if np.isfinite(angles).all() and len(angles):
                 found += detect.phasor_diagnosis(angles, a, meter.exporter, t)
         flags = [Flag(meter.id, f.kind, f.severity, grid.time(f.start), grid.time(f.end),
@@ -196,7 +220,7 @@ class FlagEngine:
             flags += self._theft(meter, kwh, q, grid, found)
         return flags
 
-    def _theft(self, meter: Meter, kwh: detect.F64, q: dict[str, dict[datetime, float]],
+    def _theft(self, meter: Meter, kwh: detect.F64, q: dict[str, _Points],
                grid: _Grid, found: list[detect.Finding]) -> list[Flag]:
         per_day = int(timedelta(days=1) / self.every)
         days = grid.n // per_day

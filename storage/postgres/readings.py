@@ -168,6 +168,19 @@ class PostgresReadings(PostgresConnection):
                 f"{which}ORDER BY meter_id, quantity, kind, ts", params)
             return [_reading(r) for r in await cur.fetchall()]
 
+    async def values_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str],
+        meter_ids: Sequence[str],
+    ) -> list[tuple[str, str, str, float, float]]:
+        async with self._read() as conn:
+            cur = await conn.execute(
+                "SELECT s.meter_id, s.quantity, s.kind, extract(epoch FROM r.ts)::float8, "
+                "r.value FROM series s JOIN readings r ON r.series_id = s.id "
+                "WHERE s.meter_id = ANY(%s) AND s.quantity = ANY(%s) "
+                "AND r.ts >= %s AND r.ts <= %s ORDER BY 1, 2, 3, 4",
+                (list(meter_ids), list(quantities), start, end))
+            return await cur.fetchall()
+
     async def heard_from(self, start: datetime, end: datetime) -> list[str]:
         async with self._read() as conn:
             # One index probe per series, not a scan of the window's reads.

@@ -93,6 +93,23 @@ class SqliteReadings(SqliteOutbox):
 
         return await self._query(read)
 
+    async def values_in(
+        self, start: datetime, end: datetime, quantities: Sequence[str],
+        meter_ids: Sequence[str],
+    ) -> list[tuple[str, str, str, float, float]]:
+        marks = ",".join("?" * len(quantities))
+
+        def read(db: sqlite3.Connection) -> list[tuple[str, str, str, float, float]]:
+            return db.execute(
+                "SELECT s.meter_id, s.quantity, s.kind, r.ts, r.value FROM series s "
+                "JOIN readings r ON r.series_id = s.id "
+                "WHERE s.meter_id IN (SELECT value FROM json_each(?)) "
+                f"AND s.quantity IN ({marks}) AND r.ts >= ? AND r.ts <= ? ORDER BY 1, 2, 3, 4",
+                (json.dumps(list(meter_ids)), *quantities, start.timestamp(),
+                 end.timestamp())).fetchall()
+
+        return await self._query(read)
+
     async def heard_from(self, start: datetime, end: datetime) -> list[str]:
         def read(db: sqlite3.Connection) -> list[str]:
             return [r[0] for r in db.execute(

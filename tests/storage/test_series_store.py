@@ -178,3 +178,6 @@ async def test_a_pass_reads_one_block_of_meters_and_still_hears_every_meter(
     assert [(r.meter_id, r.value) for r in got] == [("m1", 1.0), ("m4", 4.0)]
     assert await store.readings_in(T0, slot(10), [FWD], []) == []
     assert await store.heard_from(slot(2), slot(4)) == ["m2", "m3", "m4"]
+    rows = await store.values_in(T0, slot(10), [FWD], ["m2", "m0"])
+    assert rows == [("m0", FWD, "interval", T0.timestamp(), 0.0),
+                    ("m2", FWD, "interval", slot(2).timestamp(), 2.0)]
