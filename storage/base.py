@@ -103,10 +103,11 @@ class Store(Protocol):
 
     async def daily_consumption(
         self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC",
-        quantity: str = "1-0:1.8.0",
+        quantity: str = "1-0:1.8.0", meter_ids: Sequence[str] | None = None,
     ) -> list[DailyConsumption]:
         """A register's growth per local day: forward active energy unless told (the
-        reverse register 1-0:2.8.0 gives an exporter's generation)."""
+        reverse register 1-0:2.8.0 gives an exporter's generation). `meter_ids` reads
+        only those meters' boundary reads: a balance over a district goes area by area."""
         ...
 
     async def count_readings(self) -> int: ...

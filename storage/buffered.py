@@ -320,9 +320,9 @@ class BufferedStore:
 
     async def daily_consumption(
         self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC",
-        quantity: str = "1-0:1.8.0",
+        quantity: str = "1-0:1.8.0", meter_ids: Sequence[str] | None = None,
     ) -> list[DailyConsumption]:
-        return await self.inner.daily_consumption(start, end, by, tz, quantity)
+        return await self.inner.daily_consumption(start, end, by, tz, quantity, meter_ids)
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Try to deliver what is queued; whatever is left waits on disk for the next run."""

@@ -131,16 +131,29 @@ class FlagEngine:
         judged = [m for m in self.meters.values()
                   if self.interval_of.get(m.id, self.every) == self.every]
 
-        def judge(block: Sequence[Meter], by_meter: _ByMeter) -> list[Flag]:
+        def judge(block: Sequence[Meter], rows: Sequence[tuple[str, str, str, float, float]]
+                  ) -> list[Flag]:
+            by_meter = _by_meter(rows)
             return [f for m in block for f in self._meter(m, by_meter.get(m.id, {}), grid, full)]
 
-        # Block by block, so a district's 35 days never sit in Python at once; the
-        # arithmetic runs on a worker thread: the event loop belongs to the buses.
-        for n in range(0, len(judged), BLOCK):
-            block = judged[n:n + BLOCK]
-            by_meter = _by_meter(await self.store.values_in(start, end, QUANTITIES,
+        def read(block: Sequence[Meter]) -> asyncio.Task[list[tuple[str, str, str, float, float]]]:
+            return asyncio.create_task(self.store.values_in(start, end, QUANTITIES,
                                                             [m.id for m in block]))
-            run.findings += await asyncio.to_thread(judge, block, by_meter)
+
+        # Block by block, so a district's 35 days never sit in Python at once, the next
+        # block's read running in the database while this one is judged; the arithmetic
+        # runs on a worker thread: the event loop belongs to the buses.
+        blocks = [judged[n:n + BLOCK] for n in range(0, len(judged), BLOCK)]
+        pending = read(blocks[0]) if blocks else None
+        try:
+            for k, block in enumerate(blocks):
+                assert pending is not None
+                rows = await pending
+                pending = read(blocks[k + 1]) if k + 1 < len(blocks) else None
+                run.findings += await asyncio.to_thread(judge, block, rows)
+        finally:
+            if pending is not None:
+                pending.cancel()
         unknown = sorted(set(await self.store.heard_from(start, end)) - set(self.meters))
         strays = _by_meter(await self.store.values_in(start, end, QUANTITIES, unknown)
                            if unknown else [])
@@ -248,13 +261,40 @@ class FlagEngine:
 
     async def _line_loss(self, start: datetime, end: datetime,
                          runaway: Mapping[str, datetime]) -> list[Flag]:
-        daily = await self.store.daily_consumption(start, end, by="meter", tz=str(self.tz))
+        """Area by area, in groups of about a block's meters: each group's daily reads
+        come from its own meters' midnight registers, so a district is never in memory
+        at once, and the store computes no day for anyone outside the group."""
+        members: dict[str, list[Meter]] = defaultdict(list)
+        for m in self.meters.values():
+            if m.area:
+                members[m.area].append(m)
+        flags: list[Flag] = []
+        group: list[str] = []
+        size = 0
+        for area in sorted(members):
+            group.append(area)
+            size += len(members[area])
+            if size >= BLOCK:
+                flags += await self._balance(group, members, start, end, runaway)
+                group, size = [], 0
+        if group:
+            flags += await self._balance(group, members, start, end, runaway)
+        return flags
+
+    async def _balance(self, areas: Sequence[str], members: Mapping[str, Sequence[Meter]],
+                       start: datetime, end: datetime,
+                       runaway: Mapping[str, datetime]) -> list[Flag]:
+        meters = [m for a in areas for m in members[a]]
+        daily = await self.store.daily_consumption(start, end, by="meter", tz=str(self.tz),
+                                                   meter_ids=[m.id for m in meters])
         per_meter: dict[str, dict[str, float]] = defaultdict(dict)
         for row in daily:
             per_meter[row.subject][row.day] = row.kwh
         for meter_id, since in runaway.items():
+            if meter_id not in per_meter:
+                continue
             # The balance estimates a runaway register's days from its own days before.
-            series = per_meter.get(meter_id, {})
+            series = per_meter[meter_id]
             cut = since.astimezone(self.tz).date().isoformat()
             before = [v for d, v in series.items() if d < cut]
             for d in series:
@@ -263,17 +303,16 @@ class FlagEngine:
         # An exporter's generation feeds the same transformer: the customers' side of
         # the balance is what they imported less what they exported.
         exported: dict[str, dict[str, float]] = defaultdict(dict)
-        if any(m.exporter for m in self.meters.values()):
+        exporters = [m.id for m in meters if m.exporter]
+        if exporters:
             for row in await self.store.daily_consumption(start, end, by="meter",
-                                                          tz=str(self.tz), quantity=REVERSE):
-                if self.meters.get(row.subject) is not None and self.meters[row.subject].exporter:
-                    exported[row.subject][row.day] = row.kwh
+                                                          tz=str(self.tz), quantity=REVERSE,
+                                                          meter_ids=exporters):
+                exported[row.subject][row.day] = row.kwh
         flags = []
-        areas = {m.area for m in self.meters.values() if m.area}
-        for area in sorted(areas):
-            supply = [m for m in self.meters.values() if m.area == area and m.is_area_meter]
-            customers = [m for m in self.meters.values()
-                         if m.area == area and not m.is_area_meter]
+        for area in areas:
+            supply = [m for m in members[area] if m.is_area_meter]
+            customers = [m for m in members[area] if not m.is_area_meter]
             if len(supply) != 1 or not customers:
                 continue
             days = sorted(per_meter.get(supply[0].id, {}))

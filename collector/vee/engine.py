@@ -23,7 +23,7 @@ from collector.vee import codes
 from collector.vee.estimate import LikeDays, estimate_meter
 from collector.vee.grid import Grid, build_grid
 from collector.vee.rules import Judgement, judge
-from model import Flag, Meter, Reading, ReadKind, ValueVersion
+from model import Flag, Meter, ReadKind, ValueVersion
 from storage.base import Store
 from storage.versions import ValidatedStore
 
@@ -83,9 +83,19 @@ class VeeEngine:
         assignments = await self.store.assignments()
         for step, ids in groups.items():
             # Block by block: a district's grid for every meter at once would not fit.
-            for n in range(0, len(ids), BLOCK):
-                grid = await self.load(ids[n:n + BLOCK], first, last, step, now, assignments)
-                await self._pass(grid, now, run)
+            # The next block loads (the database's work) while this one is judged.
+            blocks = [ids[n:n + BLOCK] for n in range(0, len(ids), BLOCK)]
+            pending = asyncio.create_task(self.load(blocks[0], first, last, step, now,
+                                                    assignments))
+            try:
+                for k in range(len(blocks)):
+                    grid = await pending
+                    if k + 1 < len(blocks):
+                        pending = asyncio.create_task(self.load(
+                            blocks[k + 1], first, last, step, now, assignments))
+                    await self._pass(grid, now, run)
+            finally:
+                pending.cancel()
         return run
 
     async def load(self, ids: list[str], first: date, last: date, step: timedelta,
@@ -93,17 +103,17 @@ class VeeEngine:
         s = self.settings
         start = local_midnight(first - timedelta(days=s.lookback_days), self.tz)
         end = local_midnight(last + timedelta(days=1), self.tz)
+        # Columns and plain rows, not a Reading per value: a district's block holds
+        # hundreds of thousands of frozen registers and voltage reads.
         current, frozen, other = await asyncio.gather(
             self.store.current_arrays(ENERGY, start, end, ids),
-            self.store.current_values(ENERGY, start, end, ids, ReadKind.FROZEN_DAILY),
-            self.store.readings_in(start, end, [CLOCK, *VOLTS, METER_NUMBER], ids))
-        wanted = set(ids)
-        frozen_reads = [_as_reading(v) for v in frozen if v.value is not None]
-        clock = [r for r in other if r.quantity == CLOCK and r.meter_id in wanted]
-        volts = [r for r in other if r.quantity in VOLTS and r.meter_id in wanted]
-        numbers = [r for r in other if r.quantity == METER_NUMBER and r.meter_id in wanted]
+            self.store.current_arrays(ENERGY, start, end, ids, ReadKind.FROZEN_DAILY),
+            self.store.values_in(start, end, [CLOCK, *VOLTS, METER_NUMBER], ids))
+        clock = [(r[0], r[3], r[4]) for r in other if r[1] == CLOCK]
+        volts = [(r[0], r[3], r[4]) for r in other if r[1] in VOLTS]
+        numbers = [(r[0], r[3], r[4]) for r in other if r[1] == METER_NUMBER]
         return build_grid(ids, first, last, s.lookback_days, step, self.tz, now, current,
-                          frozen_reads, clock, volts, assignments, numbers)
+                          frozen, clock, volts, assignments, numbers)
 
     async def _pass(self, grid: Grid, now: datetime, run: VeeRun) -> None:
         s = self.settings
@@ -147,6 +157,4 @@ class VeeEngine:
             run.flags += await self.store.raise_flags(flags)
 
 
-def _as_reading(v: ValueVersion) -> Reading:
-    assert v.value is not None
-    return Reading(v.meter_id, v.quantity, v.ts, v.value, v.unit, v.quality, kind=v.kind)
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,11 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from collector.acquisition.clock import local_midnight
-from model import MeterAssignment, Reading
+from model import MeterAssignment
 from storage.arrays import CurrentArrays
 
 F64 = NDArray[np.float64]
 BOOL = NDArray[np.bool_]
+Point = tuple[str, float, float]
+"""(meter, epoch seconds, value): a read the grid only needs the time and value of."""
 
 
 @dataclass
@@ -68,9 +70,9 @@ class Grid:
 def build_grid(
     meter_ids: Sequence[str], first: date, last: date, history_days: int, step: timedelta,
     tz: ZoneInfo, now: datetime, current: CurrentArrays,
-    frozen: Iterable[Reading] = (), clock: Iterable[Reading] = (),
-    volts: Iterable[Reading] = (), assignments: Sequence[MeterAssignment] = (),
-    numbers: Iterable[Reading] = (),
+    frozen: CurrentArrays | None = None, clock: Iterable[Point] = (),
+    volts: Iterable[Point] = (), assignments: Sequence[MeterAssignment] = (),
+    numbers: Iterable[Point] = (),
 ) -> Grid:
     days = [first - timedelta(days=history_days) + timedelta(days=i)
             for i in range((last - first).days + history_days + 1)]
@@ -102,16 +104,23 @@ def build_grid(
         value[i, ks[has]] = v[has]
         fixed[i, ks[has]] = ~auto_v[has]
     frozen_at = np.full((m, d + 1), np.nan)
-    edge_of = {int(e): j for j, e in enumerate(edges)}
-    for r in frozen:
-        i, k = row.get(r.meter_id), slot(r.ts)
-        if i is not None and k is not None and k in edge_of:
-            frozen_at[i, edge_of[k]] = r.value
-            if not fixed[i, k]:
-                # The meter's own register at midnight, from its daily memory: it makes
-                # the slots after it due (a meter first read at 00:45 still owes 00:15
-                # and 00:30) and bounds their estimate, as an interval read there would.
-                value[i, k], fixed[i, k], auto[i, k] = r.value, True, False
+    for j, meter in enumerate(frozen.meter_ids if frozen is not None else ()):
+        i = row.get(meter)
+        if i is None or frozen is None:
+            continue
+        rows = slice(int(frozen.bounds[j]), int(frozen.bounds[j + 1]))
+        at = (frozen.ts[rows] - start_s) / step_s
+        near = np.rint(at).astype(np.int64)
+        which = np.minimum(np.searchsorted(edges, near), len(edges) - 1)
+        v = frozen.value[rows]
+        on = (np.abs(at - near) < 1e-6) & (edges[which] == near) & ~np.isnan(v)
+        ks, v = near[on], v[on]
+        frozen_at[i, which[on]] = v
+        # The meter's own register at midnight, from its daily memory: it makes the
+        # slots after it due (a meter first read at 00:45 still owes 00:15 and 00:30)
+        # and bounds their estimate, as an interval read there would.
+        free = ~fixed[i, ks]
+        value[i, ks[free]], fixed[i, ks[free]], auto[i, ks[free]] = v[free], True, False
     for a in assignments:
         # The register reads recorded at a swap anchor the intervals either side of it.
         i = row.get(a.meter_id)
@@ -129,34 +138,35 @@ def build_grid(
                 _renumbered(numbers, row, edge_s, d))
 
 
-def _renumbered(numbers: Iterable[Reading], row: dict[str, int], edge_s: F64,
+def _renumbered(numbers: Iterable[Point], row: dict[str, int], edge_s: F64,
                 d: int) -> dict[tuple[int, int], dict[str, Any]]:
     """The days on which a meter's number (表号) read differs from the read before it:
     another meter answers at this meter's address."""
     out: dict[tuple[int, int], dict[str, Any]] = {}
-    last: dict[str, Reading] = {}
-    for r in sorted(numbers, key=lambda r: (r.meter_id, r.ts)):
-        before = last.get(r.meter_id)
-        last[r.meter_id] = r
-        i = row.get(r.meter_id)
-        if before is None or i is None or before.value == r.value:
+    last: dict[str, Point] = {}
+    for r in sorted(numbers, key=lambda r: (r[0], r[1])):
+        meter, at, number = r
+        before = last.get(meter)
+        last[meter] = r
+        i = row.get(meter)
+        if before is None or i is None or before[2] == number:
             continue
-        day = int(np.searchsorted(edge_s, r.ts.timestamp(), side="left")) - 1
+        day = int(np.searchsorted(edge_s, at, side="left")) - 1
         if 0 <= day < d:
-            out.setdefault((i, day), {"ts": r.ts.isoformat(), "from": int(before.value),
-                                      "to": int(r.value)})
+            out.setdefault((i, day), {"ts": datetime.fromtimestamp(at, UTC).isoformat(),
+                                      "from": int(before[2]), "to": int(number)})
     return out
 
 
-def _daily_max(reads: Iterable[Reading], row: dict[str, int], edge_s: F64, m: int, d: int,
+def _daily_max(reads: Iterable[Point], row: dict[str, int], edge_s: F64, m: int, d: int,
                *, absolute: bool) -> F64:
     out = np.full((m, d), np.nan)
-    for r in reads:
-        i = row.get(r.meter_id)
-        day = int(np.searchsorted(edge_s, r.ts.timestamp(), side="left")) - 1
+    for meter, at, value in reads:
+        i = row.get(meter)
+        day = int(np.searchsorted(edge_s, at, side="left")) - 1
         if i is None or not 0 <= day < d:
             continue
-        v = abs(r.value) if absolute else r.value
+        v = abs(value) if absolute else value
         out[i, day] = v if np.isnan(out[i, day]) else max(out[i, day], v)
     return out
 

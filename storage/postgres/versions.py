@@ -65,15 +65,20 @@ class PostgresVersions(PostgresConnection):
             await cur.execute("SELECT pg_advisory_xact_lock(%s)", (VERSIONS_LOCK,))
             ids = await _series_ids(cur, versions)
             keys = [(ids[(v.meter_id, v.quantity, str(v.kind))], v.ts) for v in versions]
+            # The keys join each side of the union, so each is an index probe: joined
+            # after the union, PostgreSQL scanned every read in the table (a district's
+            # block of estimates took seconds, and more as the table grew).
             await cur.execute(
+                "WITH k(sid, ts) AS MATERIALIZED (SELECT * FROM unnest(%s::int4[], "
+                "%s::timestamptz[])) "
                 "SELECT DISTINCT ON (v.series_id, v.ts) v.series_id, v.ts, v.version, v.value, "
                 "v.quality, m.name, v.reason, v.actor, v.note FROM ("
-                "SELECT series_id, ts, 0 AS version, value, quality, method_id, '' AS reason, "
-                "'' AS actor, '' AS note FROM readings UNION ALL SELECT series_id, ts, version, "
-                "value, quality, method_id, reason, actor, note FROM reading_versions) v "
+                "SELECT r.series_id, r.ts, 0 AS version, r.value, r.quality, r.method_id, "
+                "'' AS reason, '' AS actor, '' AS note FROM k JOIN readings r "
+                "ON r.series_id = k.sid AND r.ts = k.ts UNION ALL SELECT x.series_id, x.ts, "
+                "x.version, x.value, x.quality, x.method_id, x.reason, x.actor, x.note "
+                "FROM k JOIN reading_versions x ON x.series_id = k.sid AND x.ts = k.ts) v "
                 "JOIN methods m ON m.id = v.method_id "
-                "JOIN unnest(%s::int4[], %s::timestamptz[]) AS k(sid, ts) "
-                "ON v.series_id = k.sid AND v.ts = k.ts "
                 "ORDER BY v.series_id, v.ts, v.version DESC",
                 [list(c) for c in zip(*keys, strict=True)])
             found = {(sid, ts): row for sid, ts, *row in await cur.fetchall()}

@@ -148,7 +148,7 @@ class SqliteReadings(SqliteOutbox):
 
     async def daily_consumption(
         self, start: datetime, end: datetime, by: str = "meter", tz: str = "UTC",
-        quantity: str = FORWARD_ACTIVE,
+        quantity: str = FORWARD_ACTIVE, meter_ids: Sequence[str] | None = None,
     ) -> list[DailyConsumption]:
         """A register's energy per local day: its value at day end minus at day start.
 
@@ -159,13 +159,18 @@ class SqliteReadings(SqliteOutbox):
             raise StorageError("daily consumption groups by meter or area")
         zone = ZoneInfo(tz)
 
+        which, extra = "", []
+        if meter_ids is not None:
+            which = "AND r.meter_id IN (SELECT value FROM json_each(?)) "
+            extra.append(json.dumps(list(meter_ids)))
+
         def read(db: sqlite3.Connection) -> list[DailyConsumption]:
             rows = db.execute(
                 "SELECT r.meter_id, coalesce(m.area, ''), coalesce(m.area_meter, 0), r.ts, r.value "
                 "FROM reading_values r LEFT JOIN meters m ON m.id = r.meter_id "
                 "WHERE r.quantity = ? AND r.kind IN ('interval', 'daily') AND r.ts >= ? "
-                "AND r.ts <= ? ORDER BY r.meter_id, r.ts, r.kind = 'interval'",
-                (quantity, start.timestamp(), (end + timedelta(days=1)).timestamp()),
+                f"AND r.ts <= ? {which}ORDER BY r.meter_id, r.ts, r.kind = 'interval'",
+                (quantity, start.timestamp(), (end + timedelta(days=1)).timestamp(), *extra),
             ).fetchall()
             per_meter: dict[str, dict[float, float]] = defaultdict(dict)
             info: dict[str, tuple[str, bool]] = {}
