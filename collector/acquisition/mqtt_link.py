@@ -56,6 +56,7 @@ def client(
     if persistent:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = settings.session_expiry_s
+        properties.ReceiveMaximum = settings.receive_maximum
     return aiomqtt.Client(
         settings.host,
         settings.port,

@@ -104,3 +104,15 @@ def test_api_workers_are_a_small_positive_count(tmp_path: Path) -> None:
     assert load_text(tmp_path, BASE).api.workers == 1
     with pytest.raises(ConfigError, match=r"api\.workers: must be between 1 and 64, got 0"):
         load_text(tmp_path, BASE + "[api]\nworkers = 0\n")
+
+
+async def test_a_head_end_bounds_what_the_broker_may_have_in_flight_to_it(
+        tmp_path: Path) -> None:
+    from collector.acquisition import mqtt_link
+
+    got = load_text(tmp_path, BASE + '[mqtt]\nrole = "headend"\nreceive_maximum = 50\n')
+    assert got.mqtt.receive_maximum == 50
+    client = mqtt_link.client(got.mqtt, "headend-1", persistent=True)
+    assert client._properties is not None and client._properties.ReceiveMaximum == 50
+    with pytest.raises(ConfigError, match=r"receive_maximum.*1\.\.65535"):
+        load_text(tmp_path, BASE + '[mqtt]\nrole = "headend"\nreceive_maximum = 0\n')
