@@ -22,7 +22,7 @@ from collector.config.vee import VeeSettings
 from collector.vee import codes
 from collector.vee.estimate import LikeDays, estimate_meter
 from collector.vee.grid import Grid, build_grid
-from collector.vee.rules import Judgement, judge
+from collector.vee.rules import judge
 from model import Flag, Meter, ReadKind, ValueVersion
 from storage.base import Store
 from storage.versions import ValidatedStore
@@ -54,7 +54,6 @@ class VeeRun:
     versions: int = 0
     nulls: int = 0
     flags: int = 0
-    judgements: list[Judgement] = field(default_factory=list)
 
     def summary(self) -> str:
         why = ", ".join(f"{rule} {n}" for rule, n in self.held_by.most_common())
@@ -134,7 +133,6 @@ class VeeEngine:
         exporter = np.array([self.meters[m].exporter for m in grid.meter_ids], dtype=bool)
         judgement = judge(grid, s, phases, exporter)
         await self.store.write_verdicts(judgement.verdicts())
-        run.judgements.append(judgement)
         held = judgement.held()
         run.meter_days += int(judgement.judged.sum())
         run.held += int(held.sum())
