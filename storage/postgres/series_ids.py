@@ -67,7 +67,10 @@ class SeriesIds:
     async def _resolve(self, conn: psycopg.AsyncConnection[TupleRow],
                        readings: Sequence[Reading]) -> None:
         series = {(r.meter_id, r.quantity, str(r.kind)): r.unit for r in readings}
-        missing = [(*k, unit) for k, unit in series.items() if k not in self.series]
+        # One order for every writer: two head-end workers inserting the same new series
+        # in different orders each waited on a key the other held, and one was killed
+        # as a deadlock (bench.district with two workers).
+        missing = sorted((*k, unit) for k, unit in series.items() if k not in self.series)
         sources = sorted({r.source for r in readings} - self.sources.keys())
         methods = sorted({r.method for r in readings} - self.methods.keys())
         if not (missing or sources or methods):
@@ -78,7 +81,7 @@ class SeriesIds:
                 await conn.execute(
                     "INSERT INTO series (meter_id, quantity, kind, unit) SELECT * FROM "
                     "unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
-                    "ON CONFLICT DO NOTHING", cols)
+                    "ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING", cols)
                 cur = await conn.execute(
                     "SELECT s.id, s.meter_id, s.quantity, s.kind, s.unit FROM series s "
                     "JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(m, q, kd) "
