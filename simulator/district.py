@@ -5,7 +5,7 @@ Everything is a pure function of (meters, seed, gateway): the publishers, the CO
 baseline and the detection tally rebuild the same rows gateway by gateway, so none of
 them ever holds the whole district. Injected along the way: reads missing in 6-hour
 gaps (0.5 % of the day's reads), registers that go backward or run away, theft (a
-drop to a third over the last ten days, some with a cover-open event) and areas whose
+drop to a third over the last sixteen days, some with a cover-open event) and areas whose
 transformer supplies a quarter more than its customers take.
 """
 
@@ -105,7 +105,8 @@ class District:
         daily = rng.uniform(3, 15, (n, 1)) * rng.lognormal(0, 0.15, (n, days))
         ids = [self.meter_id(g, j) for j in range(n)]
         theft = np.array([m in self.injected["theft"] for m in ids])
-        daily[theft, -10:] /= 3
+        # Two recent weeks and more: the theft rule wants a drop that holds for both.
+        daily[theft, -16:] /= 3
         hour = (np.arange(96) + 0.5) / 4
         shape = 0.25 + 0.45 * np.exp(-0.5 * ((hour - 7.5) / 1.2) ** 2) + np.exp(
             -0.5 * ((hour - 19.5) / 1.8) ** 2)
