@@ -27,7 +27,6 @@ import csv
 import json
 import os
 import random
-import resource
 import signal
 import statistics
 import subprocess
@@ -54,7 +53,7 @@ from collector.config.mqtt import MqttSettings
 from collector.config.vee import VeeSettings
 from collector.flags.engine import FlagEngine
 from collector.vee.engine import VeeEngine
-from model import Meter
+from model import Meter, Reading
 from protocols.mqtt import schema, topics
 from simulator.broker import Mosquitto
 from simulator.district import BILLED, DAY, SEGMENTS, TZ, District, midnight
@@ -72,12 +71,18 @@ NOW = CLOSE + timedelta(minutes=5)
 first interval is due (a pass any later would rightly call that one missed)."""
 
 
-def mb(kb: float) -> float:
-    return kb / 1024
-
-
 def own_peak_mb() -> float:
-    return mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """This process's high-water resident memory (VmHWM). Not getrusage's ru_maxrss,
+    which a child started by fork and exec inherits from its parent."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    """Start the high-water mark afresh: the chain's peak, not the seeding's."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 # --- the processes the driver starts --------------------------------------------------
@@ -164,11 +169,13 @@ async def seed(store: PostgresStore, district: District) -> tuple[list[Meter], i
         meters += ms
         await store.upsert_meters(ms)
         await store.upsert_service_points(points, assignments)
-    for lo in range(0, district.gateways, 50):  # some 200,000 rows a write
-        batch = [r for g in range(lo, min(lo + 50, district.gateways))
-                 for r in district.history(g)]
-        await store.write_readings(batch)
-        rows += len(batch)
+    batch: list[Reading] = []
+    for g in range(district.gateways):
+        batch += district.history(g)
+        if len(batch) >= 200_000 or g == district.gateways - 1:
+            await store.write_readings(batch)
+            rows += len(batch)
+            batch = []
     async with store._conn() as conn:
         await conn.execute("ANALYZE")
     return meters, rows
@@ -343,6 +350,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"http://127.0.0.1:{port}", token, str(args.meters), str(args.seed),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
 
+            reset_peak()
             chain0 = time.perf_counter()
             got = await ingest(district, broker.port, url, args.workers, expected)
             ingested = time.perf_counter()

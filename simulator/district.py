@@ -31,9 +31,9 @@ daily frozen registers, HISTORY + 1 midnights up to the day's own opening one.""
 SEGMENTS = {"S19": 19, "S05": 5, "S12": 12, "S26": 26}
 BILLED = "S19"
 """The segment whose reading day the day's closing midnight is."""
-TOU_SHARE = (0.0, 0.7, 0.0, 0.3)
-"""A residential two-rate meter: peak on register 2, valley on register 4 (the shipped
-cn-residential tariff)."""
+PEAK = slice(32, 88)
+"""The slots that start 08:00–21:45 local: a residential two-rate meter's peak, on
+register 2; the rest is valley, on register 4 (the shipped cn-residential tariff)."""
 ENERGY, VOLTS = "1-0:1.8.0", "1-0:32.7.0"
 TOU = tuple(f"1-0:1.8.{r}" for r in range(1, 5))
 GAP = range(30, 54)
@@ -132,7 +132,7 @@ class District:
                 out.append(Reading(m.id, ENERGY, ts, round(total, 2), "kWh",
                                    kind=ReadKind.FROZEN_DAILY))
                 if ts == cycle_start and m.id in billed:
-                    out += _tou(m.id, ts, opening[j], total)
+                    out += _tou(m.id, ts, opening[j], slots[j, :d])
             if self.curves:
                 reg = registers[j, 0] + np.cumsum(slots[j, :-1].reshape(-1))
                 start = midnight(first)
@@ -177,7 +177,7 @@ class District:
                             "kWh") for k in range(96) if k not in gap]
             total = round(float(reg[-1]), 3)
             out.append(Reading(m.id, ENERGY, close, total, "kWh", kind=ReadKind.FROZEN_DAILY))
-            out += _tou(m.id, close, opening[j], total)
+            out += _tou(m.id, close, opening[j], slots[j])
             volts = 220 + rng.normal(0, 3, 24)
             out += [Reading(m.id, VOLTS, start + timedelta(hours=h + 1), round(float(v), 1),
                             "V", kind=ReadKind.INSTANT) for h, v in enumerate(volts)]
@@ -191,8 +191,10 @@ class District:
         return out, events
 
 
-def _tou(meter: str, ts: datetime, opening: float, total: float) -> list[Reading]:
-    """TOU registers that sum to the total, as a meter's tariff registers do."""
-    used = total - opening
-    return [Reading(meter, q, ts, round(float(opening / 4 + used * share), 2), "kWh",
-                    kind=ReadKind.FROZEN_DAILY) for q, share in zip(TOU, TOU_SHARE, strict=True)]
+def _tou(meter: str, ts: datetime, opening: float, slots: np.ndarray) -> list[Reading]:
+    """TOU registers that hold what the slots used in each period, as a meter's tariff
+    registers do: they sum to the total, and to the curve summed over the calendar."""
+    peak = float(slots[:, PEAK].sum())
+    used = (0.0, peak, 0.0, float(slots.sum()) - peak)
+    return [Reading(meter, q, ts, round(float(opening / 4 + u), 2), "kWh",
+                    kind=ReadKind.FROZEN_DAILY) for q, u in zip(TOU, used, strict=True)]
