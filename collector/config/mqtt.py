@@ -47,9 +47,8 @@ class MqttSettings:
     accept_future: timedelta = timedelta(days=1)
     receive_maximum: int = 200
     """Messages the broker may have in flight to a head-end at once (MQTT v5 Receive
-    Maximum). The rest of a backlog waits in the broker's persistent queue, not in
-    the head-end's memory: a 100,000-meter day published in a burst took one worker to
-    1.1 GB when the broker could push it everything."""
+    Maximum). The rest of a backlog waits in the broker's persistent queue, not in the
+    head-end's memory, however far behind the head-end falls."""
 
     def insecure_reasons(self) -> list[str]:
         """What makes this connection readable or forgeable by others on the network."""
