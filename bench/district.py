@@ -44,8 +44,8 @@ import psycopg
 
 from bench.api import peak_rss_mb
 from bench.ingest import bytes_on_disk, psql_copy
+from bench.mqtt_ingest import peak_mb, worker
 from collector.acquisition import mqtt_link
-from collector.acquisition.headend import HeadEnd
 from collector.billing.cycles import Cycle
 from collector.billing.run import Biller
 from collector.config.billing import BillingSettings
@@ -71,41 +71,12 @@ NOW = CLOSE + timedelta(minutes=5)
 first interval is due (a pass any later would rightly call that one missed)."""
 
 
-def own_peak_mb() -> float:
-    """This process's high-water resident memory (VmHWM). Not getrusage's ru_maxrss,
-    which a child started by fork and exec inherits from its parent."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def reset_peak() -> None:
     """Start the high-water mark afresh: the chain's peak, not the seeding's."""
     Path("/proc/self/clear_refs").write_text("5")
 
 
 # --- the processes the driver starts --------------------------------------------------
-
-
-async def worker(port: int, url: str, client_id: str, group: str) -> None:
-    """A head-end worker: stores what its share of the subscription brings, and says how
-    many readings it has stored every half second (the driver's progress, without a
-    count(*) over millions of rows)."""
-    store = PostgresStore(url, timezone=str(TZ))
-    await store.migrate()
-    head = HeadEnd(MqttSettings(role="headend", port=port, username="bench",
-                                password_env="BENCH_MQTT_PW", share_group=group), store,
-                   client_id=client_id)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, head.stop)
-    task = asyncio.create_task(head.run())
-    await head.ready.wait()
-    print("subscribed", flush=True)
-    while not task.done():
-        print(f"stored {head.stats.readings} {head.stats.new}", flush=True)
-        await asyncio.wait([task], timeout=0.5)
-    await store.close()
-    print(f"peak {own_peak_mb():.0f}", flush=True)
 
 
 async def publisher(port: int, meters: int, seed: int, gateways: list[int]) -> None:
@@ -129,7 +100,7 @@ async def publisher(port: int, meters: int, seed: int, gateways: list[int]) -> N
                     await client.publish(topic, payload, qos=1)
 
     await asyncio.gather(*(one_by_one() for _ in range(25)))
-    print(f"peak {own_peak_mb():.0f}", flush=True)
+    print(f"peak {peak_mb():.0f}", flush=True)
 
 
 async def api_clients(base: str, token: str, meters: int, seed: int) -> None:
@@ -371,7 +342,7 @@ async def main(args: argparse.Namespace) -> None:
             bills = await biller.run(cycle, segment=BILLED)
             b_s = time.perf_counter() - b0
             chain = time.perf_counter() - chain0
-            chain_peak = own_peak_mb()  # before the baselines, which are not the product
+            chain_peak = peak_mb()  # before the baselines, which are not the product
             assert clients.stdin is not None and clients.stdout is not None
             clients.stdin.close()
             lat = json.loads((await clients.stdout.readline()).decode())
@@ -466,7 +437,7 @@ def cli() -> None:
     args = parser.parse_args()
     if args.worker:
         asyncio.run(worker(int(args.worker[0]), args.worker[1], args.worker[2],
-                           args.worker[3]))
+                           args.worker[3], timezone=str(TZ), progress=True))
     elif args.publish:
         port, meters, seed_, share = args.publish
         asyncio.run(publisher(int(port), int(meters), int(seed_),

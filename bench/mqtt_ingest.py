@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from collector.acquisition import mqtt_link
 from collector.acquisition.headend import HeadEnd
@@ -107,8 +108,12 @@ async def main() -> None:
     print(f"ratio w2/w1 = {scaled[1] / scaled[2]:.2f}")
 
 
-async def worker(port: int, url: str, client_id: str, group: str) -> None:
-    store = PostgresStore(url)
+async def worker(port: int, url: str, client_id: str, group: str, *,
+                 timezone: str = "UTC", progress: bool = False) -> None:
+    """A head-end worker process. With `progress` it says how many readings it has
+    stored every half second (a driver's progress without a count(*) over millions of
+    rows), and its peak memory when it ends."""
+    store = PostgresStore(url, timezone=timezone)
     await store.migrate()
     head = HeadEnd(MqttSettings(role="headend", port=port, username="bench",
                                 password_env="BENCH_MQTT_PW", share_group=group), store,
@@ -117,8 +122,22 @@ async def worker(port: int, url: str, client_id: str, group: str) -> None:
     task = asyncio.create_task(head.run())
     await head.ready.wait()
     print("subscribed", flush=True)
+    while progress and not task.done():
+        print(f"stored {head.stats.readings} {head.stats.new}", flush=True)
+        await asyncio.wait([task], timeout=0.5)
     await task
     await store.close()
+    if progress:
+        print(f"peak {peak_mb():.0f}", flush=True)
+
+
+def peak_mb() -> float:
+    """This process's high-water resident memory (VmHWM). Not getrusage's ru_maxrss,
+    which a child started by fork and exec inherits from its parent."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 async def shared_workers(n: int, cluster: PgCluster, port: int, args: argparse.Namespace,

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from storage.base import DailyConsumption
+
+
+def daily_from_rows(
+    rows: Iterable[tuple[str, str, bool, float, float]],
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+    by: str,
+) -> list[DailyConsumption]:
+    """daily_from_boundaries over (meter, area, is area meter, epoch seconds, register)
+    rows, a later row for the same instant replacing an earlier one."""
+    per_meter: dict[str, dict[float, float]] = defaultdict(dict)
+    info: dict[str, tuple[str, bool]] = {}
+    for meter_id, area, area_meter, at, value in rows:
+        per_meter[meter_id][at] = value
+        info[meter_id] = (area, bool(area_meter))
+    return daily_from_boundaries(per_meter, info, start, end, zone, by)
 
 
 def daily_from_boundaries(

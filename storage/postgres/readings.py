@@ -5,7 +5,6 @@ two statements and a replay is harmless; and the reads of raw values."""
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from storage.base import (
     StorageError,
     quality_code_rank_sql,
 )
-from storage.daily import daily_from_boundaries
+from storage.daily import daily_from_rows
 from storage.postgres.connection import PostgresConnection
 from storage.versions import (
     LATE_READ_ACTOR,
@@ -271,12 +270,7 @@ class PostgresReadings(PostgresConnection):
                 "AND (r.ts AT TIME ZONE %s)::time = '00:00' ORDER BY s.kind = 'interval'",
                 (start, end + timedelta(days=1), list(meter_ids), quantity, str(zone)))
             rows = await cur.fetchall()
-        per_meter: dict[str, dict[float, float]] = defaultdict(dict)
-        info: dict[str, tuple[str, bool]] = {}
-        for meter_id, area, area_meter, at, value in rows:
-            per_meter[meter_id][at] = value
-            info[meter_id] = (area, bool(area_meter))
-        return daily_from_boundaries(per_meter, info, start, end, zone, by)
+        return daily_from_rows(rows, start, end, zone, by)
 
     async def _daily_from_raw(
         self, start: datetime, end: datetime, by: str, zone: ZoneInfo,
@@ -291,12 +285,8 @@ class PostgresReadings(PostgresConnection):
                 (quantity, start, end + timedelta(days=1)),
             )
             rows = await cur.fetchall()
-        per_meter: dict[str, dict[float, float]] = defaultdict(dict)
-        info: dict[str, tuple[str, bool]] = {}
-        for meter_id, area, area_meter, ts, value in rows:
-            per_meter[meter_id][ts.timestamp()] = value
-            info[meter_id] = (area, bool(area_meter))
-        return daily_from_boundaries(per_meter, info, start, end, zone, by)
+        return daily_from_rows(((m, a, am, ts.timestamp(), v) for m, a, am, ts, v in rows),
+                               start, end, zone, by)
 
 
 def _reading(r: Sequence[Any]) -> Reading:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from storage.base import (
     UnitMismatch,
     quality_code_rank_sql,
 )
-from storage.daily import daily_from_boundaries
+from storage.daily import daily_from_rows
 from storage.sqlite.outbox import SqliteOutbox
 from storage.versions import (
     LATE_READ_ACTOR,
@@ -172,12 +171,7 @@ class SqliteReadings(SqliteOutbox):
                 f"AND r.ts <= ? {which}ORDER BY r.meter_id, r.ts, r.kind = 'interval'",
                 (quantity, start.timestamp(), (end + timedelta(days=1)).timestamp(), *extra),
             ).fetchall()
-            per_meter: dict[str, dict[float, float]] = defaultdict(dict)
-            info: dict[str, tuple[str, bool]] = {}
-            for meter_id, area, area_meter, ts, value in rows:
-                per_meter[meter_id][ts] = value
-                info[meter_id] = (area, bool(area_meter))
-            return daily_from_boundaries(per_meter, info, start, end, zone, by)
+            return daily_from_rows(rows, start, end, zone, by)
 
         return await self._query(read)
 
