@@ -65,6 +65,12 @@ class PostgresConnection:
                 yield conn
         except PoolTimeout as exc:
             raise StorageUnavailable(f"postgres unreachable: {exc}") from exc
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                psycopg.errors.TransactionRollback) as exc:
+            # A deadlock or a serialization failure: the connection is fine, the write
+            # was rolled back whole, and trying it again is what PostgreSQL asks for.
+            raise StorageUnavailable(f"postgres rolled the transaction back "
+                                     f"({exc.sqlstate}, safe to retry): {exc}") from exc
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(f"postgres connection lost: {exc}") from exc
         except psycopg.Error as exc:
