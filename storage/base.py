@@ -113,20 +113,16 @@ class Store(Protocol):
     async def count_readings(self) -> int: ...
 
     async def readings_in(
-        self, start: datetime, end: datetime, quantities: Sequence[str],
-        meter_ids: Sequence[str] | None = None,
-    ) -> list[Reading]:
-        """`meter_ids` lets a pass over a large fleet read it block by block, so no
-        stage holds every meter's reads at once."""
-        ...
+        self, start: datetime, end: datetime, quantities: Sequence[str]
+    ) -> list[Reading]: ...
 
     async def values_in(
         self, start: datetime, end: datetime, quantities: Sequence[str],
         meter_ids: Sequence[str],
     ) -> list[tuple[str, str, str, float, float]]:
-        """(meter, quantity, kind, epoch seconds, value) of the raw reads, ordered by
-        meter, quantity, kind and time: what a pass over a whole fleet's month needs,
-        without a Reading object (and its checks) per row."""
+        """(meter, quantity, kind, epoch seconds, value) of these meters' raw reads,
+        ordered by meter, quantity, kind and time: what a pass over a fleet's month reads
+        block by block, without a Reading object (and its checks) per row."""
         ...
 
     async def heard_from(self, start: datetime, end: datetime) -> list[str]:

@@ -261,10 +261,9 @@ class BufferedStore:
         return await self.inner.count_readings()
 
     async def readings_in(
-        self, start: datetime, end: datetime, quantities: Sequence[str],
-        meter_ids: Sequence[str] | None = None,
+        self, start: datetime, end: datetime, quantities: Sequence[str]
     ) -> list[Reading]:
-        return await self.inner.readings_in(start, end, quantities, meter_ids)
+        return await self.inner.readings_in(start, end, quantities)
 
     async def values_in(
         self, start: datetime, end: datetime, quantities: Sequence[str],

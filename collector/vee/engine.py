@@ -153,6 +153,3 @@ class VeeEngine:
                                   ev, meter.area))
         if flags:
             run.flags += await self.store.raise_flags(flags)
-
-
-

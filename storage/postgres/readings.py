@@ -161,17 +161,12 @@ class PostgresReadings(PostgresConnection):
         return int(row[0]) if row else 0
 
     async def readings_in(
-        self, start: datetime, end: datetime, quantities: Sequence[str],
-        meter_ids: Sequence[str] | None = None,
+        self, start: datetime, end: datetime, quantities: Sequence[str]
     ) -> list[Reading]:
-        which, params = "", [start, end, list(quantities)]
-        if meter_ids is not None:
-            which = "AND meter_id = ANY(%s) "
-            params.append(list(meter_ids))
         async with self._read() as conn:
             cur = await conn.execute(
                 f"{VALUES_SELECT} WHERE ts >= %s AND ts <= %s AND quantity = ANY(%s) "
-                f"{which}ORDER BY meter_id, quantity, kind, ts", params)
+                "ORDER BY meter_id, quantity, kind, ts", (start, end, list(quantities)))
             return [_reading(r) for r in await cur.fetchall()]
 
     async def values_in(

@@ -72,21 +72,15 @@ class SqliteReadings(SqliteOutbox):
         )
 
     async def readings_in(
-        self, start: datetime, end: datetime, quantities: Sequence[str],
-        meter_ids: Sequence[str] | None = None,
+        self, start: datetime, end: datetime, quantities: Sequence[str]
     ) -> list[Reading]:
         marks = ",".join("?" * len(quantities))
-        which, extra = "", []
-        if meter_ids is not None:
-            # One parameter whatever the block's size: SQLite caps bound variables.
-            which = "AND s.meter_id IN (SELECT value FROM json_each(?)) "
-            extra.append(json.dumps(list(meter_ids)))
 
         def read(db: sqlite3.Connection) -> list[Reading]:
             rows = db.execute(
                 f"{_VALUES_SELECT} WHERE ts >= ? AND ts <= ? AND quantity IN ({marks}) "
-                f"{which}ORDER BY meter_id, quantity, kind, ts",
-                (start.timestamp(), end.timestamp(), *quantities, *extra),
+                "ORDER BY meter_id, quantity, kind, ts",
+                (start.timestamp(), end.timestamp(), *quantities),
             ).fetchall()
             return _readings(db, rows)
 
