@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -22,6 +23,7 @@ import numpy as np
 from collector.acquisition.clock import align_down
 from collector.config.thresholds import Thresholds
 from collector.flags import detect
+from collector.ops.read_ahead import read_ahead
 from model import Flag, Meter, ReadKind
 from storage.base import Store
 
@@ -138,24 +140,16 @@ class FlagEngine:
             by_meter = _by_meter(rows)
             return [f for m in block for f in self._meter(m, by_meter.get(m.id, {}), grid, full)]
 
-        def read(block: Sequence[Meter]) -> asyncio.Task[list[tuple[str, str, str, float, float]]]:
-            return asyncio.create_task(self.store.values_in(start, end, QUANTITIES,
-                                                            [m.id for m in block]))
+        def read(block: Sequence[Meter]) -> Awaitable[list[tuple[str, str, str, float, float]]]:
+            return self.store.values_in(start, end, QUANTITIES, [m.id for m in block])
 
         # Block by block, so a district's 35 days never sit in Python at once, the next
         # block's read running in the database while this one is judged; the arithmetic
         # runs on a worker thread: the event loop belongs to the buses.
         blocks = [judged[n:n + BLOCK] for n in range(0, len(judged), BLOCK)]
-        pending = read(blocks[0]) if blocks else None
-        try:
-            for k, block in enumerate(blocks):
-                assert pending is not None
-                rows = await pending
-                pending = read(blocks[k + 1]) if k + 1 < len(blocks) else None
+        async with aclosing(read_ahead(blocks, read)) as each:
+            async for block, rows in each:
                 run.findings += await asyncio.to_thread(judge, block, rows)
-        finally:
-            if pending is not None:
-                pending.cancel()
         unknown = sorted(set(await self.store.heard_from(start, end)) - set(self.meters))
         strays = _by_meter(await self.store.values_in(start, end, QUANTITIES, unknown)
                            if unknown else [])

@@ -8,8 +8,10 @@ stores write nothing for a version or verdict that is already current.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -19,6 +21,7 @@ import numpy as np
 
 from collector.acquisition.clock import local_midnight
 from collector.config.vee import VeeSettings
+from collector.ops.read_ahead import read_ahead
 from collector.vee import codes
 from collector.vee.estimate import LikeDays, estimate_meter
 from collector.vee.grid import Grid, build_grid
@@ -84,17 +87,11 @@ class VeeEngine:
             # Block by block: a district's grid for every meter at once would not fit.
             # The next block loads (the database's work) while this one is judged.
             blocks = [ids[n:n + BLOCK] for n in range(0, len(ids), BLOCK)]
-            pending = asyncio.create_task(self.load(blocks[0], first, last, step, now,
-                                                    assignments))
-            try:
-                for k in range(len(blocks)):
-                    grid = await pending
-                    if k + 1 < len(blocks):
-                        pending = asyncio.create_task(self.load(
-                            blocks[k + 1], first, last, step, now, assignments))
+            load = functools.partial(self.load, first=first, last=last, step=step, now=now,
+                                     assignments=assignments)
+            async with aclosing(read_ahead(blocks, load)) as each:
+                async for _, grid in each:
                     await self._pass(grid, now, run)
-            finally:
-                pending.cancel()
         return run
 
     async def load(self, ids: list[str], first: date, last: date, step: timedelta,
