@@ -7,7 +7,7 @@ including the next one: 96 on most days, 92 or 100 on a DST day.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -69,8 +69,8 @@ class Grid:
 
 def build_grid(
     meter_ids: Sequence[str], first: date, last: date, history_days: int, step: timedelta,
-    tz: ZoneInfo, now: datetime, current: CurrentArrays,
-    frozen: CurrentArrays | None = None, clock: Iterable[Point] = (),
+    tz: ZoneInfo, now: datetime, current: CurrentArrays, frozen: CurrentArrays,
+    clock: Iterable[Point] = (),
     volts: Iterable[Point] = (), assignments: Sequence[MeterAssignment] = (),
     numbers: Iterable[Point] = (),
 ) -> Grid:
@@ -90,37 +90,24 @@ def build_grid(
         return k if not off and 0 <= k < t else None
 
     start_s, step_s = start.timestamp(), step.total_seconds()
-    for j, meter in enumerate(current.meter_ids):
-        i = row.get(meter)
-        if i is None:
-            continue
-        rows = slice(int(current.bounds[j]), int(current.bounds[j + 1]))
-        at = (current.ts[rows] - start_s) / step_s
-        near = np.rint(at).astype(np.int64)
-        on = (np.abs(at - near) < 1e-6) & (near >= 0) & (near < t)
-        ks, v, auto_v = near[on], current.value[rows][on], current.automatic[rows][on]
-        auto[i, ks] = auto_v
+    for r, rows, ks, on in _on_slots(current, row, start_s, step_s, t):
+        v, auto_v = current.value[rows][on], current.automatic[rows][on]
+        auto[r, ks] = auto_v
         has = ~np.isnan(v)
-        value[i, ks[has]] = v[has]
-        fixed[i, ks[has]] = ~auto_v[has]
+        value[r, ks[has]] = v[has]
+        fixed[r, ks[has]] = ~auto_v[has]
     frozen_at = np.full((m, d + 1), np.nan)
-    for j, meter in enumerate(frozen.meter_ids if frozen is not None else ()):
-        i = row.get(meter)
-        if i is None or frozen is None:
-            continue
-        rows = slice(int(frozen.bounds[j]), int(frozen.bounds[j + 1]))
-        at = (frozen.ts[rows] - start_s) / step_s
-        near = np.rint(at).astype(np.int64)
-        which = np.minimum(np.searchsorted(edges, near), len(edges) - 1)
-        v = frozen.value[rows]
-        on = (np.abs(at - near) < 1e-6) & (edges[which] == near) & ~np.isnan(v)
-        ks, v = near[on], v[on]
-        frozen_at[i, which[on]] = v
+    for r, rows, ks, on in _on_slots(frozen, row, start_s, step_s, t):
+        which = np.searchsorted(edges, ks)
+        v = frozen.value[rows][on]
+        midnight = (edges[np.minimum(which, d)] == ks) & ~np.isnan(v)
+        ks, which, v = ks[midnight], which[midnight], v[midnight]
+        frozen_at[r, which] = v
         # The meter's own register at midnight, from its daily memory: it makes the
         # slots after it due (a meter first read at 00:45 still owes 00:15 and 00:30)
         # and bounds their estimate, as an interval read there would.
-        free = ~fixed[i, ks]
-        value[i, ks[free]], fixed[i, ks[free]], auto[i, ks[free]] = v[free], True, False
+        free = ~fixed[r, ks]
+        value[r, ks[free]], fixed[r, ks[free]], auto[r, ks[free]] = v[free], True, False
     for a in assignments:
         # The register reads recorded at a swap anchor the intervals either side of it.
         i = row.get(a.meter_id)
@@ -136,6 +123,21 @@ def build_grid(
     return Grid(list(meter_ids), start, step, days, edges, value, fixed, auto, expected,
                 frozen_at, clock_max, volts_max, history_days,
                 _renumbered(numbers, row, edge_s, d))
+
+
+def _on_slots(arrays: CurrentArrays, row: dict[str, int], start_s: float,
+              step_s: float, t: int) -> Iterator[tuple[int, slice, NDArray[np.int64], BOOL]]:
+    """Per meter of the grid in `arrays`: its row, its values' slice, and the slots its
+    values fall exactly on (with the mask of those values); a time off the grid is none."""
+    for j, meter in enumerate(arrays.meter_ids):
+        i = row.get(meter)
+        if i is None:
+            continue
+        rows = slice(int(arrays.bounds[j]), int(arrays.bounds[j + 1]))
+        at = (arrays.ts[rows] - start_s) / step_s
+        near = np.rint(at).astype(np.int64)
+        on = (np.abs(at - near) < 1e-6) & (near >= 0) & (near < t)
+        yield i, rows, near[on], on
 
 
 def _renumbered(numbers: Iterable[Point], row: dict[str, int], edge_s: F64,
