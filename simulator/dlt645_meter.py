@@ -196,7 +196,7 @@ class SimulatedDlt645Meter:
         records: list[data_ids.ProfileRecord] = []
         while len(records) < count and t - offset <= now.timestamp():
             if t - offset >= oldest:
-                fwd, rev = _wrap([self.registers.forward(t - offset)[0],
+                fwd, rev = as_read([self.registers.forward(t - offset)[0],
                                   self.registers.reverse(t - offset)[0]])
                 records.append(data_ids.ProfileRecord(datetime.fromtimestamp(t, self.tz),
                                                       fwd, rev))
@@ -280,7 +280,7 @@ class SimulatedDlt645Meter:
             return data_ids.encode_frozen_time(instant)
         bank = self.registers.forward if kind == 1 else self.registers.reverse
         item = data_ids.FROZEN_FORWARD if kind == 1 else data_ids.FROZEN_REVERSE
-        return data_ids.encode_values(item, _wrap(bank(instant.timestamp())))
+        return data_ids.encode_values(item, as_read(bank(instant.timestamp())))
 
     def _values(self, item: data_ids.DataItem, epoch: float, now: datetime) -> list[float] | None:
         di2 = (item.di >> 16) & 0xFF
@@ -294,7 +294,7 @@ class SimulatedDlt645Meter:
                 bank = self.registers.reverse(epoch)
             else:
                 bank = [v * 0.3 for v in self.registers.forward(epoch)]
-            bank = _wrap(bank)
+            bank = as_read(bank)
             tariff = (item.di >> 8) & 0xFF
             return bank if item.is_block else [bank[tariff]]
         if item.obis[0] == "0-0:96.20.0":
@@ -305,8 +305,9 @@ class SimulatedDlt645Meter:
         return [_clip(item, values[code]) for code in item.obis]
 
 
-def _wrap(bank: list[float]) -> list[float]:
-    """Registers roll over at 999999.99 kWh like the real thing."""
+def as_read(bank: list[float]) -> list[float]:
+    """The registers as the meter answers for them: to 0.01 kWh (XXXXXX.XX), rolling over
+    at 999999.99 kWh like the real thing."""
     return [round(v % 1_000_000, 2) for v in bank]
 
 

@@ -24,7 +24,7 @@ from protocols.q1376 import items
 from protocols.q1376 import points as table
 from protocols.q1376.items import Unit
 from protocols.q1376.values import Curve, CurveRequest, Frozen, Present, Registers
-from simulator.dlt645_meter import SimulatedDlt645Meter
+from simulator.dlt645_meter import SimulatedDlt645Meter, as_read
 from simulator.instant import instantaneous
 
 log = logging.getLogger(__name__)
@@ -254,9 +254,10 @@ class SimulatedTerminal:
                    read_at: datetime) -> Registers:
         if meter.silent_at(at):  # dead, or not installed yet
             return Registers(self._local(read_at), (None,) * 5)
+        # The terminal reads its meters over DL/T 645, so A.14's four decimals carry the
+        # meter's 0.01 kWh: a bill from these freezes is the bill from the meter itself.
         bank = meter.registers.reverse if reverse else meter.registers.forward
-        values = [round(v % 1_000_000, 4) for v in bank(at.timestamp())]
-        return Registers(self._local(read_at), tuple(values))
+        return Registers(self._local(read_at), tuple(as_read(bank(at.timestamp()))))
 
     def _present(self, meter: SimulatedDlt645Meter, pn: int, fn: int) -> list[Unit]:
         now = self.now()
@@ -315,7 +316,7 @@ class SimulatedTerminal:
         if fn in (items.F_CURVE_FORWARD, items.F_CURVE_REVERSE):
             bank = (meter.registers.reverse if fn == items.F_CURVE_REVERSE
                     else meter.registers.forward)
-            return round(bank(at.timestamp())[0] % 1_000_000, 2)
+            return as_read(bank(at.timestamp()))[0]
         v = instantaneous(meter.load, meter.phases, at, meter.wiring)
         if fn in items.F_VOLTAGE_CURVES:
             return v.get(VOLTAGE_OBIS[items.F_VOLTAGE_CURVES.index(fn)])

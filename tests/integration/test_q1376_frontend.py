@@ -19,8 +19,9 @@ import pytest
 
 from collector.acquisition.q1376.service import Q1376Service, TerminalRun
 from collector.config.settings import Settings, parse
-from model import ReadKind
+from model import BillStatus, MeterAssignment, ReadKind, ServicePoint
 from protocols.q1376 import frame as fr
+from simulator.dlt645_meter import as_read
 from simulator.fleet import FleetSpec, build_fleet
 from simulator.q1376_terminal import SimulatedTerminal, TerminalFaults
 from storage.sqlite import SqliteStore
@@ -130,6 +131,16 @@ async def serving(tmp_path: Path, cfg: dict[str, Any], now: datetime = NOW,
         await store.close()
 
 
+def nameless(determinants: dict[str, Any]) -> dict[str, Any]:
+    """A bill's determinants without whose they are: what two bills of the same meter's
+    day must agree on."""
+    out = {k: v for k, v in determinants.items() if k not in ("service_point", "account")}
+    out["parts"] = [{**part, "meters": [{k: v for k, v in m.items() if k != "meter"}
+                                        for m in part["meters"]]}
+                    for part in determinants["parts"]]
+    return out
+
+
 def make_terminal(clock: ManualClock, points: int = 4, **kw: Any) -> SimulatedTerminal:
     fleet = build_fleet(FleetSpec(meters=points, buses=1), clock.now, SINCE)
     return SimulatedTerminal(ADDRESS, dict(fleet.meters), clock.now, TZ, **kw)
@@ -150,8 +161,9 @@ async def test_a_terminal_logs_in_and_reports_its_meters_curves_and_freezes(
             assert reading.value == pytest.approx(want, abs=0.005)
         frozen = await r.store.series("m1", "1-0:1.8.0", day_end, day_end,
                                       ReadKind.FROZEN_DAILY)
-        assert [f.value for f in frozen] == [
-            pytest.approx(meter.registers.forward(day_end.timestamp())[0], abs=5e-5)]
+        # The freeze the terminal read from its meter, to the meter's own 0.01 kWh.
+        assert [f.value for f in frozen] == as_read(meter.registers.forward(
+            day_end.timestamp()))[:1]
         status = r.service.front.status[ADDRESS.text]
         assert status.online and status.logins == 1
 
@@ -331,9 +343,13 @@ async def test_a_day_read_through_the_concentrator_matches_the_same_meters_over_
         tmp_path: Path, pty_bus_factory: Any) -> None:
     """The same simulated meters, read once over RS-485 (DL/T 645 load profile, the
     existing catch-up) and once through a concentrator: the same 96 register values a
-    day, the same daily freeze, the same VEE verdict on every rule."""
+    day, the same daily freeze, the same VEE verdict on every rule and the same bill."""
     from collector.acquisition.catch_up import backfill
-    from collector.acquisition.pipeline import CollectionResult
+    from collector.acquisition.clock import RealClock
+    from collector.acquisition.pipeline import CollectionResult, Dlt645Reader
+    from collector.billing.cycles import Cycle
+    from collector.billing.run import Biller
+    from collector.config.billing import BillingSettings
     from collector.config.vee import VeeSettings
     from collector.vee.engine import VeeEngine
 
@@ -345,7 +361,9 @@ async def test_a_day_read_through_the_concentrator_matches_the_same_meters_over_
     cfg["bus"] = [{"name": "bus1", "port": pty.path}]
     cfg["meter"] += [{"id": f"d{n}", "protocol": "dlt645", "bus": "bus1",
                       "address": f"{n:012d}"} for n in range(1, 4)]
-    cfg["schedule"] = [{"name": "interval", "every": "15m", "quantities": ["1-0:1.8.0"]}]
+    cfg["schedule"] = [{"name": "interval", "every": "15m", "quantities": ["1-0:1.8.0"]},
+                       {"name": "daily", "every": "1d", "at": "00:05", "frozen_days": 2,
+                        "meters": ["d*"]}]
     async with serving(tmp_path, cfg, now) as r:
         store, settings = r.store, r.settings
         terminal = SimulatedTerminal(ADDRESS, dict(pty.fleet.meters),
@@ -360,9 +378,12 @@ async def test_a_day_read_through_the_concentrator_matches_the_same_meters_over_
             await store.write_readings(result.readings)
 
         by_id = {m.id: m for m in settings.meters}
+        daily = next(s for s in settings.schedules if s.frozen_days)
+        reader = Dlt645Reader(pty.client, RealClock(), TZ)
         for n in range(1, 4):
             await backfill(settings, by_id[f"d{n}"], start, end + timedelta(minutes=15),
                            pty.client, persist)
+            await persist(await reader.collect(by_id[f"d{n}"], daily, datetime.now(UTC)))
         first = start + timedelta(minutes=15)
         for n in range(1, 4):
             over_rs485 = await store.series(f"d{n}", "1-0:1.8.0", first, end)
@@ -376,6 +397,22 @@ async def test_a_day_read_through_the_concentrator_matches_the_same_meters_over_
             mine = {rule: ok for (meter, rule), ok in verdicts.items() if meter == f"c{n}"}
             theirs = {rule: ok for (meter, rule), ok in verdicts.items() if meter == f"d{n}"}
             assert mine and mine == theirs
+
+        await store.upsert_service_points(
+            [ServicePoint(f"sp-{m}{n}", f"acct-{m}{n}", "cn-residential", "S01")
+             for m in "cd" for n in range(1, 4)],
+            [MeterAssignment(f"sp-{m}{n}", f"{m}{n}") for m in "cd" for n in range(1, 4)])
+        biller = Biller(store, BillingSettings(segments={"S01": 1}), VeeSettings(), TZ)
+        run = await biller.run(Cycle.parse(day.isoformat()))
+        bills = {b.service_point_id: b for b in run.bills}
+        assert len(bills) == 6, run.summary()
+        for n in range(1, 4):
+            via_dc, over_rs485 = bills[f"sp-c{n}"], bills[f"sp-d{n}"]
+            assert via_dc.status is BillStatus.RELEASED, via_dc.holds
+            assert via_dc.kwh is not None and via_dc.kwh > 0
+            assert (via_dc.kwh, via_dc.amount, via_dc.quality, via_dc.holds) == (
+                over_rs485.kwh, over_rs485.amount, over_rs485.quality, over_rs485.holds)
+            assert nameless(via_dc.determinants) == nameless(over_rs485.determinants)
 
 
 async def test_a_meter_fault_the_terminal_recorded_raises_a_flag_explained_in_words(
