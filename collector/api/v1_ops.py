@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from collector.acquisition.q1376.states import terminal_states
 from collector.api.auth import need
 from collector.api.common import (
     CSV_TOO,
@@ -35,6 +36,8 @@ from storage.versions import Refused
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 READ = Depends(need("read"))
+CONCENTRATOR_COLUMNS = ("terminal", "address", "area", "state", "since", "last_heard",
+                        "points", "collected_through")
 COLLECTION_COLUMNS = ("group", "day", "attempts", "ok", "timeouts", "errors", "success",
                       "avg_latency_ms", "last_error")
 
@@ -70,6 +73,19 @@ async def worst(
                                        str(settings_of(request).collector.tz))
     return {"worst": [{**w, "success": round(w["success"], 4)} for w in ranked[:limit]],
             "never_heard": never}
+
+
+@router.get("/concentrators", dependencies=[READ], responses=CSV_TOO)
+async def concentrators(request: Request,
+                        days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
+    """Each Q/GDW 1376.1 terminal: online or offline and since when, last heard, its
+    points and how far its meters are collected (from the stored link events)."""
+    states = await terminal_states(store_of(request), settings_of(request).q1376,
+                                   datetime.now(UTC), days)
+    items = [s.as_json() for s in states]
+    return table(request, CONCENTRATOR_COLUMNS,
+                 ([i[c] for c in CONCENTRATOR_COLUMNS] for i in items), {"items": items},
+                 "concentrators.csv")
 
 
 @router.get("/flags", dependencies=[READ])

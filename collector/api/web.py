@@ -16,6 +16,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from collector.acquisition.clock import local_midnight
+from collector.acquisition.q1376.states import terminal_states
 from collector.api.auth import COOKIE, Sessions
 from collector.api.common import settings_of, store_of, worst_meters
 from collector.api.pages import may_write, missing, need_write, page, viewer
@@ -104,9 +105,12 @@ async def collection(request: Request, days: Annotated[int, Query(ge=1, le=62)] 
         cells[r.group][r.day] = r.success_rate
     heat = [(area, [cells[area].get(d) for d in day_names]) for area in sorted(cells)]
     worst, never = await worst_meters(store, lo, hi, str(tz))
+    q1376 = settings_of(request).q1376
+    terminals = (await terminal_states(store, q1376, datetime.now(UTC), days)
+                 if q1376.concentrators else [])
     return page(request, "collection.html", token, days=day_names, heat=heat,
                 worst=worst[:15], never=never, kpi=await _kpis(store, rows, first, end, tz),
-                links=await _links(store, lo, hi, tz))
+                links=await _links(store, lo, hi, tz), terminals=terminals)
 
 
 async def _kpis(store: Any, rows: Any, first: date, end: date, tz: Any) -> dict[str, Any]:

@@ -7,20 +7,18 @@ links, and an operator's question must not disturb a terminal mid-collection.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
+from collector.acquisition.q1376.states import terminal_states
 from collector.cli.context import CONFIG_OPTION, EXIT_DEVICE, console, with_store
 from collector.config import settings as config_mod
-from model import Event
 from protocols.errors import ProtocolError
 from storage import Store
-
-STATUS_KINDS = ("terminal_online", "terminal_offline", "terminal_heartbeat")
 
 
 @click.command()
@@ -31,37 +29,8 @@ def concentrators(config_path: str, days: int, as_json: bool) -> None:
     """Each concentrator: online or offline, last heard, its points, collected through."""
 
     async def use(store: Store, settings: config_mod.Settings) -> list[dict[str, Any]]:
-        now = datetime.now(UTC)
-        heard: dict[str, list[Event]] = {}
-        for e in await store.events_in(now - timedelta(days=days), now):
-            if e.kind in STATUS_KINDS:
-                heard.setdefault(e.meter_id, []).append(e)
-        q = settings.q1376
-        points: dict[str, list[str]] = {}
-        for meter_id, (address, _) in q.points.items():
-            points.setdefault(address, []).append(meter_id)
-        out: list[dict[str, Any]] = []
-        for c in q.concentrators:
-            mine = sorted(heard.get(c.id, []), key=lambda e: e.ts)
-            links = [e for e in mine if e.kind != "terminal_heartbeat"]
-            meters = points.get(c.address, [])
-            latest: dict[str, datetime] = {}
-            for m in meters:  # indexed ranges: no whole-store scan per terminal
-                got = await store.series(m, "1-0:1.8.0", now - timedelta(days=days), now)
-                if got:
-                    latest[m] = got[-1].ts
-            # Collected through the point its least complete meter has reached; not
-            # at all while one of them has nothing in the window.
-            through = min(latest.values()) if meters and len(latest) == len(meters) else None
-            out.append({
-                "terminal": c.id, "address": c.address, "area": c.area,
-                "state": (links[-1].kind.removeprefix("terminal_") if links else "never seen"),
-                "since": links[-1].ts.isoformat() if links else None,
-                "last_heard": mine[-1].ts.isoformat() if mine else None,
-                "points": len(meters),
-                "collected_through": through.isoformat() if through else None,
-            })
-        return out
+        states = await terminal_states(store, settings.q1376, datetime.now(UTC), days)
+        return [s.as_json() for s in states]
 
     rows = with_store(config_path, use)
     if as_json:

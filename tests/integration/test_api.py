@@ -315,3 +315,44 @@ async def test_a_web_session_outlives_an_api_restart_and_ends_at_logout_or_revoc
     assert await store.token_for(unrevoked) is not None
     stale = await store.start_session("viewer-2", hours=-1.0)
     assert await store.session_token(stale) is None      # expired
+
+
+async def test_concentrators_answer_their_state_in_the_api_and_on_the_collection_page(
+        store: Any) -> None:
+    from collector.api.auth import COOKIE
+    from collector.config.settings import parse
+    from model import Event
+
+    settings = parse({
+        "collector": {"timezone": str(TZ)},
+        "q1376": {"listen": "127.0.0.1:0"},
+        "concentrator": [{"address": "4101-00001", "name": "dc01", "area": "T1"},
+                         {"address": "4101-00002", "name": "dc02"}],
+        "meter": [{"id": "q1", "protocol": "q1376", "concentrator": "dc01", "pn": 1}]})
+    now = datetime.now(UTC).replace(microsecond=0)
+    await store.upsert_meters(settings.meters)
+    await store.write_events([
+        Event("dc01", now - timedelta(hours=3), "terminal_online", {}),
+        Event("dc01", now - timedelta(hours=1), "terminal_offline", {}),
+        Event("dc01", now - timedelta(minutes=70), "terminal_heartbeat", {})])
+    await store.write_readings([Reading("q1", "1-0:1.8.0", now - timedelta(hours=2), 7.5,
+                                        "kWh")])
+    secret = await store.create_token("viewer", ["read"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, store)),
+                                 base_url="http://test") as client:
+        doc = (await client.get("/v1/concentrators", headers=auth(secret))).json()
+        one, two = doc["items"]
+        assert one == {"terminal": "dc01", "address": "4101-00001", "area": "T1",
+                       "state": "offline", "since": (now - timedelta(hours=1)).isoformat(),
+                       "last_heard": (now - timedelta(hours=1)).isoformat(), "points": 1,
+                       "collected_through": (now - timedelta(hours=2)).isoformat()}
+        assert (two["terminal"], two["state"], two["points"]) == ("dc02", "never seen", 0)
+        as_csv = await client.get("/v1/concentrators", headers={**auth(secret),
+                                                                 "Accept": "text/csv"})
+        assert as_csv.text.splitlines()[0] == (
+            "terminal,address,area,state,since,last_heard,points,collected_through")
+        answer = await client.post("/login", data={"token": secret}, headers=SAME_SITE)
+        client.cookies.set(COOKIE, answer.cookies[COOKIE])
+        html = (await client.get("/collection")).text
+        assert 'id="concentrators"' in html
+        assert '<td class="bad">offline</td>' in html and "never seen" in html
