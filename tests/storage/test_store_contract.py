@@ -81,6 +81,19 @@ async def test_series_is_ordered_inclusive_and_timezone_aware(store: Store) -> N
     assert all(r.ts.tzinfo is not None and r.ts.utcoffset() == timedelta(0) for r in got)
 
 
+async def test_a_source_and_method_first_seen_after_a_read_come_back_by_name(
+        store: Store) -> None:
+    first = reading("m1", 15, 1.0)
+    await store.write_readings([first])
+    assert [r.source for r in await store.series("m1", FWD, T0, T0 + timedelta(hours=1))] == [
+        "test"]
+    later = Reading("m1", FWD, T0 + timedelta(minutes=30), 2.0, "kWh", Quality.ESTIMATED,
+                    source="q1376:dc07:day", method="21")
+    await store.write_readings([later])
+    got = await store.series("m1", FWD, T0, T0 + timedelta(hours=1))
+    assert [(r.source, r.method) for r in got] == [("test", ""), ("q1376:dc07:day", "21")]
+
+
 async def test_events_are_idempotent_on_meter_time_and_kind(store: Store) -> None:
     event = Event("m1", T0, "cover_open", {"count": 1})
     assert await store.write_events([event]) == 1
