@@ -21,6 +21,7 @@ from collector.acquisition.clock import Clock, looks_like_zone_error, sleep_unti
 from collector.acquisition.q1376 import translate as tr
 from collector.acquisition.q1376.frontend import FrontEnd
 from collector.acquisition.q1376.link import TerminalLink
+from collector.acquisition.q1376.states import last_points
 from collector.config.settings import Settings
 from collector.ops.metrics import Metrics
 from model import CollectionAttempt, Event, Flag, Meter, Outcome, Reading
@@ -233,13 +234,7 @@ class Q1376Service:
     async def _days(self, meters: dict[int, Meter], now: datetime) -> list[date]:
         """Local dates from the earliest meter's last curve point to today."""
         floor = now - self.horizon
-        latest: dict[str, datetime] = {}
-        for m in meters.values():
-            # One indexed range per meter, within the horizon: a whole-store "latest
-            # value" scan per terminal grew with every day stored.
-            got = await self.store.series(m.id, "1-0:1.8.0", floor, now)
-            if got:
-                latest[m.id] = got[-1].ts
+        latest = await last_points(self.store, [m.id for m in meters.values()], floor, now)
         since = min(latest.get(m.id, floor) for m in meters.values())
         # A point at local midnight belongs to the day before (it ends that day).
         first = (since - timedelta(seconds=1)).astimezone(self.tz).date()

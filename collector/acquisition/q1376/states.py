@@ -8,14 +8,17 @@ middle of a collection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.config.q1376 import Q1376Settings
-from model import Event
+from model import Event, ReadKind
 from storage import Store
 
+FORWARD_ACTIVE = "1-0:1.8.0"
+INTERVAL = ReadKind.INTERVAL.value
 STATUS_KINDS = ("terminal_online", "terminal_offline", "terminal_heartbeat")
 
 
@@ -37,6 +40,20 @@ class TerminalState:
                 for k, v in asdict(self).items()}
 
 
+async def last_points(store: Store, meter_ids: Sequence[str], since: datetime,
+                      until: datetime) -> dict[str, datetime]:
+    """Each meter's last forward-energy curve point in [since, until]: where its terminal
+    is collected to. One query for a terminal's meters, bounded by the window: a
+    whole-store "latest value" scan per terminal grew with every day stored, and a query
+    per meter cost a 2,000-terminal front end 64,000 round trips to its store."""
+    latest: dict[str, float] = {}
+    for meter, _, kind, ts, _ in await store.values_in(since, until, [FORWARD_ACTIVE],
+                                                       meter_ids):
+        if kind == INTERVAL:
+            latest[meter] = ts
+    return {m: datetime.fromtimestamp(ts, UTC) for m, ts in latest.items()}
+
+
 async def terminal_states(store: Store, q: Q1376Settings, now: datetime,
                           days: int = 30) -> list[TerminalState]:
     window = now - timedelta(days=days)
@@ -52,11 +69,7 @@ async def terminal_states(store: Store, q: Q1376Settings, now: datetime,
         mine = sorted(heard.get(c.id, []), key=lambda e: e.ts)
         links = [e for e in mine if e.kind != "terminal_heartbeat"]
         meters = points.get(c.address, [])
-        latest: dict[str, datetime] = {}
-        for m in meters:  # indexed ranges: no whole-store scan per terminal
-            got = await store.series(m, "1-0:1.8.0", window, now)
-            if got:
-                latest[m] = got[-1].ts
+        latest = await last_points(store, meters, window, now)
         through = min(latest.values()) if meters and len(latest) == len(meters) else None
         out.append(TerminalState(
             c.id, c.address, c.area,
