@@ -51,7 +51,7 @@ async def edit(engine: VeeEngine, meter_id: str, quantity: str, start: datetime,
         raise Refused(f"--method must be one of {', '.join(EDIT_METHODS)}")
     tz = engine.tz
     first, last = start.astimezone(tz).date(), end.astimezone(tz).date()
-    grid = await engine.load([meter_id], first, last, step, now, [])
+    grid = await engine.load([meter_id], first, last, step, now, {})
     ks = [k for k in range(grid.slots) if start <= grid.ts(k) <= end]
     if not ks:
         raise Refused("no interval slot lies between --from and --to")

@@ -82,7 +82,9 @@ class VeeEngine:
         for meter_id, step in sorted(self.interval_of.items()):
             if step <= timedelta(hours=1) and timedelta(days=1) % step == timedelta(0):
                 groups[step].append(meter_id)
-        assignments = await self.store.assignments()
+        assignments: dict[str, list[Any]] = defaultdict(list)
+        for a in await self.store.assignments():
+            assignments[a.meter_id].append(a)
         for step, ids in groups.items():
             # Block by block: a district's grid for every meter at once would not fit.
             # The next block loads (the database's work) while this one is judged.
@@ -95,7 +97,7 @@ class VeeEngine:
         return run
 
     async def load(self, ids: list[str], first: date, last: date, step: timedelta,
-                    now: datetime, assignments: Sequence[Any]) -> Grid:
+                    now: datetime, assignments: Mapping[str, Sequence[Any]]) -> Grid:
         s = self.settings
         start = local_midnight(first - timedelta(days=s.lookback_days), self.tz)
         end = local_midnight(last + timedelta(days=1), self.tz)
@@ -109,7 +111,8 @@ class VeeEngine:
         volts = [(r[0], r[3], r[4]) for r in other if r[1] in VOLTS]
         numbers = [(r[0], r[3], r[4]) for r in other if r[1] == METER_NUMBER]
         return build_grid(ids, first, last, s.lookback_days, step, self.tz, now, current,
-                          frozen, clock, volts, assignments, numbers)
+                          frozen, clock, volts,
+                          [a for m in ids for a in assignments.get(m, ())], numbers)
 
     async def _pass(self, grid: Grid, now: datetime, run: VeeRun) -> None:
         s = self.settings

@@ -62,8 +62,9 @@ class Grid:
 
     def energy(self) -> F64:
         """Interval energy per slot (slot 0 has none)."""
-        e = np.full_like(self.value, np.nan)
-        e[:, 1:] = np.diff(self.value, axis=1)
+        e = np.empty_like(self.value)
+        e[:, 0] = np.nan
+        np.subtract(self.value[:, 1:], self.value[:, :-1], out=e[:, 1:])
         return e
 
 
@@ -162,14 +163,18 @@ def _renumbered(numbers: Iterable[Point], row: dict[str, int], edge_s: F64,
 
 def _daily_max(reads: Iterable[Point], row: dict[str, int], edge_s: F64, m: int, d: int,
                *, absolute: bool) -> F64:
+    """The largest read per meter and day, NaN where none: a block's hourly voltages are
+    hundreds of thousands of reads, so the day search and the max run over arrays."""
     out = np.full((m, d), np.nan)
-    for meter, at, value in reads:
-        i = row.get(meter)
-        day = int(np.searchsorted(edge_s, at, side="left")) - 1
-        if i is None or not 0 <= day < d:
-            continue
-        v = abs(value) if absolute else value
-        out[i, day] = v if np.isnan(out[i, day]) else max(out[i, day], v)
+    reads = list(reads)
+    if not reads:
+        return out
+    meters, ats, values = zip(*reads, strict=True)
+    i = np.fromiter((row.get(meter, -1) for meter in meters), np.int64, len(reads))
+    day = np.searchsorted(edge_s, np.asarray(ats, dtype=np.float64), side="left") - 1
+    v = np.asarray(values, dtype=np.float64)
+    ok = (i >= 0) & (day >= 0) & (day < d) & ~np.isnan(v)
+    np.fmax.at(out, (i[ok], day[ok]), np.abs(v[ok]) if absolute else v[ok])
     return out
 
 

@@ -109,7 +109,8 @@ class PostgresVersions(PostgresConnection):
         if not verdicts:
             return
         cols = [list(c) for c in zip(*[
-            (v.meter_id, v.day, v.rule, v.passed, json.dumps(v.evidence, sort_keys=True))
+            (v.meter_id, v.day, v.rule, v.passed,
+             json.dumps(v.evidence, sort_keys=True) if v.evidence else "{}")
             for v in verdicts], strict=True)]
         async with self._conn() as conn:
             await conn.execute(

@@ -101,7 +101,8 @@ class SqliteVersions(SqliteConnection):
     async def write_verdicts(self, verdicts: Sequence[Verdict]) -> None:
         now = datetime.now(UTC).timestamp()
         rows = [(v.meter_id, v.day.isoformat(), v.rule, int(v.passed),
-                 json.dumps(v.evidence, sort_keys=True), now) for v in verdicts]
+                 json.dumps(v.evidence, sort_keys=True) if v.evidence else "{}", now)
+                for v in verdicts]
 
         def write(db: sqlite3.Connection) -> None:
             db.executemany(
