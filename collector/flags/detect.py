@@ -78,7 +78,7 @@ def stopped(kwh: F64, amps: F64, t: Thresholds, per_snapshot: int) -> list[Findi
 
 def runaway(kwh: F64, phases: int, t: Thresholds, interval_h: float = 0.25) -> list[Finding]:
     ceiling = t.rated_kw * (3 if phases == 3 else 1) * interval_h * t.runaway_factor
-    over = np.nan_to_num(kwh) > ceiling
+    over = kwh > ceiling  # NaN compares False: a missing interval is not over
     if not over.any():
         return []
     idx = np.flatnonzero(over)

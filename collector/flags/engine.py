@@ -19,6 +19,7 @@ from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 
 from collector.acquisition.clock import align_down
 from collector.config.thresholds import Thresholds
@@ -72,13 +73,27 @@ class _Grid:
     def time(self, i: int) -> datetime:
         return self.start + self.every * min(max(i, 0), self.n - 1)
 
+    def on_slots(self, points: _Points) -> tuple[NDArray[np.int64], detect.F64]:
+        """The slots the reads fall on, and their values; any other instant is off the
+        grid."""
+        i = (points.at - self.start.timestamp()) / self.every.total_seconds()
+        on = (i == np.floor(i)) & (i >= 0) & (i < self.n)
+        return i[on].astype(np.int64), points.value[on]
+
     def series(self, points: _Points) -> detect.F64:
-        """The reads that fall on the grid's slots; any other instant is off the grid."""
         out = np.full(self.n, np.nan)
         if len(points):
-            i = (points.at - self.start.timestamp()) / self.every.total_seconds()
-            on = (i == np.floor(i)) & (i >= 0) & (i < self.n)
-            out[i[on].astype(np.int64)] = points.value[on]
+            k, v = self.on_slots(points)
+            out[k] = v
+        return out
+
+    def at_slots(self, points: _Points, slots: NDArray[np.int64]) -> detect.F64:
+        """series(points)[slots] for sorted slots that hold every read of `points`,
+        without the whole grid: a month of 15-minute slots for 35 midnight reads."""
+        out = np.full(len(slots), np.nan)
+        if len(points):
+            k, v = self.on_slots(points)
+            out[np.searchsorted(slots, k)] = v
         return out
 
 
@@ -191,19 +206,28 @@ class FlagEngine:
             found += [detect.Finding(f.kind, f.severity, f.start + first + 1, f.end + first + 1,
                                      f.evidence)
                       for f in detect.gaps(expected)]
-        amps = np.stack([grid.series(q.get(a, _NONE)) for a in AMPS], axis=1)
-        volts = np.stack([grid.series(q.get(v, _NONE)) for v in VOLTS], axis=1)
+        def phases(names: Sequence[str]) -> detect.F64:
+            return np.stack([grid.series(q.get(x, _NONE)) for x in names], axis=1)
+
+        # Most meters report no phase currents or voltages: no grids of NaN for them.
+        amps = phases(AMPS) if any(a in q for a in AMPS) else None
         found += detect.runaway(kwh, meter.phases, t, self.every.total_seconds() / 3600)
         present = np.flatnonzero(~np.isnan(register))
         found += [detect.Finding(f.kind, f.severity, int(present[f.start]), int(present[f.end]),
                                  f.evidence)
                   for f in detect.backward(register[present], t)]
-        if np.isfinite(amps).any():
+        if amps is not None and np.isfinite(amps).any():
             found += detect.stopped(kwh, amps, t, 1)
         if TARIFFS[0] in q:
-            stacked = np.stack([grid.series(q.get(x, _NONE)) for x in TARIFFS])
-            read_together = np.isfinite(stacked).any(axis=0) & np.isfinite(register)
-            delta = np.where(read_together, register - np.nansum(stacked, axis=0), 0.0)
+            # Compared only where a tariff register was read (its midnights), not over
+            # every slot of the month: elsewhere the difference is 0 by definition.
+            slots = np.unique(np.concatenate([grid.on_slots(q[x])[0] for x in TARIFFS
+                                              if x in q]))
+            stacked = np.stack([grid.at_slots(q.get(x, _NONE), slots) for x in TARIFFS])
+            total = register[slots]
+            read_together = np.isfinite(stacked).any(axis=0) & np.isfinite(total)
+            delta = np.zeros(grid.n)
+            delta[slots] = np.where(read_together, total - np.nansum(stacked, axis=0), 0.0)
             found += detect.tariff_mismatch(delta, t)
         if CLOCK in q:
             offsets = grid.series(q[CLOCK])
@@ -212,15 +236,18 @@ class FlagEngine:
             reverse = grid.series(q[REVERSE])
             found += detect.reverse_growth(np.diff(reverse[~np.isnan(reverse)]),
                                            meter.exporter, t)
-        if meter.phases == 3 and np.isfinite(volts).all(axis=1).any():
+        volts = phases(VOLTS) if meter.phases == 3 and any(v in q for v in VOLTS) else None
+        if volts is not None and np.isfinite(volts).all(axis=1).any():
+            if amps is None:
+                amps = np.full((grid.n, len(AMPS)), np.nan)
             ok = np.isfinite(volts).all(axis=1) & np.isfinite(amps).all(axis=1)
             v, a = volts[ok], amps[ok]
             found += detect.voltage_loss(v, a, t) + detect.current_loss(v, a, t)
             found += detect.imbalance(a, t)
-            watts = np.stack([grid.series(q.get(w, _NONE)) for w in WATTS], axis=1)[ok]
+            watts = phases(WATTS)[ok]
             if np.isfinite(watts).all():
                 found += detect.negative_phase_power(watts, meter.exporter, t)
-            angles = np.stack([grid.series(q.get(x, _NONE)) for x in ANGLES], axis=1)[ok]
+            angles = phases(ANGLES)[ok]
             if np.isfinite(angles).all() and len(angles):
                 found += detect.phasor_diagnosis(angles, a, meter.exporter, t)
         flags = [Flag(meter.id, f.kind, f.severity, grid.time(f.start), grid.time(f.end),
