@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from storage.base import DailyConsumption
 
@@ -17,46 +18,60 @@ def daily_from_rows(
     zone: ZoneInfo,
     by: str,
 ) -> list[DailyConsumption]:
-    """daily_from_boundaries over (meter, area, is area meter, epoch seconds, register)
-    rows, a later row for the same instant replacing an earlier one."""
-    per_meter: dict[str, dict[float, float]] = defaultdict(dict)
-    info: dict[str, tuple[str, bool]] = {}
-    for meter_id, area, area_meter, at, value in rows:
-        per_meter[meter_id][at] = value
-        info[meter_id] = (area, bool(area_meter))
-    return daily_from_boundaries(per_meter, info, start, end, zone, by)
-
-
-def daily_from_boundaries(
-    per_meter: dict[str, dict[float, float]],
-    info: dict[str, tuple[str, bool]],
-    start: datetime,
-    end: datetime,
-    zone: ZoneInfo,
-    by: str,
-) -> list[DailyConsumption]:
     """Consumption per local day from register reads stamped exactly at local midnights.
 
-    `per_meter` maps meter → {epoch seconds: register}; `info` maps meter → (area, is the
-    area's own meter). A day counts only when both its boundary reads exist, so a gap is
-    a missing day rather than a wrong number.
+    Rows are (meter, area, is the area's own meter, epoch seconds, register); a later
+    row for the same instant replaces an earlier one. A day counts only when both its
+    boundary reads exist, so a gap is a missing day rather than a wrong number. The
+    boundaries are matched over arrays: the line-loss balance asks for a month of
+    every meter in the district, and a dictionary per meter and a lookup per meter-day
+    were a quarter of the flag pass.
     """
-    out: dict[tuple[str, str], float] = defaultdict(float)
-    day = start.astimezone(zone).date()
-    last = end.astimezone(zone).date()
-    while day < last:
-        lo = datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()
-        nxt = day + timedelta(days=1)
-        hi = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).timestamp()
-        for meter_id, values in per_meter.items():
-            if lo in values and hi in values:
-                area, area_meter = info[meter_id]
-                if by == "area":
-                    if not area or area_meter:
-                        continue
-                    key = (area, day.isoformat())
-                else:
-                    key = (meter_id, day.isoformat())
-                out[key] += values[hi] - values[lo]
-        day = nxt
-    return [DailyConsumption(s, d, round(k, 6)) for (s, d), k in sorted(out.items())]
+    rows = list(rows)
+    first, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days)]
+    if not rows or not days:
+        return []
+    edges = np.array([datetime(d.year, d.month, d.day, tzinfo=zone).timestamp()
+                      for d in [*days, days[-1] + timedelta(days=1)]])
+    meters, areas, area_meters, ats, values = zip(*rows, strict=True)
+    row_of: dict[str, int] = {}
+    index = np.fromiter((row_of.setdefault(m, len(row_of)) for m in meters), np.int64,
+                        len(rows))
+    info = dict(zip(meters, zip(areas, area_meters, strict=True), strict=True))  # last wins
+    at = np.asarray(ats, dtype=np.float64)
+    pos = np.minimum(np.searchsorted(edges, at), len(days))
+    on = edges[pos] == at
+    width = len(edges)
+    keys = index[on] * width + pos[on]
+    picked = np.asarray(values, dtype=np.float64)[on]
+    latest = len(keys) - 1 - np.unique(keys[::-1], return_index=True)[1]
+    register = np.full((len(row_of), width), np.nan)
+    have = np.zeros((len(row_of), width), dtype=bool)
+    register.flat[keys[latest]] = picked[latest]
+    have.flat[keys[latest]] = True
+    kwh = register[:, 1:] - register[:, :-1]
+    both = have[:, 1:] & have[:, :-1]
+    names = [d.isoformat() for d in days]
+    out: list[DailyConsumption] = []
+    if by == "area":
+        members: dict[str, list[int]] = {}
+        for meter, i in row_of.items():
+            area, area_meter = info[meter]
+            if area and not area_meter:
+                members.setdefault(area, []).append(i)
+        for area in sorted(members):
+            rows_of = members[area]
+            total = np.where(both[rows_of], kwh[rows_of], 0.0).sum(axis=0)
+            counted = both[rows_of].any(axis=0)
+            sums = total.tolist()
+            out += [DailyConsumption(area, names[d], round(sums[d], 6))
+                    for d in np.flatnonzero(counted).tolist()]
+        return out
+    out = []
+    for meter in sorted(row_of):
+        i = row_of[meter]
+        values_of = kwh[i].tolist()  # Python floats: no numpy scalar per meter-day
+        out += [DailyConsumption(meter, names[d], round(values_of[d], 6))
+                for d in np.flatnonzero(both[i]).tolist()]
+    return out
