@@ -87,15 +87,6 @@ class _Grid:
             out[k] = v
         return out
 
-    def at_slots(self, points: _Points, slots: NDArray[np.int64]) -> detect.F64:
-        """series(points)[slots] for sorted slots that hold every read of `points`,
-        without the whole grid: a month of 15-minute slots for 35 midnight reads."""
-        out = np.full(len(slots), np.nan)
-        if len(points):
-            k, v = self.on_slots(points)
-            out[np.searchsorted(slots, k)] = v
-        return out
-
 
 BLOCK = 500
 """Meters judged together. Their 35 days come as one row per read: with 15-minute curves
@@ -221,9 +212,11 @@ class FlagEngine:
         if TARIFFS[0] in q:
             # Compared only where a tariff register was read (its midnights), not over
             # every slot of the month: elsewhere the difference is 0 by definition.
-            slots = np.unique(np.concatenate([grid.on_slots(q[x])[0] for x in TARIFFS
-                                              if x in q]))
-            stacked = np.stack([grid.at_slots(q.get(x, _NONE), slots) for x in TARIFFS])
+            read = [grid.on_slots(q.get(x, _NONE)) for x in TARIFFS]
+            slots = np.unique(np.concatenate([k for k, _ in read]))
+            stacked = np.full((len(TARIFFS), len(slots)), np.nan)
+            for row, (k, v) in zip(stacked, read, strict=True):
+                row[np.searchsorted(slots, k)] = v
             total = register[slots]
             read_together = np.isfinite(stacked).any(axis=0) & np.isfinite(total)
             delta = np.zeros(grid.n)
