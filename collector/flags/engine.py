@@ -197,11 +197,11 @@ class FlagEngine:
             found += [detect.Finding(f.kind, f.severity, f.start + first + 1, f.end + first + 1,
                                      f.evidence)
                       for f in detect.gaps(expected)]
-        def phases(names: Sequence[str]) -> detect.F64:
+        def per_phase(names: Sequence[str]) -> detect.F64:
             return np.stack([grid.series(q.get(x, _NONE)) for x in names], axis=1)
 
         # Most meters report no phase currents or voltages: no grids of NaN for them.
-        amps = phases(AMPS) if any(a in q for a in AMPS) else None
+        amps = per_phase(AMPS) if any(a in q for a in AMPS) else None
         found += detect.runaway(kwh, meter.phases, t, self.every.total_seconds() / 3600)
         present = np.flatnonzero(~np.isnan(register))
         found += [detect.Finding(f.kind, f.severity, int(present[f.start]), int(present[f.end]),
@@ -229,7 +229,7 @@ class FlagEngine:
             reverse = grid.series(q[REVERSE])
             found += detect.reverse_growth(np.diff(reverse[~np.isnan(reverse)]),
                                            meter.exporter, t)
-        volts = phases(VOLTS) if meter.phases == 3 and any(v in q for v in VOLTS) else None
+        volts = per_phase(VOLTS) if meter.phases == 3 and any(v in q for v in VOLTS) else None
         if volts is not None and np.isfinite(volts).all(axis=1).any():
             if amps is None:
                 amps = np.full((grid.n, len(AMPS)), np.nan)
@@ -237,10 +237,10 @@ class FlagEngine:
             v, a = volts[ok], amps[ok]
             found += detect.voltage_loss(v, a, t) + detect.current_loss(v, a, t)
             found += detect.imbalance(a, t)
-            watts = phases(WATTS)[ok]
+            watts = per_phase(WATTS)[ok]
             if np.isfinite(watts).all():
                 found += detect.negative_phase_power(watts, meter.exporter, t)
-            angles = phases(ANGLES)[ok]
+            angles = per_phase(ANGLES)[ok]
             if np.isfinite(angles).all() and len(angles):
                 found += detect.phasor_diagnosis(angles, a, meter.exporter, t)
         flags = [Flag(meter.id, f.kind, f.severity, grid.time(f.start), grid.time(f.end),
