@@ -34,6 +34,13 @@ from storage.versions import (
     version_row,
 )
 
+VERDICT_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS verdict_staging (
+    m text, d date, r text, p bool, e text, seq int8
+) ON COMMIT DELETE ROWS
+"""
+COPY_VERDICTS = "COPY verdict_staging (m, d, r, p, e, seq) FROM STDIN (FORMAT BINARY)"
+"""Verdicts of one write; within it the last for a (meter, day, rule) wins."""
 
 class PostgresVersions(PostgresConnection):
     async def current_values(
@@ -108,19 +115,25 @@ class PostgresVersions(PostgresConnection):
     async def write_verdicts(self, verdicts: Sequence[Verdict]) -> None:
         if not verdicts:
             return
-        cols = [list(c) for c in zip(*[
-            (v.meter_id, v.day, v.rule, v.passed,
-             json.dumps(v.evidence, sort_keys=True) if v.evidence else "{}")
-            for v in verdicts], strict=True)]
-        async with self._conn() as conn:
-            await conn.execute(
+        # By binary COPY into a staging table, not as five bound arrays: psycopg builds
+        # array parameters in Python, and a district block's 35,000 verdicts took
+        # 0.6 s of VEE's core that way.
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(VERDICT_STAGING)
+            async with cur.copy(COPY_VERDICTS) as copy:
+                copy.set_types(["text", "date", "text", "bool", "text", "int8"])
+                for seq, v in enumerate(verdicts):
+                    await copy.write_row((
+                        v.meter_id, v.day, v.rule, v.passed,
+                        json.dumps(v.evidence, sort_keys=True) if v.evidence else "{}", seq))
+            await cur.execute(
                 "INSERT INTO vee_verdicts AS t (meter_id, day, rule, passed, evidence) "
-                "SELECT DISTINCT ON (m, d, r) m, d, r, p, e::jsonb FROM unnest(%s::text[], "
-                "%s::date[], %s::text[], %s::bool[], %s::text[]) AS u(m, d, r, p, e) "
+                "SELECT DISTINCT ON (m, d, r) m, d, r, p, e::jsonb FROM verdict_staging "
+                "ORDER BY m, d, r, seq DESC "
                 "ON CONFLICT (meter_id, day, rule) DO UPDATE SET passed = EXCLUDED.passed, "
                 "evidence = EXCLUDED.evidence, judged_at = now() "
                 "WHERE (t.passed, t.evidence) IS DISTINCT FROM (EXCLUDED.passed, "
-                "EXCLUDED.evidence)", cols)
+                "EXCLUDED.evidence)")
 
     async def verdicts(self, first: date, last: date,
                        meter_ids: Sequence[str] | None = None) -> list[Verdict]:

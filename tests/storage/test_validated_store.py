@@ -96,6 +96,18 @@ async def test_verdicts_are_kept_per_meter_day_and_rule_and_a_rerun_replaces_the
     assert await store.verdicts(day, day, ["m2"]) == []
 
 
+async def test_within_one_write_the_last_verdict_for_a_meter_day_and_rule_wins(
+        store: Any) -> None:
+    day = date(2026, 11, 1)
+    await store.write_verdicts([Verdict("m1", day, "gap", False, {"missing": 3}),
+                                Verdict("m1", day, "gap", True),
+                                Verdict("m2", day, "gap", True),
+                                Verdict("m2", day, "gap", False, {"missing": 1})])
+    got = await store.verdicts(day, day)
+    assert [(v.meter_id, v.passed, v.evidence) for v in got] == [
+        ("m1", True, {}), ("m2", False, {"missing": 1})]
+
+
 async def meters(store: Any, *ids: str) -> None:
     await store.upsert_meters([Meter(i, "dlt645", "bus1", f"00000000000{n}")
                                for n, i in enumerate(ids)])
