@@ -229,10 +229,11 @@ class FlagEngine:
             reverse = grid.series(q[REVERSE])
             found += detect.reverse_growth(np.diff(reverse[~np.isnan(reverse)]),
                                            meter.exporter, t)
-        volts = per_phase(VOLTS) if meter.phases == 3 and any(v in q for v in VOLTS) else None
-        if volts is not None and np.isfinite(volts).all(axis=1).any():
-            if amps is None:
-                amps = np.full((grid.n, len(AMPS)), np.nan)
+        # The phase checks judge only slots with all three voltages and currents read:
+        # without currents there is none, so nothing to build or judge.
+        volts = (per_phase(VOLTS) if meter.phases == 3 and amps is not None
+                 and any(v in q for v in VOLTS) else None)
+        if amps is not None and volts is not None and np.isfinite(volts).all(axis=1).any():
             ok = np.isfinite(volts).all(axis=1) & np.isfinite(amps).all(axis=1)
             v, a = volts[ok], amps[ok]
             found += detect.voltage_loss(v, a, t) + detect.current_loss(v, a, t)
