@@ -6,6 +6,7 @@ read inside its write transaction, so SQLite and PostgreSQL cannot drift apart o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Protocol
@@ -32,6 +33,12 @@ Key = tuple[str, str, str, datetime]
 class Refused(StorageError):
     """A write that would break a rule (an overlapping replacement, an edit without a
     reason); nothing was written."""
+
+
+def evidence_text(v: Verdict) -> str:
+    """A verdict's evidence as both stores keep it: sorted-key JSON, and '{}' without
+    json.dumps for the empty evidence of nearly every verdict (700,000 a district day)."""
+    return json.dumps(v.evidence, sort_keys=True) if v.evidence else "{}"
 
 
 def key_of(v: ValueVersion) -> Key:

@@ -3,7 +3,6 @@ VEE's verdicts."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,6 +28,7 @@ from storage.postgres.arrays import float8_array
 from storage.postgres.connection import PostgresConnection
 from storage.versions import (
     VERSIONS_LOCK,
+    evidence_text,
     key_of,
     plan_versions,
     version_row,
@@ -41,6 +41,7 @@ CREATE TEMP TABLE IF NOT EXISTS verdict_staging (
 """
 COPY_VERDICTS = "COPY verdict_staging (m, d, r, p, e, seq) FROM STDIN (FORMAT BINARY)"
 """Verdicts of one write; within it the last for a (meter, day, rule) wins."""
+
 
 class PostgresVersions(PostgresConnection):
     async def current_values(
@@ -123,9 +124,8 @@ class PostgresVersions(PostgresConnection):
             async with cur.copy(COPY_VERDICTS) as copy:
                 copy.set_types(["text", "date", "text", "bool", "text", "int8"])
                 for seq, v in enumerate(verdicts):
-                    await copy.write_row((
-                        v.meter_id, v.day, v.rule, v.passed,
-                        json.dumps(v.evidence, sort_keys=True) if v.evidence else "{}", seq))
+                    await copy.write_row((v.meter_id, v.day, v.rule, v.passed,
+                                          evidence_text(v), seq))
             await cur.execute(
                 "INSERT INTO vee_verdicts AS t (meter_id, day, rule, passed, evidence) "
                 "SELECT DISTINCT ON (m, d, r) m, d, r, p, e::jsonb FROM verdict_staging "

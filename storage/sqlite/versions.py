@@ -27,6 +27,7 @@ from storage.base import (
 )
 from storage.sqlite.connection import SqliteConnection
 from storage.versions import (
+    evidence_text,
     key_of,
     plan_versions,
     version_row,
@@ -100,8 +101,7 @@ class SqliteVersions(SqliteConnection):
 
     async def write_verdicts(self, verdicts: Sequence[Verdict]) -> None:
         now = datetime.now(UTC).timestamp()
-        rows = [(v.meter_id, v.day.isoformat(), v.rule, int(v.passed),
-                 json.dumps(v.evidence, sort_keys=True) if v.evidence else "{}", now)
+        rows = [(v.meter_id, v.day.isoformat(), v.rule, int(v.passed), evidence_text(v), now)
                 for v in verdicts]
 
         def write(db: sqlite3.Connection) -> None:
